@@ -1,0 +1,118 @@
+"""Run a compiled ``RuleLibrary`` on one patient's facts: durable_rules fires, Python explains.
+
+durable_rules decides which rules fire. The Python evaluator of the same conditions is used only
+to explain (the values each fired rule matched, the first failing condition of the others) and,
+in tests and benchmarks, as a cross-check that both agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cds.engine.conditions import evaluate, first_failure
+from cds.engine.durable import DurableRunner
+from cds.engine.library import CompiledRuleset, RuleLibrary
+from cds.facts.model import PatientFacts
+
+
+@dataclass(frozen=True)
+class Fired:
+    """One rule that fired, with the fact values it read."""
+
+    ruleset: CompiledRuleset
+    rule_id: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TraceEntry:
+    """Every rule's outcome for one patient (the ``--trace`` / explain view)."""
+
+    ruleset: str
+    version: str
+    rule_id: str
+    fired: bool
+    reason: str | None  # first failing condition with the patient's value, when not fired
+    values: dict[str, Any]
+
+
+def getter(facts: PatientFacts) -> Callable[[str], Any]:
+    """A cached dotted-path reader over the facts."""
+    cache: dict[str, Any] = {}
+
+    def get(path: str) -> Any:
+        if path not in cache:
+            cache[path] = facts.get(path)
+        return cache[path]
+
+    return get
+
+
+def project(paths: tuple[str, ...], get: Callable[[str], Any]) -> dict[str, Any]:
+    """The nested engine fact holding only known values of the paths a ruleset reads."""
+    fact: dict[str, Any] = {}
+    for path in paths:
+        value = get(path)
+        if value is None:
+            continue
+        node = fact
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return fact
+
+
+class RuleEngine:
+    """One durable Host for a library; build once per process and reuse for every patient."""
+
+    def __init__(self, library: RuleLibrary) -> None:
+        self.library = library
+        self._runner = DurableRunner({rs.durable_name: rs.durable for rs in library.rulesets if rs.rules})
+
+    def fire(self, facts: PatientFacts) -> list[Fired]:
+        """Fire every loaded ruleset on the facts; deterministic order (ruleset, rule id)."""
+        get = getter(facts)
+        fired: list[Fired] = []
+        for ruleset in self.library.rulesets:
+            if not ruleset.rules:
+                continue
+            ids = self._runner.fire(ruleset.durable_name, project(ruleset.paths, get))
+            for rule_id in sorted(set(ids)):
+                compiled = ruleset.rules[rule_id]
+                fired.append(Fired(ruleset, rule_id, {p: get(p) for p in compiled.paths}))
+        return fired
+
+    def trace(self, facts: PatientFacts, fired: list[Fired]) -> list[TraceEntry]:
+        """Every rule with fired/not fired and, when not fired, why (with the patient's value)."""
+        get = getter(facts)
+        fired_ids = {(f.ruleset.name, f.rule_id) for f in fired}
+        out: list[TraceEntry] = []
+        for ruleset in self.library.rulesets:
+            for rule_id in sorted(ruleset.rules):
+                compiled = ruleset.rules[rule_id]
+                did = (ruleset.name, rule_id) in fired_ids
+                out.append(
+                    TraceEntry(
+                        ruleset.name,
+                        ruleset.version,
+                        rule_id,
+                        did,
+                        None if did else first_failure(compiled.condition, get),
+                        {p: get(p) for p in compiled.paths},
+                    )
+                )
+        return out
+
+
+def fire_in_python(library: RuleLibrary, facts: PatientFacts) -> list[tuple[str, str]]:
+    """The reference evaluator: (ruleset, rule id) that hold, without durable_rules."""
+    get = getter(facts)
+    return [
+        (rs.name, rid)
+        for rs in library.rulesets
+        for rid in sorted(rs.rules)
+        if evaluate(rs.rules[rid].condition, get)
+    ]

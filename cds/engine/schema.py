@@ -1,0 +1,201 @@
+"""The pharmacist-facing rule file format, validated with pydantic (docs/rules.md explains it).
+
+A rule file is one ruleset: metadata (name, semver, status, owner, approval), named parameters,
+rules (``when`` conditions over fact paths, ``then`` producing one finding of clinical-spec §3),
+policies (suppression written as data) and embedded test cases with expected finding codes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+RULE_ID = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
+Status = Literal["draft", "in-review", "approved", "retired"]
+Kind = Literal["recommendation", "alert", "data-gap", "info"]
+Severity = Literal["critical", "warning", "info"]
+Strength = Literal["preferred", "alternative", "consider"]
+Action = Literal["continue", "repeat", "hold", "hold-reduce", "discontinue", "review"]
+Regimen = Literal["thp", "t-dxd+pertuzumab", "t-dxd", "t-dm1", "tucatinib+trastuzumab+capecitabine"]
+OPERATORS = ("==", "!=", "<", "<=", ">", ">=", "in", "between", "exists", "missing")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Parameter(_Strict):
+    """A named, documented, tunable value (clinical-spec §8)."""
+
+    value: float | int | bool | str | list[float | int]
+    unit: str | None = None
+    description: str = ""
+    source: str | None = None
+
+
+class ReviewIf(_Strict):
+    """Mark a finding ``review_required`` with a note when an extra condition holds."""
+
+    when: dict[str, Any]
+    note: str
+
+
+class Then(_Strict):
+    """The finding a rule produces."""
+
+    code: str
+    kind: Kind
+    severity: Severity | None = None  # derived from action/kind when absent (clinical-spec §3)
+    strength: Strength | None = None
+    regimen: Regimen | None = None
+    action: Action | None = None
+    summary: str
+    detail: str
+    evidence: list[str] = Field(default_factory=list)
+    review_if: list[ReviewIf] = Field(default_factory=list)
+    applies_to: str | None = Field(None, description="drug this alert is about (prefixes order alerts)")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Then:
+        if self.kind == "recommendation" and self.strength is None:
+            raise ValueError("a recommendation needs a strength (preferred, alternative, consider)")
+        if self.kind == "alert" and self.action is None:
+            raise ValueError("an alert needs an action (continue, repeat, hold, hold-reduce, discontinue, review)")
+        return self
+
+    def resolved_severity(self) -> Severity:
+        """Severity per clinical-spec §3 unless the rule states one."""
+        if self.severity is not None:
+            return self.severity
+        if self.kind == "alert":
+            if self.action in ("discontinue", "hold", "hold-reduce"):
+                return "critical"
+            if self.action in ("repeat", "review"):
+                return "warning"
+            return "info"
+        if self.kind == "data-gap":
+            return "warning"
+        return "info"
+
+
+class Rule(_Strict):
+    """One rule: when all its conditions hold for the patient's facts, it produces its finding."""
+
+    id: str
+    title: str
+    description: str
+    when: dict[str, Any]
+    then: Then
+    evidence_status: Literal["verified", "unverified"] = "verified"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not RULE_ID.match(value) or "$" in value:
+            raise ValueError("rule ids are lower-case letters, digits, dots and dashes (no '$')")
+        return value
+
+
+class Policy(_Strict):
+    """Suppression written as data: when a finding is present, drop others (clinical-spec §4)."""
+
+    id: str
+    description: str
+    if_code: str | None = None
+    if_code_prefix: str | None = None
+    suppress_codes: list[str] = Field(default_factory=list)
+    suppress_kinds: list[Kind] = Field(default_factory=list)
+    suppress_all_others: bool = False
+
+    @model_validator(mode="after")
+    def _trigger(self) -> Policy:
+        if (self.if_code is None) == (self.if_code_prefix is None):
+            raise ValueError("a policy needs exactly one of if_code or if_code_prefix")
+        if not (self.suppress_codes or self.suppress_kinds or self.suppress_all_others):
+            raise ValueError("a policy must suppress something")
+        return self
+
+
+class Expect(_Strict):
+    """Expected outcome of a test case: finding codes fired (as a set) and codes that must not fire."""
+
+    fired: list[str] = Field(default_factory=list)
+    not_fired: list[str] = Field(default_factory=list)
+    exact: bool = Field(True, description="fired must equal the set of codes this ruleset produced")
+
+
+class TestCase(_Strict):
+    """An embedded test: a partial facts snapshot (defaults fill the rest) or a bundle path."""
+
+    name: str
+    facts: dict[str, Any] | None = None
+    bundle: str | None = None
+    order: str | None = None
+    as_of: str | None = None
+    expect: Expect
+
+    @model_validator(mode="after")
+    def _input(self) -> TestCase:
+        if (self.facts is None) == (self.bundle is None):
+            raise ValueError("a test case needs exactly one of facts or bundle")
+        return self
+
+
+class RuleFile(_Strict):
+    """One ruleset file."""
+
+    ruleset: str
+    version: str
+    status: Status
+    owner: str
+    description: str = ""
+    approved_by: str | None = None
+    approved_on: date | None = None
+    parameters: dict[str, Parameter] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list)
+    policies: list[Policy] = Field(default_factory=list)
+    tests: list[TestCase] = Field(default_factory=list)
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, value: str) -> str:
+        if not SEMVER.match(value):
+            raise ValueError("version must be semver MAJOR.MINOR.PATCH")
+        return value
+
+    @field_validator("ruleset")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not RULE_ID.match(value) or value.endswith(("$state", "$flow")):
+            raise ValueError("ruleset names are lower-case letters, digits, dots and dashes")
+        return value
+
+    @model_validator(mode="after")
+    def _approval(self) -> RuleFile:
+        if self.status == "approved" and not (self.approved_by and self.approved_on):
+            raise ValueError("an approved ruleset records approved_by and approved_on")
+        ids = [r.id for r in self.rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule ids: {', '.join(dupes)}")
+        return self
+
+
+class EvidenceItem(_Strict):
+    """One citable source: a trial, a label or a guideline."""
+
+    label: str
+    citation: str
+    url: str
+    kind: Literal["trial", "label", "guideline", "approval", "other"] = "other"
+
+
+class EvidenceRegistry(_Strict):
+    """``rules/evidence.yaml``: every evidence key a rule may cite."""
+
+    version: str
+    evidence: dict[str, EvidenceItem]

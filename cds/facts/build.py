@@ -1,0 +1,129 @@
+"""Build one ``PatientFacts`` from a parsed ``PatientRecord`` as of an instant.
+
+Everything dated after as-of is dropped first (the draft order never is); the derivation
+modules then run in dependency order: setting -> therapy -> early setting -> labs -> conditions.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from cds.facts.clinical import (
+    derive_allergy,
+    derive_conditions,
+    derive_demographics,
+    derive_early,
+    derive_hr_status,
+    derive_setting,
+)
+from cds.facts.her2 import derive_her2
+from cds.facts.labs import derive_labs, derive_lvef, derive_weight, pregnancy_test_negative, unit_problems
+from cds.facts.model import PatientFacts
+from cds.facts.params import Params
+from cds.facts.therapy import derive_therapy, doses
+from cds.fhir.records import ConditionRecord, MedicationEvent, PatientRecord
+from cds.fhir.valuesets import ValueSets
+
+
+def _in_time(record: PatientRecord, as_of: datetime) -> PatientRecord:
+    """The record restricted to data on or before as-of (undated conditions/allergies are kept)."""
+
+    def cond_ok(c: ConditionRecord) -> bool:
+        when = c.when
+        return when is None or when.not_after(as_of)
+
+    def med_ok(m: MedicationEvent) -> bool:
+        return m.start is None or m.start.not_after(as_of)
+
+    return PatientRecord(
+        patient=record.patient,
+        observations=[o for o in record.observations if o.when.not_after(as_of)],
+        conditions=[c for c in record.conditions if cond_ok(c)],
+        procedures=[p for p in record.procedures if p.when is None or p.when.not_after(as_of)],
+        allergies=list(record.allergies),
+        medications=[m for m in record.medications if med_ok(m)],
+        skipped=record.skipped,
+        draft=record.draft,
+    )
+
+
+def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: datetime) -> PatientFacts:
+    """Derive every fact of clinical-spec §2 for one patient."""
+    rec = _in_time(record, as_of)
+    today = as_of.date()
+    prov: dict[str, list[str]] = {}
+    obs = rec.observations
+
+    setting = derive_setting(rec, obs, vs)
+    if setting.refs:
+        prov["setting"] = setting.refs
+    metastatic = setting.setting == "metastatic"
+    worsened = sorted(
+        o.when.day
+        for o in obs
+        if o.kind == "disease_status" and o.answer is not None and vs.answer_is("worsened", o.answer)
+    )
+    worsened_refs = [o.ref for o in obs if o.kind == "disease_status"]
+    weights = [o for o in obs if o.kind == "weight"]
+    weight = derive_weight(obs, today, params, prov)
+
+    # Early-setting surgery first (exposures need the surgery date for "adjuvant").
+    all_doses = doses(rec.medications, vs)
+
+    def neoadjuvant(surgery: date) -> tuple[bool, list[str]]:
+        before = [d for d in all_doses if d.day <= surgery]
+        taxane = [d for d in before if "taxane" in d.families]
+        her2 = [d for d in before if "her2_directed" in d.classes]
+        return bool(taxane and her2), [d.event.ref for d in taxane + her2]
+
+    early, surgery = derive_early(rec.procedures, obs, neoadjuvant, today, prov)
+
+    therapy = derive_therapy(
+        rec.medications,
+        rec.draft,
+        vs,
+        params,
+        as_of,
+        setting.since,
+        metastatic,
+        setting.setting == "early",
+        surgery,
+        worsened,
+        weights,
+        weight.kg,
+        prov,
+    )
+    if therapy.progression in ("yes", "no", "unknown"):
+        prov["progression"] = worsened_refs + prov.get("lines", [])
+
+    def first_given(key: str) -> date | None:
+        mine = [d.day for d in all_doses if key in d.families]
+        return min(mine) if mine else None
+
+    facts = PatientFacts(
+        her2=derive_her2(obs, vs, params, prov),
+        hr_status=derive_hr_status(obs, vs, prov),  # type: ignore[arg-type]
+        setting=setting.setting,  # type: ignore[arg-type]
+        metastatic_since=setting.since.isoformat() if setting.since else None,
+        lines=therapy.lines,
+        progression=therapy.progression,  # type: ignore[arg-type]
+        exposure=therapy.exposure,
+        therapy=therapy.therapy,
+        early=early,
+        labs=derive_labs(obs, today, therapy.last_tdm1_dose, prov),
+        lvef=derive_lvef(obs, today, therapy.her2_course_start, params, prov),
+        weight=weight,
+        conditions=derive_conditions(rec.conditions, first_given("tdxd"), first_given("tdm1"), prov),
+        allergy=derive_allergy(rec.allergies, vs, prov),
+        order=therapy.order,
+        data=unit_problems(obs, as_of),
+    )
+    facts.patient = derive_demographics(
+        rec, today, params, pregnancy_test_negative(obs, vs, today, params, prov), prov
+    )
+    if facts.data.unit_unrecognized:
+        prov["data"] = sorted({o.ref for o in obs if o.unit_problem})
+    if metastatic:
+        prov.setdefault("metastatic_since", setting.refs)
+    facts.provenance = prov
+    return facts

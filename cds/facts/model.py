@@ -1,0 +1,275 @@
+"""The fact vocabulary: one typed ``PatientFacts`` per patient (clinical-spec §2).
+
+Rules may only name dotted paths that exist in this model (checked when rule files load).
+Units are fixed by the field (platelets in 10³/µL, ANC in 10⁹/L, liver tests as multiples of the
+result's own ULN, LVEF in %, weight in kg). ``None`` means *not known*: such a field is left out of
+the engine fact, so no comparison can match it and only an explicit ``missing`` condition does.
+Every fact records the FHIR resources it came from in ``provenance`` (path -> resource refs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Her2Category = Literal["positive", "equivocal", "low", "ultralow", "zero", "negative", "unknown"]
+
+
+class _Facts(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class PatientDemographics(_Facts):
+    """Who the patient is, as far as the rules care."""
+
+    gender: str = Field("unknown", description="administrative gender: female, male, other, unknown")
+    age_years: int | None = Field(None, description="age in whole years at as-of")
+    reproductive_potential: bool = Field(
+        False, description="female or unknown gender, age in reproductive_age, no hysterectomy/oophorectomy/menopause"
+    )
+    pregnancy_test_negative_recent: bool = Field(
+        False, description="negative pregnancy test within pregnancy_test_days"
+    )
+
+
+class Her2Facts(_Facts):
+    """HER2 status from the latest test episode (ASCO/CAP 2018/2023)."""
+
+    category: Her2Category = Field("unknown", description="positive, equivocal, low, ultralow, zero, negative, unknown")
+    ihc_score: str | None = Field(None, description='IHC score of the latest episode: "0", "1+", "2+", "3+"')
+    ish_group: int | None = Field(None, description="dual-probe ISH group 1-5 of the latest episode")
+    ish_result: Literal["positive", "negative", "indeterminate", "none"] = Field(
+        "none", description="ISH result of the latest episode"
+    )
+    ish_required: bool = Field(False, description="IHC 2+ without ISH in the latest episode")
+    ish_review: bool = Field(False, description="ISH group 2-4 (or indeterminate ISH) with IHC 2+ or no IHC")
+    discordant: bool = Field(False, description="an earlier episode was positive and the latest is not")
+    contradictory: bool = Field(False, description="the latest episode holds contradictory results")
+    tested: bool = Field(False, description="any usable HER2 result exists")
+    episode_date: str | None = Field(None, description="date of the latest episode")
+
+
+class LinesFacts(_Facts):
+    """Metastatic lines of therapy (clinical-spec §2 prior_metastatic_lines, early_relapse)."""
+
+    known: bool = Field(True, description="false when metastatic disease has no usable date")
+    prior_metastatic: int = Field(0, description="regimens started on or after metastatic_since")
+    effective: int = Field(0, description="prior_metastatic + 1 if early_relapse")
+    early_relapse: bool = Field(False, description="metastatic within early_relapse_months of (neo)adjuvant trastuzumab")
+    last_her2_directed: bool = Field(False, description="the latest line was HER2-directed (or early relapse)")
+    current_active: bool = Field(False, description="a dose of the current line within active_therapy_days")
+    current_regimen: str | None = Field(None, description="agent families of the current line, comma-separated")
+    current_start: str | None = Field(None, description="start date of the current line")
+
+
+class AgentExposure(_Facts):
+    """Exposure to one agent (any form: biosimilar, SC, combination product)."""
+
+    ever: bool = False
+    metastatic: bool = Field(False, description="given on or after metastatic_since")
+    adjuvant: bool = Field(False, description="given after breast surgery in the early setting")
+    doses_given: int = 0
+    first: str | None = None
+    last: str | None = None
+
+
+class Exposures(_Facts):
+    """Per-agent exposures and class-level summaries."""
+
+    trastuzumab: AgentExposure = Field(default_factory=AgentExposure)
+    pertuzumab: AgentExposure = Field(default_factory=AgentExposure)
+    tdm1: AgentExposure = Field(default_factory=AgentExposure)
+    tdxd: AgentExposure = Field(default_factory=AgentExposure)
+    taxane: AgentExposure = Field(default_factory=AgentExposure)
+    capecitabine: AgentExposure = Field(default_factory=AgentExposure)
+    tucatinib: AgentExposure = Field(default_factory=AgentExposure)
+    lapatinib: AgentExposure = Field(default_factory=AgentExposure)
+    neratinib: AgentExposure = Field(default_factory=AgentExposure)
+    margetuximab: AgentExposure = Field(default_factory=AgentExposure)
+    chemotherapy_metastatic: bool = Field(False, description="any cytotoxic on or after metastatic_since")
+    endocrine_metastatic: bool = Field(False, description="any endocrine therapy on or after metastatic_since")
+    adjuvant_chemo_relapse: bool = Field(
+        False, description="metastatic during or within adjuvant_chemo_relapse_months of (neo)adjuvant chemo"
+    )
+
+
+class TherapyFacts(_Facts):
+    """Current therapy: on-drug status (a dose within active_therapy_days, or a draft order) and dose levels."""
+
+    on_tdm1: bool = False
+    on_tdxd: bool = False
+    on_trastuzumab: bool = False
+    on_pertuzumab: bool = False
+    on_her2_directed: bool = False
+    tdm1_started: bool = Field(False, description="at least one T-DM1 dose already given")
+    tdm1_dose_level: int | None = Field(None, description="1 = 3.6, 2 = 3.0, 3 = 2.4 mg/kg (last dose given)")
+    tdm1_at_lowest_level: bool = Field(False, description="last T-DM1 dose at the lowest level")
+    tdxd_dose_level: int | None = Field(None, description="1 = 5.4, 2 = 4.4, 3 = 3.2 mg/kg (last dose given)")
+    tdxd_at_lowest_level: bool = False
+    tdm1_doses_in_course: int = Field(0, description="T-DM1 doses given in the current course")
+    hp_doses_in_course: int = Field(0, description="trastuzumab/pertuzumab doses given in the current course")
+
+
+class EarlyFacts(_Facts):
+    """Early (curative) setting: surgery and residual disease after neoadjuvant therapy."""
+
+    surgery_days_ago: int | None = Field(None, description="days from breast surgery to as-of")
+    neoadjuvant_taxane_her2: bool = Field(False, description="taxane and HER2-directed therapy before surgery")
+    residual_disease: bool = Field(False, description="neoadjuvant therapy and residual invasive disease at surgery")
+    residual_review: bool = Field(False, description="ypN0(i+): residual with review")
+    high_risk: bool = Field(False, description="ypN1-3, or cT4 / cN2-3 at presentation")
+    pathologic_stage: str | None = Field(None, description='e.g. "ypT1c ypN1a"')
+
+
+class LabValue(_Facts):
+    """The latest result of one analyte within as-of."""
+
+    value: float | None = Field(None, description="value in the analyte's canonical unit")
+    x_uln: float | None = Field(None, description="value as a multiple of the result's own ULN")
+    uln_missing: bool = Field(False, description="a value without a usable referenceRange.high")
+    unit_unrecognized: bool = Field(False, description="the latest result's unit is missing or unknown")
+    age_days: int | None = Field(None, description="days from the result to as-of")
+    date: str | None = None
+
+
+class LabFacts(_Facts):
+    """Latest labs (platelets 10³/µL, ANC 10⁹/L, AST/ALT/bilirubin ×ULN)."""
+
+    platelets: LabValue = Field(default_factory=LabValue)
+    anc: LabValue = Field(default_factory=LabValue)
+    ast: LabValue = Field(default_factory=LabValue)
+    alt: LabValue = Field(default_factory=LabValue)
+    bilirubin: LabValue = Field(default_factory=LabValue)
+    platelets_min_since_last_tdm1: float | None = Field(None, description="lowest platelets since the last T-DM1 dose")
+    liver_draw_gap_days: int | None = Field(
+        None, description="days between the latest transaminase and the latest bilirubin"
+    )
+    ast_alt_max_x_uln: float | None = Field(None, description="max of AST and ALT ×ULN")
+
+
+class LvefFacts(_Facts):
+    """Left ventricular ejection fraction (%)."""
+
+    value: float | None = None
+    age_days: int | None = None
+    baseline: float | None = Field(None, description="latest LVEF within lvef_interval_days before the regimen began")
+    baseline_known: bool = False
+    drop: float | None = Field(None, description="baseline - latest, in points")
+    below_lln: bool = Field(False, description="below the result's lower limit (or lvef_lower_limit_normal)")
+    unit_unrecognized: bool = False
+    date: str | None = None
+
+
+class WeightFacts(_Facts):
+    """Body weight within weight_recency_days."""
+
+    kg: float | None = None
+    age_days: int | None = None
+    unit_unrecognized: bool = False
+
+
+class ConditionFacts(_Facts):
+    """Conditions the rules need."""
+
+    ild_history: bool = Field(False, description="any ILD/pneumonitis (any clinicalStatus)")
+    ild_before_tdxd: bool = Field(False, description="ILD before the first T-DXd dose (or no T-DXd given)")
+    ild_on_tdxd: bool = Field(False, description="ILD with onset on/after the first T-DXd dose")
+    ild_on_tdm1: bool = Field(False, description="ILD with onset on/after the first T-DM1 dose")
+    brain_metastases: bool = False
+    leptomeningeal: bool = False
+    heart_failure: bool = Field(False, description="active symptomatic heart failure")
+    nrh: bool = Field(False, description="nodular regenerative hyperplasia")
+
+
+class AllergyFacts(_Facts):
+    """Taxane allergy (clinical-spec §2)."""
+
+    taxane: bool = Field(False, description="allergy to both paclitaxel and docetaxel, or to the class")
+    single_taxane: str | None = Field(None, description="the one taxane allergy, when only one")
+    other_taxane: str | None = Field(None, description="the taxane still usable, when only one is allergenic")
+
+
+class OrderFacts(_Facts):
+    """The draft order under review (order-select / order-sign, or --order)."""
+
+    present: bool = False
+    agent: str | None = Field(None, description="tdm1, tdxd, trastuzumab, trastuzumab_sc, pertuzumab, phesgo, other, ambiguous")
+    her2_directed: bool = False
+    dose_mg_per_kg: float | None = None
+    dose_mg: float | None = None
+    dose_fit: Literal["at-level", "above-max", "between-levels", "below-min", "unknown", "not-checked"] = "not-checked"
+    dose_level: int | None = Field(None, description="1-based level the ordered dose matches")
+    matches_other_agent: str | None = Field(None, description="another HER2 drug whose level the dose fits")
+    name_conflict: bool = Field(False, description="the order's code and text name different HER2 agents")
+    reescalation: bool = Field(False, description="dose above the last reduced level of that drug")
+    needs_weight: bool = Field(False, description="a per-kg check needs a weight that is missing")
+    unit_unrecognized: bool = False
+    cycle_number: int = Field(0, description="the cycle this order would be (doses in course + 1)")
+
+
+class DataFacts(_Facts):
+    """Data quality facts."""
+
+    unit_unrecognized: bool = False
+    unit_problems: str | None = Field(None, description="which results had unusable units")
+
+
+class PatientFacts(_Facts):
+    """Everything the rules may read about one patient at one as-of instant."""
+
+    patient: PatientDemographics = Field(default_factory=PatientDemographics)
+    her2: Her2Facts = Field(default_factory=Her2Facts)
+    hr_status: Literal["positive", "negative", "unknown"] = "unknown"
+    setting: Literal["metastatic", "early", "none"] = "none"
+    metastatic_since: str | None = None
+    lines: LinesFacts = Field(default_factory=LinesFacts)
+    progression: Literal["yes", "no", "unknown", "not-applicable"] = "not-applicable"
+    exposure: Exposures = Field(default_factory=Exposures)
+    therapy: TherapyFacts = Field(default_factory=TherapyFacts)
+    early: EarlyFacts = Field(default_factory=EarlyFacts)
+    labs: LabFacts = Field(default_factory=LabFacts)
+    lvef: LvefFacts = Field(default_factory=LvefFacts)
+    weight: WeightFacts = Field(default_factory=WeightFacts)
+    conditions: ConditionFacts = Field(default_factory=ConditionFacts)
+    allergy: AllergyFacts = Field(default_factory=AllergyFacts)
+    order: OrderFacts = Field(default_factory=OrderFacts)
+    data: DataFacts = Field(default_factory=DataFacts)
+    provenance: dict[str, list[str]] = Field(default_factory=dict, exclude=True)
+
+    def get(self, path: str) -> Any:
+        """The value at a dotted path (``labs.platelets.value``); KeyError if the path is unknown."""
+        node: Any = self
+        for part in path.split("."):
+            if isinstance(node, BaseModel):
+                if part not in type(node).model_fields:
+                    raise KeyError(path)
+                node = getattr(node, part)
+            else:
+                raise KeyError(path)
+        return node
+
+    def resources_for(self, path: str) -> list[str]:
+        """Resource refs behind a fact: the path itself, else its nearest parent."""
+        parts = path.split(".")
+        while parts:
+            refs = self.provenance.get(".".join(parts))
+            if refs is not None:
+                return refs
+            parts.pop()
+        return []
+
+
+def leaf_paths(model: type[BaseModel] = PatientFacts, prefix: str = "") -> dict[str, Any]:
+    """Every dotted leaf path of the fact model with its annotation (for rule-path checks)."""
+    paths: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        annotation = field.annotation
+        path = f"{prefix}{name}"
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths.update(leaf_paths(annotation, path + "."))
+        else:
+            paths[path] = annotation
+    return paths

@@ -1,0 +1,42 @@
+"""Unit normalisation: one canonical unit per analyte, unknown units rejected (clinical-spec §1, §9).
+
+A value whose unit is missing or not listed is *unusable*: the caller records a
+``gap.unit-unrecognized`` for it. Nothing is ever guessed from the magnitude.
+"""
+
+from __future__ import annotations
+
+from cds.fhir.valuesets import Analyte
+
+
+class UnitUnrecognized(ValueError):
+    """The unit of a value is missing or not one of the analyte's accepted spellings."""
+
+    def __init__(self, analyte: str, unit: str | None) -> None:
+        self.analyte = analyte
+        self.unit = unit
+        super().__init__(f"{analyte}: unit {unit!r} is not recognised")
+
+
+def _fold(unit: str) -> str:
+    return unit.strip().replace("µ", "u").replace("μ", "u").lower()
+
+
+def conversion_factor(analyte: Analyte, unit: str | None) -> float:
+    """The factor that converts ``unit`` to the analyte's canonical unit, or UnitUnrecognized."""
+    if unit is None:
+        if "" in analyte.units:
+            return analyte.units[""]
+        raise UnitUnrecognized(analyte.key, None)
+    if unit in analyte.units:
+        return analyte.units[unit]
+    folded = _fold(unit)
+    for spelling, factor in analyte.units.items():
+        if _fold(spelling) == folded:
+            return factor
+    raise UnitUnrecognized(analyte.key, unit)
+
+
+def to_canonical(analyte: Analyte, value: float, unit: str | None) -> float:
+    """Convert ``value`` in ``unit`` to the canonical unit (rounded to 6 significant decimals)."""
+    return round(value * conversion_factor(analyte, unit), 6)
