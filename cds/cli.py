@@ -19,7 +19,7 @@ from rich.table import Table
 from cds.engine.library import RuleLibrary, load_library
 from cds.errors import CdsError, ConfigurationError, InputRejected, RuleDefinitionError
 from cds.evaluate import Evaluator, Result, default_rules_dir, parse_as_of
-from cds.fhir.source import read_order, raw_patient_from_path
+from cds.fhir.source import raw_patient_from_path, read_order
 
 app = typer.Typer(
     help=(
@@ -39,10 +39,13 @@ err = Console(stderr=True, highlight=False)
 
 RulesOpt = Annotated[
     Path | None,
-    typer.Option("--rules", help="Rules directory (default: $CDS_RULES_DIR or the bundled rules/).", show_default=False),
+    typer.Option(
+        "--rules", help="Rules directory (default: $CDS_RULES_DIR or the bundled rules/).", show_default=False
+    ),
 ]
 DraftsOpt = Annotated[
-    bool, typer.Option("--include-drafts", help="Also load draft and in-review rule sets (never in production).")
+    bool,
+    typer.Option("--include-drafts", help="Also load draft and in-review rule sets (never in production)."),
 ]
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -122,24 +125,35 @@ def _print_trace(result: Result) -> None:
         table.add_row(f"{t.ruleset}@{t.version}", t.rule_id, "yes" if t.fired else "", t.reason or "")
     out.print(table)
     for s in result.suppressed:
-        out.print(f"suppressed {s.code} ({s.rule}) by policy {s.by_policy} because of {s.because_of}", markup=False)
+        out.print(
+            f"suppressed {s.code} ({s.rule}) by policy {s.by_policy} because of {s.because_of}", markup=False
+        )
 
 
 @app.command()
 def evaluate(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Patient files: a FHIR R4 Bundle, a JSON array of resources or one patient's NDJSON; "
-                       "a directory means every *.json in it.", show_default=False),
+        typer.Argument(
+            help="Patient files: a FHIR R4 Bundle, a JSON array of resources or one patient's NDJSON; "
+            "a directory means every *.json in it.",
+            show_default=False,
+        ),
     ],
     output_format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Evaluate as of this date (YYYY-MM-DD, end of day UTC) or instant; default now.")
+        str | None,
+        typer.Option(
+            "--as-of", help="Evaluate as of this date (YYYY-MM-DD, end of day UTC) or instant; default now."
+        ),
     ] = None,
     order: Annotated[
-        Path | None, typer.Option("--order", help="A draft MedicationRequest (JSON) to check as if being ordered.")
+        Path | None,
+        typer.Option("--order", help="A draft MedicationRequest (JSON) to check as if being ordered."),
     ] = None,
-    trace: Annotated[bool, typer.Option("--trace", help="Also show every rule, fired or not, and why.")] = False,
+    trace: Annotated[
+        bool, typer.Option("--trace", help="Also show every rule, fired or not, and why.")
+    ] = False,
     rules: RulesOpt = None,
     include_drafts: DraftsOpt = False,
 ) -> None:
@@ -207,8 +221,12 @@ def rules_list(
                 "approved_by": rs.spec.approved_by,
                 "file": rs.source.name,
                 "rules": [
-                    {"id": rid, "code": c.rule.then.code, "kind": c.rule.then.kind,
-                     "evidence_status": c.rule.evidence_status}
+                    {
+                        "id": rid,
+                        "code": c.rule.then.code,
+                        "kind": c.rule.then.kind,
+                        "evidence_status": c.rule.evidence_status,
+                    }
                     for rid, c in sorted(rs.rules.items())
                 ],
             }
@@ -220,7 +238,14 @@ def rules_list(
     for col in ("ruleset", "version", "status", "rules", "parameters", "file"):
         summary.add_column(col)
     for rs in library.rulesets:
-        summary.add_row(rs.name, rs.version, rs.spec.status, str(len(rs.rules)), str(len(rs.spec.parameters)), rs.source.name)
+        summary.add_row(
+            rs.name,
+            rs.version,
+            rs.spec.status,
+            str(len(rs.rules)),
+            str(len(rs.spec.parameters)),
+            rs.source.name,
+        )
     out.print(summary)
     for name, version, status in library.excluded:
         out.print(f"not loaded: {name}@{version} ({status}; use --include-drafts)", markup=False, style="dim")
@@ -233,6 +258,9 @@ def rules_list(
         for rid, c in sorted(rs.rules.items()):
             table.add_row(rid, c.rule.then.code, c.rule.then.kind, c.rule.evidence_status, c.rule.title)
         out.print(table)
+
+
+# --- sub-commands owned by other packages: each registers itself on the line(s) below ---
 
 
 def main() -> None:

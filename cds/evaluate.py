@@ -22,11 +22,11 @@ from cds.engine.library import RuleLibrary
 from cds.engine.runtime import RuleEngine, TraceEntry
 from cds.facts.build import build_facts
 from cds.facts.model import PatientFacts
-from cds.findings.build import build_findings
-from cds.findings.model import Evaluation, RulesetRef, SkippedResource, Suppressed
 from cds.fhir.parse import parse_patient
 from cds.fhir.records import PatientRecord
 from cds.fhir.source import JSON, RawPatient
+from cds.findings.build import build_findings
+from cds.findings.model import Evaluation, RulesetRef, SkippedResource, Suppressed
 
 
 @dataclass(frozen=True)

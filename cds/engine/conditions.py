@@ -75,7 +75,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def parse_condition(raw: Any, params: Mapping[str, Any], fact_types: Mapping[str, Any], where: str = "when") -> Condition:
+def parse_condition(
+    raw: Any, params: Mapping[str, Any], fact_types: Mapping[str, Any], where: str = "when"
+) -> Condition:
     """Parse and type-check one condition against the fact model and the declared parameters."""
     if not isinstance(raw, dict):
         raise ConditionError("a condition must be a mapping", where)
@@ -93,7 +95,7 @@ def parse_condition(raw: Any, params: Mapping[str, Any], fact_types: Mapping[str
         items = tuple(
             parse_condition(item, params, fact_types, f"{where}.{key}[{i}]") for i, item in enumerate(body)
         )
-        return Group(key, items, label)  # type: ignore[arg-type]
+        return Group(key, items, label)
     if key not in fact_types:
         raise ConditionError(f"unknown fact path {key!r}", f"{where}.{key}")
     if isinstance(body, dict):
@@ -101,7 +103,9 @@ def parse_condition(raw: Any, params: Mapping[str, Any], fact_types: Mapping[str
             raise ConditionError("an operator mapping has exactly one operator", f"{where}.{key}")
         op, value = next(iter(body.items()))
         if op not in OPERATORS:
-            raise ConditionError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}", f"{where}.{key}")
+            raise ConditionError(
+                f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}", f"{where}.{key}"
+            )
     else:
         op, value = "==", body
     param = None
@@ -110,9 +114,8 @@ def parse_condition(raw: Any, params: Mapping[str, Any], fact_types: Mapping[str
         if param not in params:
             raise ConditionError(f"unknown parameter ${param}", f"{where}.{key}")
         value = params[param]
-    if op in ("exists", "missing"):
-        if value is not True:
-            raise ConditionError(f"write {op}: true", f"{where}.{key}")
+    if op in ("exists", "missing") and value is not True:
+        raise ConditionError(f"write {op}: true", f"{where}.{key}")
     _check_type(key, op, value, fact_types[key], f"{where}.{key}")
     return Compare(key, op, value, param, label)
 
@@ -147,9 +150,8 @@ def _check_type(path: str, op: str, value: Any, annotation: Any, where: str) -> 
         raise ConditionError(f"{op} needs a list", where)
     if op == "between" and len(value) != 2:
         raise ConditionError("between needs [low, high]", where)
-    if op in ("<", "<=", ">", ">=", "between"):
-        if not numeric:
-            raise ConditionError(f"{path} is not numeric; {op} compares numbers", where)
+    if op in ("<", "<=", ">", ">=", "between") and not numeric:
+        raise ConditionError(f"{path} is not numeric; {op} compares numbers", where)
     for v in values:
         if numeric:
             if isinstance(v, bool) or not isinstance(v, int | float):

@@ -13,6 +13,7 @@ that matches every fact, so each assert creates a session and ``delete_state`` i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import threading
@@ -78,10 +79,8 @@ class DurableRunner:
             except Exception as exc:
                 raise EvaluationError(f"{ruleset}: durable_rules failed: {exc}") from exc
             finally:
-                try:
+                with contextlib.suppress(Exception):  # error 309: no session; nothing to free
                     self._host.delete_state(ruleset, sid)
-                except Exception:  # error 309: no session was created; nothing to free
-                    pass
 
 
 def _with_sentinel(rules: dict[str, Any]) -> dict[str, Any]:

@@ -125,7 +125,12 @@ def read_rule_file(path: Path) -> tuple[RuleFile | None, list[Diagnostic], Any, 
         node = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        return None, [Diagnostic(name, f"not valid YAML: {exc}", line=mark.line + 1 if mark else None)], None, None
+        return (
+            None,
+            [Diagnostic(name, f"not valid YAML: {exc}", line=mark.line + 1 if mark else None)],
+            None,
+            None,
+        )
     if not isinstance(raw, dict):
         return None, [Diagnostic(name, "a rule file must be a YAML mapping")], raw, node
     try:
@@ -146,8 +151,15 @@ def read_rule_file(path: Path) -> tuple[RuleFile | None, list[Diagnostic], Any, 
         return None, diags, raw, node
 
 
-def _compile(spec: RuleFile, path: Path, params: dict[str, Any], evidence: EvidenceRegistry,
-             raw: Any, node: yaml.Node | None, diags: list[Diagnostic]) -> CompiledRuleset | None:
+def _compile(
+    spec: RuleFile,
+    path: Path,
+    params: dict[str, Any],
+    evidence: EvidenceRegistry,
+    raw: Any,
+    node: yaml.Node | None,
+    diags: list[Diagnostic],
+) -> CompiledRuleset | None:
     fact_types = leaf_paths()
     rules: dict[str, CompiledRule] = {}
     name = str(path)
@@ -166,22 +178,40 @@ def _compile(spec: RuleFile, path: Path, params: dict[str, Any], evidence: Evide
         for key in rule.then.evidence:
             if key not in evidence.evidence:
                 diags.append(
-                    Diagnostic(name, f"unknown evidence key {key!r} (add it to evidence.yaml)", rule=rule.id,
-                               field="then.evidence", line=_line_of(node, ("rules", index, "then", "evidence")))
+                    Diagnostic(
+                        name,
+                        f"unknown evidence key {key!r} (add it to evidence.yaml)",
+                        rule=rule.id,
+                        field="then.evidence",
+                        line=_line_of(node, ("rules", index, "then", "evidence")),
+                    )
                 )
         if not rule.then.evidence and rule.then.kind in ("recommendation", "alert"):
-            diags.append(Diagnostic(name, "recommendations and alerts must cite evidence", rule=rule.id,
-                                    field="then.evidence", line=_line_of(node, ("rules", index, "then"))))
+            diags.append(
+                Diagnostic(
+                    name,
+                    "recommendations and alerts must cite evidence",
+                    rule=rule.id,
+                    field="then.evidence",
+                    line=_line_of(node, ("rules", index, "then")),
+                )
+            )
         rules[rule.id] = CompiledRule(rule, condition, review, tuple(paths_of(condition)))
     if len(spec.rules) > MAX_RULES_PER_RULESET:
-        diags.append(Diagnostic(name, f"{len(spec.rules)} rules; split the ruleset (max {MAX_RULES_PER_RULESET})"))
+        diags.append(
+            Diagnostic(name, f"{len(spec.rules)} rules; split the ruleset (max {MAX_RULES_PER_RULESET})")
+        )
     all_paths: list[str] = []
     for compiled in rules.values():
         for p in compiled.paths:
             if p not in all_paths:
                 all_paths.append(p)
     if len(all_paths) > MAX_FACT_PATHS:
-        diags.append(Diagnostic(name, f"reads {len(all_paths)} fact paths; durable_rules allows about {MAX_FACT_PATHS}"))
+        diags.append(
+            Diagnostic(
+                name, f"reads {len(all_paths)} fact paths; durable_rules allows about {MAX_FACT_PATHS}"
+            )
+        )
     durable_name = f"{spec.ruleset}@{spec.version}"
     definition = {
         rid: {"all": [{"m": to_durable(c.condition)}], "run": rid, "pri": 100} for rid, c in rules.items()
@@ -214,7 +244,9 @@ def load_library(
     except OSError as exc:
         raise ConfigurationError(f"cannot read evidence registry {evidence_path}: {exc.strerror}") from exc
     except (ValidationError, yaml.YAMLError) as exc:
-        raise RuleDefinitionError([Diagnostic(str(evidence_path), f"invalid evidence registry: {exc}")]) from exc
+        raise RuleDefinitionError(
+            [Diagnostic(str(evidence_path), f"invalid evidence registry: {exc}")]
+        ) from exc
     valuesets = load_valuesets(directory / "valuesets")
 
     parsed: list[tuple[RuleFile, Path, Any, yaml.Node | None]] = []
@@ -231,8 +263,13 @@ def load_library(
             continue
         for pname, param in spec.parameters.items():
             if pname in declared_in:
-                diags.append(Diagnostic(str(path), f"parameter {pname!r} is already declared in {declared_in[pname]}",
-                                        field=f"parameters.{pname}"))
+                diags.append(
+                    Diagnostic(
+                        str(path),
+                        f"parameter {pname!r} is already declared in {declared_in[pname]}",
+                        field=f"parameters.{pname}",
+                    )
+                )
                 continue
             declared_in[pname] = path.name
             params[pname] = param.value
@@ -242,7 +279,9 @@ def load_library(
         params[pname] = value
     missing = [p for p in DERIVATION_PARAMETERS if p not in params]
     if missing:
-        diags.append(Diagnostic(str(directory), f"fact derivations need parameters not declared: {', '.join(missing)}"))
+        diags.append(
+            Diagnostic(str(directory), f"fact derivations need parameters not declared: {', '.join(missing)}")
+        )
 
     compiled: list[CompiledRuleset] = []
     excluded: list[tuple[str, str, str]] = []
@@ -250,7 +289,9 @@ def load_library(
     policies: list[Policy] = []
     for spec, path, raw, node in parsed:
         if spec.ruleset in names:
-            diags.append(Diagnostic(str(path), f"ruleset {spec.ruleset!r} is also defined in {names[spec.ruleset]}"))
+            diags.append(
+                Diagnostic(str(path), f"ruleset {spec.ruleset!r} is also defined in {names[spec.ruleset]}")
+            )
             continue
         names[spec.ruleset] = path.name
         result = _compile(spec, path, params, evidence, raw, node, diags)

@@ -64,7 +64,9 @@ class Then(_Strict):
         if self.kind == "recommendation" and self.strength is None:
             raise ValueError("a recommendation needs a strength (preferred, alternative, consider)")
         if self.kind == "alert" and self.action is None:
-            raise ValueError("an alert needs an action (continue, repeat, hold, hold-reduce, discontinue, review)")
+            raise ValueError(
+                "an alert needs an action (continue, repeat, hold, hold-reduce, discontinue, review)"
+            )
         return self
 
     def resolved_severity(self) -> Severity:

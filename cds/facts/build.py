@@ -102,11 +102,11 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
 
     facts = PatientFacts(
         her2=derive_her2(obs, vs, params, prov),
-        hr_status=derive_hr_status(obs, vs, prov),  # type: ignore[arg-type]
-        setting=setting.setting,  # type: ignore[arg-type]
+        hr_status=derive_hr_status(obs, vs, prov),
+        setting=setting.setting,
         metastatic_since=setting.since.isoformat() if setting.since else None,
         lines=therapy.lines,
-        progression=therapy.progression,  # type: ignore[arg-type]
+        progression=therapy.progression,
         exposure=therapy.exposure,
         therapy=therapy.therapy,
         early=early,

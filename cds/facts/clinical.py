@@ -4,13 +4,14 @@ and residual disease, demographics (clinical-spec §2)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
 from cds.facts.model import AllergyFacts, ConditionFacts, EarlyFacts, PatientDemographics
 from cds.facts.params import Params
 from cds.fhir.records import AllergyRecord, ConditionRecord, ObservationRecord, PatientRecord, ProcedureRecord
-from cds.fhir.valuesets import ValueSets
+from cds.fhir.valuesets import Codings, ValueSets
 
 _TNM_RE = re.compile(r"\b(y?)([cp]?)(y?)([cp]?)([TN])\s*(is|mi|x|\d[a-d]?|0)(\s*\(i\+\))?", re.IGNORECASE)
 HF_ACTIVE = {None, "active", "recurrence", "relapse"}
@@ -25,7 +26,9 @@ class SettingResult:
     refs: list[str]
 
 
-def derive_setting(record: PatientRecord, observations: list[ObservationRecord], vs: ValueSets) -> SettingResult:
+def derive_setting(
+    record: PatientRecord, observations: list[ObservationRecord], vs: ValueSets
+) -> SettingResult:
     """metastatic / early / none, with metastatic_since = earliest metastatic evidence."""
     breast = [c for c in record.conditions if "breast_cancer" in c.concepts]
     if not breast:
@@ -37,9 +40,9 @@ def derive_setting(record: PatientRecord, observations: list[ObservationRecord],
     for o in observations:
         if o.answer is None:
             continue
-        if o.kind == "stage_group" and _is_stage_iv(o, vs):
-            evidence.append((o.when.day, o.ref))
-        elif o.kind in ("clinical_m", "pathologic_m") and vs.answer_is("m1", o.answer):
+        if (o.kind == "stage_group" and _is_stage_iv(o, vs)) or (
+            o.kind in ("clinical_m", "pathologic_m") and vs.answer_is("m1", o.answer)
+        ):
             evidence.append((o.when.day, o.ref))
     # a breast-cancer Condition whose own text says metastatic counts too (fallback)
     for c in breast:
@@ -52,9 +55,7 @@ def derive_setting(record: PatientRecord, observations: list[ObservationRecord],
     return SettingResult("metastatic", since, sorted({r for _, r in evidence}))
 
 
-def _text_only(text: str) -> object:
-    from cds.fhir.valuesets import Codings
-
+def _text_only(text: str) -> Codings:
     return Codings((), (text,))
 
 
@@ -71,8 +72,11 @@ def _is_stage_iv(o: ObservationRecord, vs: ValueSets) -> bool:
     return False
 
 
-def derive_hr_status(observations: list[ObservationRecord], vs: ValueSets, provenance: dict[str, list[str]]) -> str:
+def derive_hr_status(
+    observations: list[ObservationRecord], vs: ValueSets, provenance: dict[str, list[str]]
+) -> str:
     """positive if the latest ER or PR is positive; negative if both are negative; else unknown."""
+
     def last(kinds: tuple[str, ...]) -> ObservationRecord | None:
         mine = [o for o in observations if o.kind in kinds and o.answer is not None]
         return max(mine, key=lambda o: (o.when.instant, o.ref)) if mine else None
@@ -82,7 +86,11 @@ def derive_hr_status(observations: list[ObservationRecord], vs: ValueSets, prove
     if refs:
         provenance["hr_status"] = sorted(set(refs))
     states = [
-        "positive" if vs.answer_is("positive", o.answer) else "negative" if vs.answer_is("negative", o.answer) else "?"
+        "positive"
+        if vs.answer_is("positive", o.answer)
+        else "negative"
+        if vs.answer_is("negative", o.answer)
+        else "?"
         for o in (er, pr)
         if o is not None and o.answer is not None
     ]
@@ -108,7 +116,11 @@ def derive_conditions(
         on_tdxd = [c for c in ild if first_tdxd and c.when and c.when.day >= first_tdxd]
         on_tdm1 = [c for c in ild if first_tdm1 and c.when and c.when.day >= first_tdm1]
         before = [c for c in ild if c not in on_tdxd]
-        facts.ild_on_tdxd, facts.ild_on_tdm1, facts.ild_before_tdxd = bool(on_tdxd), bool(on_tdm1), bool(before)
+        facts.ild_on_tdxd, facts.ild_on_tdm1, facts.ild_before_tdxd = (
+            bool(on_tdxd),
+            bool(on_tdm1),
+            bool(before),
+        )
         for name, group in (("ild_on_tdxd", on_tdxd), ("ild_on_tdm1", on_tdm1), ("ild_before_tdxd", before)):
             if group:
                 provenance[f"conditions.{name}"] = [c.ref for c in group]
@@ -118,14 +130,20 @@ def derive_conditions(
         ("heart_failure", "heart_failure", HF_ACTIVE),
         ("nrh", "nrh", None),
     ):
-        hits = [c for c in conditions if concept in c.concepts and (statuses is None or c.clinical_status in statuses)]
+        hits = [
+            c
+            for c in conditions
+            if concept in c.concepts and (statuses is None or c.clinical_status in statuses)
+        ]
         if hits:
             setattr(facts, name, True)
             provenance[f"conditions.{name}"] = [c.ref for c in hits]
     return facts
 
 
-def derive_allergy(allergies: list[AllergyRecord], vs: ValueSets, provenance: dict[str, list[str]]) -> AllergyFacts:
+def derive_allergy(
+    allergies: list[AllergyRecord], vs: ValueSets, provenance: dict[str, list[str]]
+) -> AllergyFacts:
     """Taxane allergy: both paclitaxel and docetaxel, or the class; one only names the other."""
     facts = AllergyFacts()
     paclitaxel = [a for a in allergies if a.agents & {"paclitaxel", "nab_paclitaxel"}]
@@ -152,10 +170,18 @@ def _tnm(text: str) -> list[tuple[str, str, str, bool]]:
     return out
 
 
+def _texts(o: ObservationRecord) -> tuple[str, ...]:
+    return o.answer.texts[:1] if o.answer is not None else ()
+
+
+def _is_yp(o: ObservationRecord) -> bool:
+    return any(t[0].startswith("y") for text in _texts(o) for t in _tnm(text))
+
+
 def derive_early(
     procedures: list[ProcedureRecord],
     observations: list[ObservationRecord],
-    neoadjuvant_check: object,
+    neoadjuvant_check: Callable[[date], tuple[bool, list[str]]],
     today: date,
     provenance: dict[str, list[str]],
 ) -> tuple[EarlyFacts, date | None]:
@@ -163,10 +189,12 @@ def derive_early(
 
     ``neoadjuvant_check(surgery_date) -> (bool, refs)`` tells whether taxane and HER2-directed
     therapy were given before surgery; it is passed in so this module stays free of medication
-    logic.
+    logic. Without a surgery Procedure, a yp-prefixed pathologic T/N implies surgery on its date.
     """
     facts = EarlyFacts()
-    surgeries = sorted((p for p in procedures if "breast_surgery" in p.concepts and p.when), key=lambda p: p.when)  # type: ignore[arg-type, return-value]
+    surgeries = sorted(
+        (p.when.day, p.ref) for p in procedures if "breast_surgery" in p.concepts and p.when is not None
+    )
     path_obs = sorted(
         (o for o in observations if o.kind in ("pathologic_t", "pathologic_n") and o.answer is not None),
         key=lambda o: (o.when.instant, o.ref),
@@ -174,27 +202,24 @@ def derive_early(
     surgery: date | None = None
     refs: list[str] = []
     if surgeries:
-        last = surgeries[-1]
-        assert last.when is not None
-        surgery, refs = last.when.day, [last.ref]
+        surgery, refs = surgeries[-1][0], [surgeries[-1][1]]
     else:
-        yp = [o for o in path_obs if any(t[0].startswith("y") for text in o.answer.texts for t in _tnm(text))]  # type: ignore[union-attr]
+        yp = [o for o in path_obs if _is_yp(o)]
         if yp:
             surgery, refs = yp[0].when.day, [yp[0].ref]
     if surgery is None:
         return facts, None
     facts.surgery_days_ago = (today - surgery).days
     provenance["early.surgery_days_ago"] = refs
-    neo, neo_refs = neoadjuvant_check(surgery)  # type: ignore[operator]
-    facts.neoadjuvant_taxane_her2 = bool(neo)
+    neo, neo_refs = neoadjuvant_check(surgery)
+    facts.neoadjuvant_taxane_her2 = neo
     if neo_refs:
-        provenance["early.neoadjuvant_taxane_her2"] = list(neo_refs)
-    post = [o for o in path_obs if o.when.day >= surgery or any(
-        t[0].startswith("y") for text in o.answer.texts for t in _tnm(text))]  # type: ignore[union-attr]
+        provenance["early.neoadjuvant_taxane_her2"] = neo_refs
+    post = [o for o in path_obs if o.when.day >= surgery or _is_yp(o)]
     residual = review = high_risk = False
     stage_parts: list[str] = []
     for o in post:
-        for text in o.answer.texts[:1]:  # type: ignore[union-attr]
+        for text in _texts(o):
             for prefix, axis, value, itc in _tnm(text):
                 stage_parts.append(f"{prefix}{axis}{value}{'(i+)' if itc else ''}")
                 if axis == "T" and value not in ("0", "is", "x"):
@@ -205,9 +230,9 @@ def derive_early(
                     elif value not in ("0", "x"):
                         residual = True
                         high_risk = True
-    clinical = [o for o in observations if o.kind in ("clinical_t", "clinical_n") and o.answer is not None and o.when.day <= surgery]
+    clinical = [o for o in observations if o.kind in ("clinical_t", "clinical_n") and o.when.day <= surgery]
     for o in clinical:
-        for text in o.answer.texts[:1]:  # type: ignore[union-attr]
+        for text in _texts(o):
             for _prefix, axis, value, _itc in _tnm(text):
                 if (axis == "T" and value.startswith("4")) or (axis == "N" and value[:1] in ("2", "3")):
                     high_risk = True

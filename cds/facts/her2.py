@@ -186,10 +186,10 @@ def derive_her2(
     calls = [_call(e, vs, params) for e in episodes]
     latest, latest_episode = calls[-1], episodes[-1]
     facts = Her2Facts(
-        category=latest.category,  # type: ignore[arg-type]
+        category=latest.category,
         ihc_score=latest.ihc,
         ish_group=latest.group,
-        ish_result=latest.ish,  # type: ignore[arg-type]
+        ish_result=latest.ish,
         ish_required=latest.ish_required,
         ish_review=latest.ish_review,
         contradictory=latest.contradictory,

@@ -56,7 +56,11 @@ def derive_labs(
             latest_by_kind[kind] = obs
             provenance[f"labs.{kind}"] = [obs.ref]
     if last_tdm1_dose is not None:
-        since = [o for o in observations if o.kind == "platelets" and o.value is not None and o.when.day > last_tdm1_dose]
+        since = [
+            o
+            for o in observations
+            if o.kind == "platelets" and o.value is not None and o.when.day > last_tdm1_dose
+        ]
         if since:
             low = min(since, key=lambda o: (o.value or 0.0, o.ref))
             facts.platelets_min_since_last_tdm1 = low.value
@@ -99,7 +103,9 @@ def derive_lvef(
         before = [
             o
             for o in readings
-            if o.value is not None and o.when.day <= regimen_start and (regimen_start - o.when.day).days <= window
+            if o.value is not None
+            and o.when.day <= regimen_start
+            and (regimen_start - o.when.day).days <= window
         ]
         if before:
             base = before[-1]

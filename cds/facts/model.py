@@ -26,7 +26,8 @@ class PatientDemographics(_Facts):
     gender: str = Field("unknown", description="administrative gender: female, male, other, unknown")
     age_years: int | None = Field(None, description="age in whole years at as-of")
     reproductive_potential: bool = Field(
-        False, description="female or unknown gender, age in reproductive_age, no hysterectomy/oophorectomy/menopause"
+        False,
+        description="female/unknown gender, age in reproductive_age, no hysterectomy/oophorectomy/menopause",
     )
     pregnancy_test_negative_recent: bool = Field(
         False, description="negative pregnancy test within pregnancy_test_days"
@@ -36,7 +37,9 @@ class PatientDemographics(_Facts):
 class Her2Facts(_Facts):
     """HER2 status from the latest test episode (ASCO/CAP 2018/2023)."""
 
-    category: Her2Category = Field("unknown", description="positive, equivocal, low, ultralow, zero, negative, unknown")
+    category: Her2Category = Field(
+        "unknown", description="positive, equivocal, low, ultralow, zero, negative, unknown"
+    )
     ihc_score: str | None = Field(None, description='IHC score of the latest episode: "0", "1+", "2+", "3+"')
     ish_group: int | None = Field(None, description="dual-probe ISH group 1-5 of the latest episode")
     ish_result: Literal["positive", "negative", "indeterminate", "none"] = Field(
@@ -56,10 +59,16 @@ class LinesFacts(_Facts):
     known: bool = Field(True, description="false when metastatic disease has no usable date")
     prior_metastatic: int = Field(0, description="regimens started on or after metastatic_since")
     effective: int = Field(0, description="prior_metastatic + 1 if early_relapse")
-    early_relapse: bool = Field(False, description="metastatic within early_relapse_months of (neo)adjuvant trastuzumab")
-    last_her2_directed: bool = Field(False, description="the latest line was HER2-directed (or early relapse)")
+    early_relapse: bool = Field(
+        False, description="metastatic within early_relapse_months of (neo)adjuvant trastuzumab"
+    )
+    last_her2_directed: bool = Field(
+        False, description="the latest line was HER2-directed (or early relapse)"
+    )
     current_active: bool = Field(False, description="a dose of the current line within active_therapy_days")
-    current_regimen: str | None = Field(None, description="agent families of the current line, comma-separated")
+    current_regimen: str | None = Field(
+        None, description="agent families of the current line, comma-separated"
+    )
     current_start: str | None = Field(None, description="start date of the current line")
 
 
@@ -88,14 +97,16 @@ class Exposures(_Facts):
     neratinib: AgentExposure = Field(default_factory=AgentExposure)
     margetuximab: AgentExposure = Field(default_factory=AgentExposure)
     chemotherapy_metastatic: bool = Field(False, description="any cytotoxic on or after metastatic_since")
-    endocrine_metastatic: bool = Field(False, description="any endocrine therapy on or after metastatic_since")
+    endocrine_metastatic: bool = Field(
+        False, description="any endocrine therapy on or after metastatic_since"
+    )
     adjuvant_chemo_relapse: bool = Field(
         False, description="metastatic during or within adjuvant_chemo_relapse_months of (neo)adjuvant chemo"
     )
 
 
 class TherapyFacts(_Facts):
-    """Current therapy: on-drug status (a dose within active_therapy_days, or a draft order) and dose levels."""
+    """Current therapy: on-drug status (a dose within active_therapy_days or a draft order), dose levels."""
 
     on_tdm1: bool = False
     on_tdxd: bool = False
@@ -115,8 +126,12 @@ class EarlyFacts(_Facts):
     """Early (curative) setting: surgery and residual disease after neoadjuvant therapy."""
 
     surgery_days_ago: int | None = Field(None, description="days from breast surgery to as-of")
-    neoadjuvant_taxane_her2: bool = Field(False, description="taxane and HER2-directed therapy before surgery")
-    residual_disease: bool = Field(False, description="neoadjuvant therapy and residual invasive disease at surgery")
+    neoadjuvant_taxane_her2: bool = Field(
+        False, description="taxane and HER2-directed therapy before surgery"
+    )
+    residual_disease: bool = Field(
+        False, description="neoadjuvant therapy and residual invasive disease at surgery"
+    )
     residual_review: bool = Field(False, description="ypN0(i+): residual with review")
     high_risk: bool = Field(False, description="ypN1-3, or cT4 / cN2-3 at presentation")
     pathologic_stage: str | None = Field(None, description='e.g. "ypT1c ypN1a"')
@@ -141,7 +156,9 @@ class LabFacts(_Facts):
     ast: LabValue = Field(default_factory=LabValue)
     alt: LabValue = Field(default_factory=LabValue)
     bilirubin: LabValue = Field(default_factory=LabValue)
-    platelets_min_since_last_tdm1: float | None = Field(None, description="lowest platelets since the last T-DM1 dose")
+    platelets_min_since_last_tdm1: float | None = Field(
+        None, description="lowest platelets since the last T-DM1 dose"
+    )
     liver_draw_gap_days: int | None = Field(
         None, description="days between the latest transaminase and the latest bilirubin"
     )
@@ -153,7 +170,9 @@ class LvefFacts(_Facts):
 
     value: float | None = None
     age_days: int | None = None
-    baseline: float | None = Field(None, description="latest LVEF within lvef_interval_days before the regimen began")
+    baseline: float | None = Field(
+        None, description="latest LVEF within lvef_interval_days before the regimen began"
+    )
     baseline_known: bool = False
     drop: float | None = Field(None, description="baseline - latest, in points")
     below_lln: bool = Field(False, description="below the result's lower limit (or lvef_lower_limit_normal)")
@@ -194,11 +213,15 @@ class OrderFacts(_Facts):
     """The draft order under review (order-select / order-sign, or --order)."""
 
     present: bool = False
-    agent: str | None = Field(None, description="tdm1, tdxd, trastuzumab, trastuzumab_sc, pertuzumab, phesgo, other, ambiguous")
+    agent: str | None = Field(
+        None, description="tdm1, tdxd, trastuzumab, trastuzumab_sc, pertuzumab, phesgo, other, ambiguous"
+    )
     her2_directed: bool = False
     dose_mg_per_kg: float | None = None
     dose_mg: float | None = None
-    dose_fit: Literal["at-level", "above-max", "between-levels", "below-min", "unknown", "not-checked"] = "not-checked"
+    dose_fit: Literal["at-level", "above-max", "between-levels", "below-min", "unknown", "not-checked"] = (
+        "not-checked"
+    )
     dose_level: int | None = Field(None, description="1-based level the ordered dose matches")
     matches_other_agent: str | None = Field(None, description="another HER2 drug whose level the dose fits")
     name_conflict: bool = Field(False, description="the order's code and text name different HER2 agents")

@@ -64,7 +64,9 @@ def doses(events: list[MedicationEvent], vs: ValueSets) -> list[Dose]:
             families.update(agent.counts_as)
             classes.update(agent.classes)
         last = event.end.day if event.end else event.start.day
-        out.append(Dose(event.start.day, max(last, event.start.day), frozenset(families), frozenset(classes), event))
+        out.append(
+            Dose(event.start.day, max(last, event.start.day), frozenset(families), frozenset(classes), event)
+        )
     return sorted(out, key=lambda d: (d.day, d.event.ref))
 
 
@@ -91,21 +93,25 @@ def count_lines(
     last_seen: dict[str, date] = {}
     for dose in met_doses:
         if not lines:
-            lines.append(Line(dose.day, set(dose.families), set(dose.classes), dose.last_day, [dose.event.ref]))
+            lines.append(
+                Line(dose.day, set(dose.families), set(dose.classes), dose.last_day, [dose.event.ref])
+            )
         else:
             current = lines[-1]
             new = {
                 f
                 for f in dose.families
-                if f not in current.families and (f not in last_seen or (dose.day - last_seen[f]).days > active)
+                if f not in current.families
+                and (f not in last_seen or (dose.day - last_seen[f]).days > active)
             }
-            if not new or (dose.day - current.start).days <= window:
-                current.families |= dose.families
-                current.classes |= dose.classes
-            elif (
-                dose.classes <= {"endocrine", "cdk46"}
-                and "her2_directed" in current.classes
-                and not any(current.start < w <= dose.day for w in worsened)
+            if (
+                not new
+                or (dose.day - current.start).days <= window
+                or (
+                    dose.classes <= {"endocrine", "cdk46"}
+                    and "her2_directed" in current.classes
+                    and not any(current.start < w <= dose.day for w in worsened)
+                )
             ):
                 current.families |= dose.families
                 current.classes |= dose.classes
@@ -133,7 +139,11 @@ class TherapyResult:
 
 
 def _exposures(
-    all_doses: list[Dose], since: date | None, surgery: date | None, early: bool, provenance: dict[str, list[str]]
+    all_doses: list[Dose],
+    since: date | None,
+    surgery: date | None,
+    early: bool,
+    provenance: dict[str, list[str]],
 ) -> Exposures:
     exposures = Exposures()
     for key in EXPOSURE_KEYS:
@@ -201,7 +211,10 @@ def _order_levels(agent: str, period_weeks: float | None, params: Params) -> tup
     if agent == "tdxd":
         return "mg/kg", params.nums("tdxd_dose_levels_mg_per_kg")
     if agent == "trastuzumab":
-        q3w, weekly = params.nums("trastuzumab_q3w_doses_mg_per_kg"), params.nums("trastuzumab_weekly_doses_mg_per_kg")
+        q3w, weekly = (
+            params.nums("trastuzumab_q3w_doses_mg_per_kg"),
+            params.nums("trastuzumab_weekly_doses_mg_per_kg"),
+        )
         if period_weeks is not None and abs(period_weeks - 3) < 0.2:
             return "mg/kg", q3w
         if period_weeks is not None and abs(period_weeks - 1) < 0.2:
@@ -277,7 +290,9 @@ def _order_facts(
     order.dose_level = level
     if fit != "at-level":
         for other in HER2_ORDER_AGENTS:
-            if other == agent or other in ("trastuzumab_sc", "phesgo") and agent in ("trastuzumab", "pertuzumab"):
+            if other == agent or (
+                other in ("trastuzumab_sc", "phesgo") and agent in ("trastuzumab", "pertuzumab")
+            ):
                 continue
             other_basis, other_levels = _order_levels(other, None, params)
             if other_basis == basis and fit_level(dose, other_levels, tolerance)[0] == "at-level":
@@ -286,9 +301,9 @@ def _order_facts(
     last = last_levels.get(agent)
     if agent in ("tdm1", "tdxd") and last is not None and last > 1:
         ordered_level = level if level is not None else (0 if fit == "above-max" else None)
-        if ordered_level is not None and ordered_level < last:
-            order.reescalation = True
-        elif ordered_level is None and dose > levels[last - 1] * (1 + tolerance / 100.0):
+        if (ordered_level is not None and ordered_level < last) or (
+            ordered_level is None and dose > levels[last - 1] * (1 + tolerance / 100.0)
+        ):
             order.reescalation = True
     return order
 
@@ -374,7 +389,16 @@ def derive_therapy(
             provenance[f"therapy.on_{key}"] = [d.event.ref for d in recent if key in d.families] + (
                 [draft.ref] if draft is not None and key in draft_families else []
             )
-    her2_families = {"tdm1", "tdxd", "trastuzumab", "pertuzumab", "tucatinib", "lapatinib", "neratinib", "margetuximab"}
+    her2_families = {
+        "tdm1",
+        "tdxd",
+        "trastuzumab",
+        "pertuzumab",
+        "tucatinib",
+        "lapatinib",
+        "neratinib",
+        "margetuximab",
+    }
     therapy.on_her2_directed = bool(
         any(d.families & her2_families for d in recent) or draft_families & her2_families
     )
@@ -394,7 +418,7 @@ def derive_therapy(
         if mgkg is None:
             continue
         levels = params.nums(levels_name)
-        fit, level = fit_level(mgkg, levels, tolerance)
+        _fit, level = fit_level(mgkg, levels, tolerance)
         last_levels[key] = level
         setattr(therapy, f"{key}_dose_level", level)
         setattr(therapy, f"{key}_at_lowest_level", level == len(levels))

@@ -163,7 +163,9 @@ class _Parser:
             common["specimen"] = specimen
         analyte = self.vs.analytes.get(kind)
         if analyte is None:
-            return ObservationRecord(**common, answer=self._answer(resource), ratio=self._plain_number(resource))
+            return ObservationRecord(
+                **common, answer=self._answer(resource), ratio=self._plain_number(resource)
+            )
         value, unit_problem = self._quantity(resource, kind)
         uln, lln = self._reference_range(resource, kind) if value is not None else (None, None)
         return ObservationRecord(**common, value=value, unit_problem=unit_problem, uln=uln, lln=lln)
@@ -278,9 +280,12 @@ class _Parser:
             texts.extend(Codings.of(applies).texts)
             texts.extend(code for _s, code in Codings.of(applies).codes)
         gender = (self.patient.gender or "").lower()
-        sex_ok = not texts or any(gender and gender in t for t in texts) or (
-            gender == "female" and "248152002" in texts
-        ) or (gender == "male" and "248153007" in texts)
+        sex_ok = (
+            not texts
+            or any(gender and gender in t for t in texts)
+            or (gender == "female" and "248152002" in texts)
+            or (gender == "male" and "248153007" in texts)
+        )
         return bool(sex_ok)
 
     # -- conditions, procedures, allergies -----------------------------------------------------
@@ -346,7 +351,11 @@ class _Parser:
         if isinstance(reference, str):
             if reference.startswith("#"):
                 medication = next(
-                    (c for c in resource.get("contained") or [] if isinstance(c, dict) and c.get("id") == reference[1:]),
+                    (
+                        c
+                        for c in resource.get("contained") or []
+                        if isinstance(c, dict) and c.get("id") == reference[1:]
+                    ),
                     None,
                 )
             else:
@@ -373,7 +382,9 @@ class _Parser:
             return None
         status = resource.get("status")
         if not draft:
-            if status in MED_BAD_STATUS and not (rtype == "MedicationAdministration" and status == "not-done"):
+            if status in MED_BAD_STATUS and not (
+                rtype == "MedicationAdministration" and status == "not-done"
+            ):
                 return None
             if rtype == "MedicationRequest" and resource.get("intent") not in REQUEST_EXPOSURE_INTENTS:
                 return None

@@ -137,7 +137,9 @@ def _check_types(resources: Iterable[JSON], origin: str) -> None:
             raise InputRejected(f"{origin}: resource type {rtype!r} does not exist in FHIR R4{hint}")
 
 
-def raw_patient_from_resources(resources: list[JSON], origin: str, by_url: dict[str, JSON] | None = None) -> RawPatient:
+def raw_patient_from_resources(
+    resources: list[JSON], origin: str, by_url: dict[str, JSON] | None = None
+) -> RawPatient:
     """Check the one-patient rules on already decoded resources (Bulk NDJSON grouping uses this)."""
     _check_types(resources, origin)
     patients = [r for r in resources if r["resourceType"] == "Patient"]
@@ -180,5 +182,7 @@ def read_order(data: bytes, origin: str) -> JSON:
     resources, _ = _resources_of(doc, origin)
     orders = [r for r in resources if r.get("resourceType") == "MedicationRequest"]
     if len(orders) != 1:
-        raise InputRejected(f"{origin}: a draft order must be exactly one MedicationRequest (found {len(orders)})")
+        raise InputRejected(
+            f"{origin}: a draft order must be exactly one MedicationRequest (found {len(orders)})"
+        )
     return orders[0]

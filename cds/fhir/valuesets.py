@@ -253,7 +253,9 @@ def load_valuesets(directory: Path) -> ValueSets:
             names=tuple(n.lower() for n in _str_list(raw.get("names"), f"{where}.names")),
             match_first=bool(raw.get("match_first", False)),
             counts_as=_str_list(raw.get("counts_as"), f"{where}.counts_as") or (str(raw.get("family", key)),),
-            covers_words=tuple(w.lower() for w in _str_list(raw.get("covers_words"), f"{where}.covers_words")),
+            covers_words=tuple(
+                w.lower() for w in _str_list(raw.get("covers_words"), f"{where}.covers_words")
+            ),
         )
     concepts = {
         name: _concept(name, raw, f"concepts.yaml concepts.{name}")
@@ -271,7 +273,8 @@ def load_valuesets(directory: Path) -> ValueSets:
             units={str(k): float(v) for k, v in units.items()},
         )
     coded = {
-        k: frozenset(_str_list(v, f"observations.yaml coded.{k}")) for k, v in (obs.get("coded") or {}).items()
+        k: frozenset(_str_list(v, f"observations.yaml coded.{k}"))
+        for k, v in (obs.get("coded") or {}).items()
     }
     answers = {
         name: Concept(

@@ -60,7 +60,9 @@ def build_findings(
     for f in fired:
         compiled = f.ruleset.rules[f.rule_id]
         rule, then = compiled.rule, compiled.rule.then
-        matched = [render(label, get, library.parameters, []) for label in matched_labels(compiled.condition, get)]
+        matched = [
+            render(label, get, library.parameters, []) for label in matched_labels(compiled.condition, get)
+        ]
         summary = render(then.summary, get, library.parameters, matched)
         detail = render(then.detail, get, library.parameters, matched)
         review = rule.evidence_status == "unverified"
@@ -69,7 +71,11 @@ def build_findings(
             if evaluate(condition, get):
                 review = True
                 notes.append(render(note, get, library.parameters, matched))
-        if then.applies_to and facts.order.present and facts.order.agent in _order_agents_for(then.applies_to):
+        if (
+            then.applies_to
+            and facts.order.present
+            and facts.order.agent in _order_agents_for(then.applies_to)
+        ):
             detail = f"Before this dose (draft order): {detail}"
         if notes:
             detail = f"{detail} Review: {' '.join(notes)}"
@@ -87,7 +93,10 @@ def build_findings(
                 detail=detail,
                 review_required=review,
                 rule=RuleRef(
-                    id=rule.id, version=f.ruleset.version, ruleset=f.ruleset.name, evidence_status=rule.evidence_status
+                    id=rule.id,
+                    version=f.ruleset.version,
+                    ruleset=f.ruleset.name,
+                    evidence_status=rule.evidence_status,
                 ),
                 evidence=[
                     Evidence(label=e.label, citation=e.citation, url=e.url)
@@ -132,7 +141,9 @@ def apply_policies(library: RuleLibrary, findings: list[Finding]) -> tuple[list[
                 or (policy.suppress_all_others and f.code != trigger.code)
             )
             if hit:
-                suppressed.append(Suppressed(code=f.code, rule=f.rule.id, by_policy=policy.id, because_of=trigger.code))
+                suppressed.append(
+                    Suppressed(code=f.code, rule=f.rule.id, by_policy=policy.id, because_of=trigger.code)
+                )
             else:
                 keep.append(f)
         alive = keep
@@ -140,7 +151,9 @@ def apply_policies(library: RuleLibrary, findings: list[Finding]) -> tuple[list[
     unique: list[Finding] = []
     for f in alive:
         if f.code in seen:
-            suppressed.append(Suppressed(code=f.code, rule=f.rule.id, by_policy="one-finding-per-code", because_of=f.code))
+            suppressed.append(
+                Suppressed(code=f.code, rule=f.rule.id, by_policy="one-finding-per-code", because_of=f.code)
+            )
             continue
         seen.add(f.code)
         unique.append(f)
