@@ -35,7 +35,7 @@ rules_app = typer.Typer(help="Inspect the rule sets.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 
 out = Console(highlight=False, soft_wrap=False, width=160)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 RulesOpt = Annotated[
     Path | None,

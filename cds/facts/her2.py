@@ -156,6 +156,12 @@ def _call(episode: _Episode, vs: ValueSets, params: Params) -> _Call:
             call.category = "ultralow" if scores["0"] else "zero"
         elif ihc == "1+":
             call.category = "low"
+        elif ihc is None and "negative" in interp:
+            # an IHC read as negative (0/1+) with ISH group 2-4 or indeterminate stays negative;
+            # gap.her2-ihc-score asks for the score where HER2-low matters (metastatic)
+            call.category = "negative"
+        elif ihc is None and "positive" in interp:
+            call.category = "positive"
         else:
             call.ish_review = True
     elif ihc == "2+":
