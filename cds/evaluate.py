@@ -76,7 +76,10 @@ class Evaluator:
             as_of=as_of.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             rulesets=self._rulesets,
             findings=findings,
-            skipped=[SkippedResource(resource=s.resource, reason=s.reason) for s in record.skipped],
+            skipped=[
+                SkippedResource(resource=s.resource, reason=s.reason)
+                for s in sorted(record.skipped, key=lambda s: (s.resource, s.reason))
+            ],
         )
         return Result(evaluation, facts, self.engine.trace(facts, fired) if trace else None, suppressed)
 

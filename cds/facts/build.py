@@ -6,7 +6,7 @@ modules then run in dependency order: setting -> therapy -> early setting -> lab
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from cds.facts.clinical import (
     derive_allergy,
@@ -21,12 +21,20 @@ from cds.facts.labs import derive_labs, derive_lvef, derive_weight, pregnancy_te
 from cds.facts.model import PatientFacts
 from cds.facts.params import Params
 from cds.facts.therapy import derive_therapy, doses
-from cds.fhir.records import ConditionRecord, MedicationEvent, PatientRecord
+from cds.fhir.records import ConditionRecord, MedicationEvent, PatientRecord, When
 from cds.fhir.valuesets import ValueSets
 
 
+_EPOCH = When(datetime(1, 1, 1, tzinfo=UTC), True)
+
+
+def _key(when: When | None, ref: str) -> tuple[datetime, str]:
+    return ((when or _EPOCH).instant, ref)
+
+
 def _in_time(record: PatientRecord, as_of: datetime) -> PatientRecord:
-    """The record restricted to data on or before as-of (undated conditions/allergies are kept)."""
+    """The record restricted to data on or before as-of (undated conditions/allergies are kept),
+    in a canonical order (date, then resource id) so output never depends on Bundle entry order."""
 
     def cond_ok(c: ConditionRecord) -> bool:
         when = c.when
@@ -37,11 +45,16 @@ def _in_time(record: PatientRecord, as_of: datetime) -> PatientRecord:
 
     return PatientRecord(
         patient=record.patient,
-        observations=[o for o in record.observations if o.when.not_after(as_of)],
-        conditions=[c for c in record.conditions if cond_ok(c)],
-        procedures=[p for p in record.procedures if p.when is None or p.when.not_after(as_of)],
-        allergies=list(record.allergies),
-        medications=[m for m in record.medications if med_ok(m)],
+        observations=sorted(
+            (o for o in record.observations if o.when.not_after(as_of)), key=lambda o: _key(o.when, o.ref)
+        ),
+        conditions=sorted((c for c in record.conditions if cond_ok(c)), key=lambda c: _key(c.when, c.ref)),
+        procedures=sorted(
+            (p for p in record.procedures if p.when is None or p.when.not_after(as_of)),
+            key=lambda p: _key(p.when, p.ref),
+        ),
+        allergies=sorted(record.allergies, key=lambda a: a.ref),
+        medications=sorted((m for m in record.medications if med_ok(m)), key=lambda m: _key(m.start, m.ref)),
         skipped=record.skipped,
         draft=record.draft,
     )

@@ -30,6 +30,7 @@ EXPOSURE_KEYS = (
     "neratinib",
     "margetuximab",
 )
+EPSILON = 1e-9  # float noise: 2.4 mg/kg - 5% must be exactly 2.28
 HER2_ORDER_AGENTS = ("tdm1", "tdxd", "trastuzumab", "trastuzumab_sc", "pertuzumab", "phesgo")
 
 
@@ -195,11 +196,11 @@ def _mg_per_kg(event: MedicationEvent, weights: list[ObservationRecord]) -> floa
 def fit_level(dose: float, levels: list[float], tolerance_pct: float) -> tuple[str, int | None]:
     """Where a dose sits against a drug's levels: at-level (1-based), above-max, between, below-min."""
     for index, level in enumerate(levels, start=1):
-        if abs(dose - level) <= level * tolerance_pct / 100.0:
+        if abs(dose - level) <= level * tolerance_pct / 100.0 + EPSILON:  # boundaries are inclusive
             return "at-level", index
-    if dose > max(levels) * (1 + tolerance_pct / 100.0):
+    if dose > max(levels) * (1 + tolerance_pct / 100.0) + EPSILON:
         return "above-max", None
-    if dose < min(levels) * (1 - tolerance_pct / 100.0):
+    if dose < min(levels) * (1 - tolerance_pct / 100.0) - EPSILON:
         return "below-min", None
     return "between-levels", None
 

@@ -36,8 +36,12 @@ def test_evaluate_json_matches_the_output_contract() -> None:
     assert [f["code"] for f in data["findings"]] == ["rec.mbc2.tdm1", "rec.mbc2.tdxd"]
     tdxd = data["findings"][1]
     assert tdxd["strength"] == "preferred" and tdxd["regimen"] == "t-dxd" and tdxd["severity"] == "info"
-    assert tdxd["rule"] == {"id": "rec.mbc2.tdxd", "version": "1.0.0", "ruleset": "her2-therapy",
-                            "evidence_status": "verified"}
+    assert tdxd["rule"] == {
+        "id": "rec.mbc2.tdxd",
+        "version": "1.0.0",
+        "ruleset": "her2-therapy",
+        "evidence_status": "verified",
+    }
     assert tdxd["evidence"][0]["label"] == "DESTINY-Breast03"
     assert {"fact": "her2.category", "value": "positive"}.items() <= tdxd["basis"][0].items()
 
@@ -51,9 +55,16 @@ def test_evaluate_several_files_prints_a_json_array() -> None:
 
 
 def test_evaluate_with_a_draft_order_runs_the_order_checks() -> None:
-    proc = run("evaluate", str(SAMPLES / "order-tdm1-name-confusion.json"), "--order",
-               str(SAMPLES / "orders" / "order-tdm1-name-confusion.order.json"),
-               "--format", "json", "--as-of", "2026-11-01")
+    proc = run(
+        "evaluate",
+        str(SAMPLES / "order-tdm1-name-confusion.json"),
+        "--order",
+        str(SAMPLES / "orders" / "order-tdm1-name-confusion.order.json"),
+        "--format",
+        "json",
+        "--as-of",
+        "2026-11-01",
+    )
     assert proc.returncode == 0, proc.stderr
     codes = [f["code"] for f in json.loads(proc.stdout)["findings"]]
     assert codes[:2] == ["order.dose-out-of-range", "order.name-confusion"]
@@ -96,7 +107,10 @@ def test_help_teaches_the_options() -> None:
         (b'{"hello": "world"}', "not FHIR"),
         (b"[1, 2, 3]", "not FHIR"),
         (b'{"resourceType": "Bundle", "type": "collection", "entry": []}', "no Patient resource"),
-        (b'{"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}', "no Patient"),
+        (
+            b'{"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}',
+            "no Patient",
+        ),
         (
             b'{"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient", "id": "a"}},'
             b' {"resource": {"resourceType": "Patient", "id": "b"}}]}',
@@ -108,7 +122,15 @@ def test_help_teaches_the_options() -> None:
             "'DiagnosticOrder' does not exist in FHIR R4",
         ),
     ],
-    ids=["not-json", "not-fhir-object", "not-fhir-array", "no-patient", "lone-observation", "two-patients", "dstu2"],
+    ids=[
+        "not-json",
+        "not-fhir-object",
+        "not-fhir-array",
+        "no-patient",
+        "lone-observation",
+        "two-patients",
+        "dstu2",
+    ],
 )
 def test_bad_input_is_rejected_with_one_line(tmp_path: Path, content: bytes, needle: str) -> None:
     path = tmp_path / "input.json"
@@ -133,8 +155,9 @@ def test_a_broken_rule_file_names_file_line_rule_and_field(tmp_path: Path) -> No
     rules = tmp_path / "rules"
     subprocess.run(["cp", "-r", str(ROOT / "rules"), str(rules)], check=True)
     path = rules / "tdxd-safety.yaml"
-    text = path.read_text(encoding="utf-8").replace("labs.anc.value: {\">=\": $anc_grade4_below}",
-                                                     "labs.anc.valu: {\">=\": $anc_grade4_below}")
+    text = path.read_text(encoding="utf-8").replace(
+        'labs.anc.value: {">=": $anc_grade4_below}', 'labs.anc.valu: {">=": $anc_grade4_below}'
+    )
     path.write_text(text, encoding="utf-8")
     proc = run("rules", "list", "--rules", str(rules))
     assert proc.returncode == 2

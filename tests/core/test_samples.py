@@ -36,7 +36,9 @@ def test_sample_gives_exactly_its_expected_findings(sidecar: Path, evaluator: Ev
     if expected.get("order"):
         order_path = SAMPLES / expected["order"]
         order = read_order(order_path.read_bytes(), str(order_path))
-    result = evaluator.evaluate(raw_patient_from_path(bundle), as_of=parse_as_of(expected["as_of"]), order=order)
+    result = evaluator.evaluate(
+        raw_patient_from_path(bundle), as_of=parse_as_of(expected["as_of"]), order=order
+    )
     got = {f.code: f for f in result.evaluation.findings}
     want = {f["code"]: f for f in expected["findings"]}
     assert sorted(got) == sorted(want)
@@ -54,7 +56,9 @@ def test_every_finding_shows_its_basis(sidecar: Path, evaluator: Evaluator) -> N
     order = None
     if expected.get("order"):
         order = read_order((SAMPLES / expected["order"]).read_bytes(), expected["order"])
-    result = evaluator.evaluate(raw_patient_from_path(bundle), as_of=parse_as_of(expected["as_of"]), order=order)
+    result = evaluator.evaluate(
+        raw_patient_from_path(bundle), as_of=parse_as_of(expected["as_of"]), order=order
+    )
     for finding in result.evaluation.findings:
         assert finding.rule.id and finding.rule.version and finding.rule.ruleset
         assert finding.basis, finding.code
