@@ -24,7 +24,6 @@ from cds.facts.therapy import derive_therapy, doses
 from cds.fhir.records import ConditionRecord, MedicationEvent, PatientRecord, When
 from cds.fhir.valuesets import ValueSets
 
-
 _EPOCH = When(datetime(1, 1, 1, tzinfo=UTC), True)
 
 
