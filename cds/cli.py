@@ -208,10 +208,15 @@ def evaluate(
 def rules_list(
     rules: RulesOpt = None,
     include_drafts: DraftsOpt = False,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="table, json, or markdown (the docs/clinical-content.md page).")
+    ] = "table",
 ) -> None:
     """List rule sets with version and status, and every rule id with its finding code."""
     library = _library(rules, include_drafts)
+    if output_format == "markdown":
+        sys.stdout.write(clinical_content_markdown(library))
+        return
     if output_format == "json":
         data = [
             {
@@ -258,6 +263,40 @@ def rules_list(
         for rid, c in sorted(rs.rules.items()):
             table.add_row(rid, c.rule.then.code, c.rule.then.kind, c.rule.evidence_status, c.rule.title)
         out.print(table)
+
+
+def clinical_content_markdown(library: RuleLibrary) -> str:
+    """Every rule as a reviewable table: id, what it does, evidence, verified or not."""
+    lines = [
+        "# Clinical content",
+        "",
+        "Generated from the rule files by `cds rules list --format markdown > docs/clinical-content.md`",
+        "(a test fails when this page and the rules disagree). Unverified rules fire with",
+        "`review_required: true` and ask to verify against the current label. Parameters are listed",
+        "per rule set; every threshold lives there, not in Python.",
+        "",
+    ]
+    for rs in library.rulesets:
+        spec = rs.spec
+        lines += [f"## {rs.name} {rs.version} ({spec.status})", "", spec.description, ""]
+        if spec.approved_by:
+            lines += [f"Approved by: {spec.approved_by}, {spec.approved_on}", ""]
+        if rs.rules:
+            lines += ["| rule | finding | what it does | evidence | status |", "|---|---|---|---|---|"]
+            for rid, compiled in sorted(rs.rules.items()):
+                rule = compiled.rule
+                evidence = ", ".join(library.evidence.evidence[k].label for k in rule.then.evidence) or "-"
+                what = f"**{rule.title}.** {' '.join(rule.description.split())}".replace("|", "/")
+                detail = rule.then.strength or rule.then.action or rule.then.kind
+                lines.append(f"| `{rid}` | `{rule.then.code}` ({detail}) | {what} | {evidence} | {rule.evidence_status} |")
+            lines.append("")
+        if spec.parameters:
+            lines += ["| parameter | value | unit | meaning | source |", "|---|---|---|---|---|"]
+            for name, param in spec.parameters.items():
+                value = param.value if not isinstance(param.value, list) else ", ".join(str(v) for v in param.value)
+                lines.append(f"| `{name}` | {value} | {param.unit or ''} | {param.description} | {param.source or ''} |")
+            lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 # --- sub-commands owned by other packages: each registers itself on the line(s) below ---

@@ -163,3 +163,10 @@ def test_a_broken_rule_file_names_file_line_rule_and_field(tmp_path: Path) -> No
     assert proc.returncode == 2
     assert "tdxd-safety.yaml:" in proc.stderr and "rule alert.tdxd.neutrophils-grade3" in proc.stderr
     assert "unknown fact path 'labs.anc.valu'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_clinical_content_page_matches_the_rule_files() -> None:
+    proc = run("rules", "list", "--format", "markdown")
+    assert proc.returncode == 0, proc.stderr
+    page = (ROOT / "docs" / "clinical-content.md").read_text(encoding="utf-8")
+    assert proc.stdout == page, "regenerate: cds rules list --format markdown > docs/clinical-content.md"

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The project's one test command (README step 2; .ci/run calls exactly this).
+# Installs into .venv (created if absent), makes sure headless Chromium is there for the browser
+# tests, then runs ruff, mypy --strict on cds/, and the whole pytest suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pick_python() {
+  # durable-rules 2.0.28 does not import on Python 3.13: use 3.12 or 3.11.
+  for candidate in "${PYTHON:-}" python3.12 python3.11 python3; do
+    [ -n "$candidate" ] || continue
+    command -v "$candidate" >/dev/null 2>&1 || continue
+    if "$candidate" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 13) else 1)' 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "error: need Python 3.11 or 3.12 (durable-rules does not import on 3.13)" >&2
+  return 1
+}
+
+if [ ! -x .venv/bin/python ]; then
+  "$(pick_python)" -m venv .venv
+fi
+# shellcheck disable=SC1091
+source .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet -e ".[dev]"
+
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian chromium for the headless browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "warning: /usr/bin/chromium is missing; browser tests will be skipped" >&2
+  fi
+fi
+
+ruff check .
+mypy --strict cds
+python -m pytest "$@"
