@@ -1,0 +1,140 @@
+"""The service catalogue published at discovery, and the prefetch templates each service needs.
+
+The Observation codes in the templates come from the loaded value sets, so a pharmacist adding a
+LOINC code to ``rules/valuesets/observations.yaml`` widens the prefetch with no code change.
+Templates only use ``{{context.patientId}}``, type-level search, reference and token (system|code)
+parameters and ``_sort=-date`` (SPEC §Prefetch query restrictions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cds.engine.library import RuleLibrary
+from cds.findings.cards import LOINC
+
+PATIENT_TOKEN = "{{context.patientId}}"
+PATIENT_KEY = "patient"
+
+# Observation groups: (prefetch key, analyte keys, coded keys) of the value sets.
+_OBSERVATION_GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        "tumorObservations",
+        (),
+        (
+            "her2_ihc",
+            "her2_interpretation",
+            "her2_ish",
+            "her2_ish_ratio",
+            "her2_ish_copies",
+            "er",
+            "pr",
+            "er_pr",
+            "stage_group",
+            "clinical_t",
+            "clinical_n",
+            "clinical_m",
+            "pathologic_t",
+            "pathologic_n",
+            "pathologic_m",
+            "disease_status",
+        ),
+    ),
+    (
+        "labObservations",
+        ("platelets", "anc", "ast", "alt", "bilirubin", "hcg_quantitative"),
+        ("pregnancy_qualitative",),
+    ),
+    ("cardiacAndWeightObservations", ("lvef", "weight"), ()),
+)
+_SEARCHES: tuple[tuple[str, str], ...] = (
+    ("conditions", "Condition"),
+    ("procedures", "Procedure"),
+    ("allergies", "AllergyIntolerance"),
+    ("medicationRequests", "MedicationRequest"),
+    ("medicationAdministrations", "MedicationAdministration"),
+    ("medicationStatements", "MedicationStatement"),
+)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One discovery entry; ``hooks`` lists every hook registered under this id."""
+
+    id: str
+    hooks: tuple[str, ...]
+    title: str
+    description: str
+    usage: str
+
+
+SERVICES: tuple[Service, ...] = (
+    Service(
+        id="her2-therapy-review",
+        hooks=("patient-view",),
+        title="HER2 breast cancer therapy review and safety monitoring",
+        description=(
+            "When a patient's record is opened: the guideline-recommended next HER2-directed regimen "
+            "(first/second/later line, early-setting residual disease, HER2-low), safety alerts for "
+            "patients on T-DM1, T-DXd, trastuzumab or pertuzumab (platelets, liver tests, LVEF, ILD), "
+            "and the data gaps that block a safe recommendation."
+        ),
+        usage="FHIR R4. Needs read access to the patient's Conditions, Observations, medications, "
+        "Procedures and AllergyIntolerances (prefetch or fhirAuthorization).",
+    ),
+    Service(
+        id="her2-order-safety",
+        hooks=("order-select", "order-sign"),
+        title="HER2 draft-order safety check",
+        description=(
+            "For draft MedicationRequests of T-DM1, T-DXd, trastuzumab or pertuzumab: dose against the "
+            "label levels per kg, T-DM1/T-DXd/trastuzumab name confusion, HER2 status, required labs, "
+            "LVEF and pregnancy test before this dose. order-sign cards supersede order-select cards."
+        ),
+        usage="FHIR R4 draftOrders with MedicationRequest entries; same data access as her2-therapy-review.",
+    ),
+)
+BY_ID = {s.id: s for s in SERVICES}
+
+
+def _loinc_list(codes: list[str]) -> str:
+    return ",".join(f"{LOINC}|{c}" for c in codes)
+
+
+def prefetch_templates(library: RuleLibrary) -> dict[str, str]:
+    """Prefetch key -> FHIR query template; every key is needed for a complete evaluation."""
+    vs = library.valuesets
+    templates = {PATIENT_KEY: f"Patient/{PATIENT_TOKEN}"}
+    for key, analytes, coded in _OBSERVATION_GROUPS:
+        codes: list[str] = []
+        for name in analytes:
+            codes += sorted(vs.analytes[name].loinc)
+        for name in coded:
+            codes += sorted(vs.coded[name])
+        unique = list(dict.fromkeys(codes))
+        templates[key] = f"Observation?patient={PATIENT_TOKEN}&code={_loinc_list(unique)}&_sort=-date"
+    for key, rtype in _SEARCHES:
+        templates[key] = f"{rtype}?patient={PATIENT_TOKEN}"
+    return templates
+
+
+def discovery(library: RuleLibrary) -> dict[str, list[dict[str, object]]]:
+    """The ``GET /cds-services`` body: one entry per (service, hook)."""
+    templates = prefetch_templates(library)
+    rulesets = [f"{r.name}@{r.version}" for r in library.rulesets]
+    services: list[dict[str, object]] = []
+    for service in SERVICES:
+        for hook in service.hooks:
+            services.append(
+                {
+                    "hook": hook,
+                    "title": service.title,
+                    "description": service.description,
+                    "id": service.id,
+                    "prefetch": dict(templates),
+                    "usageRequirements": service.usage,
+                }
+            )
+            if rulesets:
+                services[-1]["extension"] = {"org.her2-cds.rulesets": rulesets}
+    return {"services": services}

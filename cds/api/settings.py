@@ -1,0 +1,100 @@
+"""Service settings: one frozen object, JSON-serialisable so ``--workers N`` can hand it to each worker."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cds.errors import ConfigurationError
+
+SETTINGS_ENV = "CDS_API_SETTINGS"
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """A CDS client we trust: its JWT ``iss``, where its JWK Set lives (https URL or file), and
+    optionally the base URL it uses in ``aud`` when that differs from our public URL (Epic lets
+    each health system type the audience by hand)."""
+
+    iss: str
+    jwks: str
+    audience_base: str | None = None
+
+    @property
+    def jwks_is_url(self) -> bool:
+        """A JWKS given as a URL is fetched (only that URL, never a token's ``jku``)."""
+        return self.jwks.startswith(("https://", "http://"))
+
+    @classmethod
+    def parse(cls, text: str) -> TrustedIssuer:
+        """``ISS|JWKS[|AUDIENCE_BASE]`` (``|`` because URLs contain ``=`` and ``:``)."""
+        parts = [p.strip() for p in text.split("|")]
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ConfigurationError(
+                f"trusted issuer {text!r}: expected ISS|JWKS_URL_OR_FILE[|AUDIENCE_BASE]"
+            )
+        issuer = cls(parts[0], parts[1], parts[2].rstrip("/") if len(parts) == 3 else None)
+        if not issuer.jwks_is_url and not Path(issuer.jwks).is_file():
+            raise ConfigurationError(f"trusted issuer {issuer.iss}: JWKS file {issuer.jwks} not found")
+        return issuer
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``create_app`` needs; defaults are the production-safe ones."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    rules_dir: str | None = None
+    database_url: str = "sqlite:///cds-hooks.sqlite3"
+    issuers: tuple[TrustedIssuer, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    insecure_dev: bool = False
+    public_url: str | None = None
+    # Non-standard, for tests and demos only: evaluate as of this date instead of now.
+    as_of: str | None = None
+    max_body_bytes: int = 5 * 1024 * 1024
+    fhir_timeout_seconds: float = 4.0
+    fhir_max_pages: int = 50
+    clock_skew_seconds: int = 60
+    max_token_lifetime_seconds: int = 3600
+    jwks_cache_seconds: int = 3600
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL (discovery lives at ``{base_url}/cds-services``); JWT ``aud`` uses it."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def check(self) -> None:
+        """Refuse a configuration that would accept nobody, or anybody by accident."""
+        if not self.insecure_dev and not self.issuers:
+            raise ConfigurationError(
+                "no trusted issuers: pass --trusted-issuer 'ISS|JWKS' (or --insecure-dev for a local demo)"
+            )
+        if self.workers < 1:
+            raise ConfigurationError("--workers must be at least 1")
+        if self.max_body_bytes < 1024:
+            raise ConfigurationError("--max-body-bytes must be at least 1024")
+
+    def to_json(self) -> str:
+        """Serialise for the worker processes."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        """Inverse of ``to_json``."""
+        data = json.loads(text)
+        data["issuers"] = tuple(TrustedIssuer(**i) for i in data.get("issuers", ()))
+        data["cors_origins"] = tuple(data.get("cors_origins", ()))
+        return cls(**data)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Settings handed over by ``cds serve`` in ``$CDS_API_SETTINGS``."""
+        text = os.environ.get(SETTINGS_ENV)
+        if not text:
+            raise ConfigurationError(f"${SETTINGS_ENV} is not set (start workers with `cds serve`)")
+        return cls.from_json(text)

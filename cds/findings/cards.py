@@ -1,0 +1,371 @@
+"""Finding -> CDS Hooks 2.0 card: pure functions, no I/O, so the same findings give the same cards.
+
+A card carries everything a clinician and an integrator need without calling back: the summary
+(<= 139 characters, the Inferno limit), an indicator from the finding severity, markdown detail
+with the basis facts and evidence, a source naming the ruleset, and under ``extension`` (key
+``CARD_EXTENSION``) the finding code and rule id/version so cards can be filtered and audited by
+code. Recommendations with a regimen get a "create MedicationRequest" suggestion; order findings
+get a "remove this draft" suggestion; alerts get override reasons. Optional elements that would be
+empty are omitted (CDS Hooks "no null or empty values").
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from cds.findings.model import Finding
+
+JSON = dict[str, Any]
+
+CARD_EXTENSION = "org.her2-cds.finding"
+FINDING_CODE_SYSTEM = "https://her2-cds.org/fhir/CodeSystem/finding-code"
+OVERRIDE_REASON_SYSTEM = "https://her2-cds.org/fhir/CodeSystem/override-reason"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
+LOINC = "http://loinc.org"
+SOURCE_URL = "https://her2-cds.org/rules"
+SUMMARY_MAX = 139
+_CARD_NAMESPACE = uuid.UUID("6f0c9a4e-2f5b-4d8e-9a51-3c1f1f0d2b7e")
+
+INDICATOR = {"critical": "critical", "warning": "warning", "info": "info"}
+
+# Reasons offered when a clinician dismisses an alert; the feedback report counts them per rule.
+OVERRIDE_REASONS: tuple[tuple[str, str], ...] = (
+    ("benefit-outweighs-risk", "Benefit outweighs the risk for this patient"),
+    ("already-addressed", "Already addressed (dose held or reduced, test repeated)"),
+    ("data-incorrect", "The data behind this alert is wrong or outdated"),
+    ("oncologist-confirmed", "Confirmed with the treating oncologist"),
+)
+
+
+@dataclass(frozen=True)
+class Drug:
+    """One drug of a regimen: RxNorm ingredient code and, for weight-based HER2 drugs, the dose."""
+
+    display: str
+    rxnorm: str
+    # (parameter name, index) of the label starting dose in the rule library, or None: the dose is
+    # then left to the protocol (body-surface or fixed chemotherapy dosing is not computed here).
+    dose_parameter: tuple[str, int] | None
+    unit: str = "mg/kg"
+    route: str = "IV"
+    every_weeks: int = 3
+
+
+# Ingredient RxNorm codes (clinical-spec §9); doses come from the rule parameters, never from here.
+_TRASTUZUMAB = Drug("trastuzumab", "224905", ("trastuzumab_q3w_doses_mg_per_kg", 0))
+_PERTUZUMAB = Drug("pertuzumab", "1298944", ("pertuzumab_doses_mg", 0), unit="mg")
+_TDM1 = Drug("ado-trastuzumab emtansine", "1371041", ("tdm1_dose_levels_mg_per_kg", 0))
+_TDXD = Drug("fam-trastuzumab deruxtecan", "2267582", ("tdxd_dose_levels_mg_per_kg", 0))
+_DOCETAXEL = Drug("docetaxel", "72962", None)
+_CAPECITABINE = Drug("capecitabine", "194000", None, route="oral")
+_TUCATINIB = Drug("tucatinib", "2361290", None, route="oral")
+
+REGIMENS: Mapping[str, tuple[str, tuple[Drug, ...]]] = {
+    "thp": ("trastuzumab + pertuzumab + docetaxel (THP)", (_TRASTUZUMAB, _PERTUZUMAB, _DOCETAXEL)),
+    "t-dxd+pertuzumab": ("T-DXd + pertuzumab", (_TDXD, _PERTUZUMAB)),
+    "t-dxd": ("T-DXd (fam-trastuzumab deruxtecan)", (_TDXD,)),
+    "t-dm1": ("T-DM1 (ado-trastuzumab emtansine)", (_TDM1,)),
+    "tucatinib+trastuzumab+capecitabine": (
+        "tucatinib + trastuzumab + capecitabine",
+        (_TUCATINIB, _TRASTUZUMAB, _CAPECITABINE),
+    ),
+}
+
+# Data gaps that name one concrete test: offered as a proposed (draft) ServiceRequest.
+GAP_TESTS: Mapping[str, tuple[str, str]] = {
+    "gap.her2-unknown": ("85319-2", "HER2 by immunohistochemistry (IHC)"),
+    "gap.her2-ihc-score": ("85319-2", "HER2 by immunohistochemistry (IHC)"),
+    "gap.her2-ish-required": ("85318-4", "HER2 by in situ hybridization (ISH)"),
+    "gap.lvef-overdue": ("10230-1", "Left ventricular ejection fraction (echocardiogram or MUGA)"),
+    "gap.weight-missing": ("29463-7", "Body weight"),
+}
+
+_ORDER_KILLERS = {
+    "order.name-confusion",
+    "order.dose-out-of-range",
+    "order.dose-reescalation",
+    "order.her2-not-positive",
+}
+
+
+@dataclass(frozen=True)
+class CardContext:
+    """What a card needs besides the finding: who it is for and which draft order is under review."""
+
+    service_id: str
+    patient_ref: str
+    parameters: Mapping[str, Any]
+    draft_order_ref: str | None = None
+    ruleset_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def _prune(value: Any) -> Any:
+    """Drop None, "", [] and {} recursively (CDS Hooks: optional elements are omitted, not empty)."""
+    if isinstance(value, dict):
+        out = {k: _prune(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None and v != "" and v != [] and v != {}}
+    if isinstance(value, list):
+        items = [_prune(v) for v in value]
+        return [v for v in items if v is not None and v != "" and v != [] and v != {}]
+    return value
+
+
+def shorten(text: str, limit: int = SUMMARY_MAX) -> str:
+    """One line of at most ``limit`` characters, cut at a word boundary with an ellipsis."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+def stable_uuid(*parts: Any) -> str:
+    """A UUIDv5 of the parts: the same finding for the same patient and service gets the same id."""
+    return str(uuid.uuid5(_CARD_NAMESPACE, orjson.dumps(parts, option=orjson.OPT_SORT_KEYS).decode()))
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | dict):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def detail_markdown(finding: Finding) -> str:
+    """The card detail: the finding's explanation, its basis facts with resources, evidence and rule."""
+    lines = [finding.detail.strip()]
+    if finding.review_required:
+        lines += ["", "**Review required:** verify against the current label before acting."]
+    if finding.basis:
+        lines += ["", "**Based on**", ""]
+        for b in finding.basis:
+            where = f" ({', '.join(b.resources)})" if b.resources else ""
+            lines.append(f"- `{b.fact}` = {_md_escape(_value_text(b.value))}{where}")
+    if finding.evidence:
+        lines += ["", "**Evidence**", ""]
+        for e in finding.evidence:
+            lines.append(f"- [{_md_escape(e.label)}]({e.url}): {_md_escape(e.citation)}")
+    rule = finding.rule
+    lines += [
+        "",
+        f"Rule `{rule.id}` v{rule.version} ({rule.ruleset}, evidence {rule.evidence_status}); "
+        f"finding `{finding.code}`.",
+    ]
+    return "\n".join(line for line in lines if line is not None).strip()
+
+
+def _dose(drug: Drug, parameters: Mapping[str, Any]) -> float | None:
+    if drug.dose_parameter is None:
+        return None
+    name, index = drug.dose_parameter
+    values = parameters.get(name)
+    if isinstance(values, list | tuple) and len(values) > index and isinstance(values[index], int | float):
+        return float(values[index])
+    return None
+
+
+def medication_request(drug: Drug, ctx: CardContext, regimen: str) -> JSON:
+    """A proposed MedicationRequest for one drug of a regimen, with the label starting dose per kg."""
+    dose = _dose(drug, ctx.parameters)
+    timing = {"repeat": {"frequency": 1, "period": drug.every_weeks, "periodUnit": "wk"}}
+    if dose is not None:
+        text = f"{dose:g} {drug.unit} {drug.route} every {drug.every_weeks} weeks (label starting dose)"
+        dosage: JSON = {
+            "text": text,
+            "timing": timing,
+            "doseAndRate": [
+                {"doseQuantity": {"value": dose, "unit": drug.unit, "system": UCUM, "code": drug.unit}}
+            ],
+        }
+    else:
+        dosage = {"text": f"{drug.display} {drug.route}: dose per protocol (not computed by this service)"}
+    resource: JSON = _prune(
+        {
+            "resourceType": "MedicationRequest",
+            "status": "draft",
+            "intent": "proposal",
+            "medicationCodeableConcept": {
+                "coding": [{"system": RXNORM, "code": drug.rxnorm, "display": drug.display}],
+                "text": drug.display,
+            },
+            "subject": {"reference": ctx.patient_ref},
+            "note": [{"text": f"Proposed by HER2 CDS for regimen {regimen}"}],
+            "dosageInstruction": [dosage],
+        }
+    )
+    return resource
+
+
+def _suggestions(finding: Finding, ctx: CardContext, card_id: str) -> list[JSON]:
+    out: list[JSON] = []
+    regimen = finding.regimen
+    if finding.kind == "recommendation" and regimen is not None and regimen in REGIMENS:
+        label, drugs = REGIMENS[regimen]
+        out.append(
+            {
+                "label": shorten(f"Order {label}", 80),
+                "uuid": stable_uuid(card_id, "order", regimen),
+                "isRecommended": finding.strength == "preferred",
+                "actions": [
+                    {
+                        "type": "create",
+                        "description": f"Create a draft order for {drug.display}",
+                        "resource": medication_request(drug, ctx, regimen),
+                    }
+                    for drug in drugs
+                ],
+            }
+        )
+    if finding.code in _ORDER_KILLERS and ctx.draft_order_ref:
+        out.append(
+            {
+                "label": "Remove this draft order",
+                "uuid": stable_uuid(card_id, "delete", ctx.draft_order_ref),
+                "isRecommended": finding.severity == "critical",
+                "actions": [
+                    {
+                        "type": "delete",
+                        "description": f"Remove draft {ctx.draft_order_ref} ({finding.code})",
+                        "resourceId": ctx.draft_order_ref,
+                    }
+                ],
+            }
+        )
+    return out
+
+
+def system_actions(finding: Finding, ctx: CardContext) -> list[JSON]:
+    """Proposed (draft) ServiceRequests for a data gap that names one test; the client decides."""
+    test = GAP_TESTS.get(finding.code)
+    if test is None:
+        return []
+    loinc, display = test
+    return [
+        {
+            "type": "create",
+            "description": f"Propose {display} ({finding.code})",
+            "resource": {
+                "resourceType": "ServiceRequest",
+                "status": "draft",
+                "intent": "proposal",
+                "code": {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display},
+                "subject": {"reference": ctx.patient_ref},
+                "reasonCode": [{"coding": [{"system": FINDING_CODE_SYSTEM, "code": finding.code}]}],
+            },
+        }
+    ]
+
+
+def card_for(finding: Finding, ctx: CardContext) -> JSON:
+    """Render one finding as a CDS Hooks 2.0 card (deterministic, pruned of empty elements)."""
+    rule = finding.rule
+    card_id = stable_uuid(
+        ctx.service_id,
+        ctx.patient_ref,
+        finding.code,
+        rule.id,
+        rule.version,
+        finding.summary,
+        [b.model_dump(mode="json") for b in finding.basis],
+    )
+    suggestions = _suggestions(finding, ctx, card_id)
+    links = [
+        {"label": shorten(e.label, 80), "url": e.url, "type": "absolute"}
+        for e in finding.evidence
+        if e.url.startswith(("https://", "http://"))
+    ]
+    label = ctx.ruleset_labels.get(rule.ruleset, f"HER2 CDS: {rule.ruleset} {rule.version}")
+    card: JSON = {
+        "uuid": card_id,
+        "summary": shorten(finding.summary),
+        "indicator": INDICATOR[finding.severity],
+        "detail": detail_markdown(finding),
+        "source": {
+            "label": label,
+            "url": finding.evidence[0].url if finding.evidence else SOURCE_URL,
+            "topic": {
+                "system": FINDING_CODE_SYSTEM,
+                "code": finding.code,
+                "display": shorten(finding.summary),
+            },
+        },
+        "suggestions": suggestions,
+        "selectionBehavior": "at-most-one" if suggestions else None,
+        "overrideReasons": (
+            [{"system": OVERRIDE_REASON_SYSTEM, "code": c, "display": d} for c, d in OVERRIDE_REASONS]
+            if finding.kind == "alert"
+            else None
+        ),
+        "links": links,
+        "extension": {
+            CARD_EXTENSION: {
+                "codes": [finding.code],
+                "kind": finding.kind,
+                "severity": finding.severity,
+                "strength": finding.strength,
+                "regimen": finding.regimen,
+                "action": finding.action,
+                "reviewRequired": finding.review_required,
+                "rules": [
+                    {
+                        "id": rule.id,
+                        "version": rule.version,
+                        "ruleset": rule.ruleset,
+                        "evidenceStatus": rule.evidence_status,
+                    }
+                ],
+                "draftOrder": ctx.draft_order_ref,
+            }
+        },
+    }
+    pruned: JSON = _prune(card)  # booleans such as reviewRequired=false are kept
+    return pruned
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Cards and system actions for one response, with the findings they came from."""
+
+    cards: list[JSON]
+    system_actions: list[JSON]
+    codes: list[str]
+
+
+def render(groups: Iterable[tuple[Sequence[Finding], CardContext]]) -> Rendered:
+    """Cards for several evaluations (one per draft order), de-duplicated by card uuid, in finding order.
+
+    A patient-level finding seen in two evaluations yields one card: its uuid does not depend on
+    the draft order, while order findings carry the draft in their basis and stay distinct.
+    """
+    cards: list[JSON] = []
+    actions: list[JSON] = []
+    seen: set[str] = set()
+    seen_actions: set[str] = set()
+    ordered: list[tuple[Finding, CardContext]] = [(f, ctx) for findings, ctx in groups for f in findings]
+    ordered.sort(key=lambda pair: pair[0].sort_key())
+    for finding, ctx in ordered:
+        card = card_for(finding, ctx)
+        if card["uuid"] in seen:
+            continue
+        seen.add(card["uuid"])
+        cards.append(card)
+        for action in system_actions(finding, ctx):
+            key = orjson.dumps(action, option=orjson.OPT_SORT_KEYS).decode()
+            if key not in seen_actions:
+                seen_actions.add(key)
+                actions.append(action)
+    codes = [c["extension"][CARD_EXTENSION]["codes"][0] for c in cards]
+    return Rendered(cards=cards, system_actions=actions, codes=codes)
