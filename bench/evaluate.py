@@ -44,7 +44,7 @@ def rss_mb() -> float:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -58,9 +58,15 @@ def stages(evaluator: Evaluator, data: bytes, reps: int) -> dict[str, list[float
     out: dict[str, list[float]] = {"parse": [], "facts": [], "rules": [], "total": []}
     lib = evaluator.library
     for _ in range(reps):
-        record, t_parse = timed(lambda: evaluator.parse(raw_patient_from_bytes(data)))
-        facts, t_facts = timed(lambda: build_facts(record, lib.valuesets, lib.params, AS_OF))
-        _, t_rules = timed(lambda: build_findings(lib, facts, evaluator.engine.fire(facts)))
+        start = time.perf_counter()
+        record = evaluator.parse(raw_patient_from_bytes(data))
+        parsed = time.perf_counter()
+        facts = build_facts(record, lib.valuesets, lib.params, AS_OF)
+        built = time.perf_counter()
+        build_findings(lib, facts, evaluator.engine.fire(facts))
+        done = time.perf_counter()
+        spans = ((start, parsed), (parsed, built), (built, done))
+        t_parse, t_facts, t_rules = ((b - a) * 1000 for a, b in spans)
         out["parse"].append(t_parse)
         out["facts"].append(t_facts)
         out["rules"].append(t_rules)
@@ -75,8 +81,13 @@ def plain_python(f: PatientFacts) -> list[str]:
     if f.setting == "metastatic" and f.therapy.on_tdm1 and p is not None and 25 <= p < 50:
         fired.append("alert.tdm1.platelets-grade3")
     if (
-        f.her2.category == "positive" and f.setting == "metastatic" and f.lines.known and f.lines.effective == 1
-        and f.lines.last_her2_directed and f.progression in ("yes", "unknown") and not f.exposure.tdxd.ever
+        f.her2.category == "positive"
+        and f.setting == "metastatic"
+        and f.lines.known
+        and f.lines.effective == 1
+        and f.lines.last_her2_directed
+        and f.progression in ("yes", "unknown")
+        and not f.exposure.tdxd.ever
         and not f.conditions.ild_history
     ):
         fired.append("rec.mbc2.tdxd")
@@ -86,7 +97,9 @@ def plain_python(f: PatientFacts) -> list[str]:
     return fired
 
 
-def engine_ratio(evaluator: Evaluator, facts_list: list[PatientFacts], reps: int) -> tuple[float, float, float]:
+def engine_ratio(
+    evaluator: Evaluator, facts_list: list[PatientFacts], reps: int
+) -> tuple[float, float, float]:
     lib = evaluator.library
     ids = ("alert.tdm1.platelets-grade3", "rec.mbc2.tdxd", "gap.labs-missing.tdm1")
     definition: dict[str, Any] = {}
@@ -100,15 +113,22 @@ def engine_ratio(evaluator: Evaluator, facts_list: list[PatientFacts], reps: int
         # durable fires an $or rule once per matching branch; the runtime dedupes, and so do we
         fired = sorted(set(runner.fire("bench-three@1.0.0", project(tuple(paths), getter(f)))))
         assert fired == sorted(plain_python(f)), (fired, plain_python(f))
-    _, t_engine = timed(lambda: [runner.fire("bench-three@1.0.0", project(tuple(paths), getter(f)))
-                                 for _ in range(reps) for f in facts_list])
+    _, t_engine = timed(
+        lambda: [
+            runner.fire("bench-three@1.0.0", project(tuple(paths), getter(f)))
+            for _ in range(reps)
+            for f in facts_list
+        ]
+    )
     _, t_python = timed(lambda: [plain_python(f) for _ in range(reps) for f in facts_list])
     n = reps * len(facts_list)
     return t_engine / n * 1000, t_python / n * 1000, t_engine / t_python
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--patients", type=int, default=10_000, help="evaluations for throughput and RSS")
     parser.add_argument("--reps", type=int, default=200, help="repetitions per bundle for stage timings")
     args = parser.parse_args()
@@ -116,16 +136,22 @@ def main() -> None:
     library = load_library(ROOT / "rules")
     evaluator = Evaluator(library)
     bundles = {
-        "small (mbc-second-line, 47 resources)": (ROOT / "fhir_samples" / "mbc-second-line.json").read_bytes(),
-        "T0 Synthea breast (330 resources, 1.1 MB)": (EXTERNAL / "mcode-pathways" / "T0_patient.json").read_bytes(),
+        "small (mbc-second-line, 47 resources)": (
+            ROOT / "fhir_samples" / "mbc-second-line.json"
+        ).read_bytes(),
+        "T0 Synthea breast (330 resources, 1.1 MB)": (
+            EXTERNAL / "mcode-pathways" / "T0_patient.json"
+        ).read_bytes(),
         "Kathy_Walker Synthea (424 resources, 2.7 MB)": (
             EXTERNAL / "smart-generated-r4-synthea" / "Kathy_Walker_59885d16-d333-481e-8edb-422fa047d6b6.json"
         ).read_bytes(),
     }
     gc.collect()
     load = os.getloadavg()
-    print(f"python bench/evaluate.py --patients {args.patients} --reps {args.reps}   ({os.cpu_count()} cores, "
-          f"load average {load[0]:.2f} {load[1]:.2f})\n")
+    print(
+        f"python bench/evaluate.py --patients {args.patients} --reps {args.reps}   ({os.cpu_count()} cores, "
+        f"load average {load[0]:.2f} {load[1]:.2f})\n"
+    )
     print(f"{'bundle':48} {'stage':6} {'median ms':>10} {'p99 ms':>8}")
     for name, data in bundles.items():
         stages(evaluator, data, 5)  # warm up
@@ -145,19 +171,26 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     gc.collect()
     after = rss_mb()
-    print(f"\nthroughput: {args.patients} evaluations of the {len(samples)} samples in {elapsed:.1f} s = "
-          f"{args.patients / elapsed:,.0f} patients/s (one process, parse+facts+rules+findings)")
-    print(f"RSS: {before:.1f} MiB before, {after:.1f} MiB after {args.patients} evaluations "
-          f"(growth {after - before:+.1f} MiB)")
+    print(
+        f"\nthroughput: {args.patients} evaluations of the {len(samples)} samples in {elapsed:.1f} s = "
+        f"{args.patients / elapsed:,.0f} patients/s (one process, parse+facts+rules+findings)"
+    )
+    print(
+        f"RSS: {before:.1f} MiB before, {after:.1f} MiB after {args.patients} evaluations "
+        f"(growth {after - before:+.1f} MiB)"
+    )
 
     facts_list = [
         build_facts(evaluator.parse(raw_patient_from_bytes(d)), library.valuesets, library.params, AS_OF)
         for d in samples
     ]
     engine_us, python_us, ratio = engine_ratio(evaluator, facts_list, 50)
-    print(f"\nthree rules (platelets grade 3, rec.mbc2.tdxd, gap.labs-missing): durable_rules {engine_us:.1f} us "
-          f"vs plain Python {python_us:.1f} us per patient -> engine/Python = {ratio:.0f}x (same decisions, "
-          f"checked on all {len(facts_list)} samples)")
+    print(
+        "\nthree rules (platelets grade 3, rec.mbc2.tdxd, gap.labs-missing): "
+        f"durable_rules {engine_us:.1f} us "
+        f"vs plain Python {python_us:.1f} us per patient -> engine/Python = {ratio:.0f}x (same decisions, "
+        f"checked on all {len(facts_list)} samples)"
+    )
 
 
 if __name__ == "__main__":

@@ -209,7 +209,8 @@ def rules_list(
     rules: RulesOpt = None,
     include_drafts: DraftsOpt = False,
     output_format: Annotated[
-        str, typer.Option("--format", "-f", help="table, json, or markdown (the docs/clinical-content.md page).")
+        str,
+        typer.Option("--format", "-f", help="table, json, or markdown (the docs/clinical-content.md page)."),
     ] = "table",
 ) -> None:
     """List rule sets with version and status, and every rule id with its finding code."""
@@ -288,13 +289,23 @@ def clinical_content_markdown(library: RuleLibrary) -> str:
                 evidence = ", ".join(library.evidence.evidence[k].label for k in rule.then.evidence) or "-"
                 what = f"**{rule.title}.** {' '.join(rule.description.split())}".replace("|", "/")
                 detail = rule.then.strength or rule.then.action or rule.then.kind
-                lines.append(f"| `{rid}` | `{rule.then.code}` ({detail}) | {what} | {evidence} | {rule.evidence_status} |")
+                lines.append(
+                    f"| `{rid}` | `{rule.then.code}` ({detail}) | {what} | {evidence} "
+                    f"| {rule.evidence_status} |"
+                )
             lines.append("")
         if spec.parameters:
             lines += ["| parameter | value | unit | meaning | source |", "|---|---|---|---|---|"]
             for name, param in spec.parameters.items():
-                value = param.value if not isinstance(param.value, list) else ", ".join(str(v) for v in param.value)
-                lines.append(f"| `{name}` | {value} | {param.unit or ''} | {param.description} | {param.source or ''} |")
+                value = (
+                    param.value
+                    if not isinstance(param.value, list)
+                    else ", ".join(str(v) for v in param.value)
+                )
+                lines.append(
+                    f"| `{name}` | {value} | {param.unit or ''} | {param.description} "
+                    f"| {param.source or ''} |"
+                )
             lines.append("")
     return "\n".join(lines) + "\n"
 
