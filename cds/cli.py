@@ -311,6 +311,10 @@ def clinical_content_markdown(library: RuleLibrary) -> str:
 
 
 # --- sub-commands owned by other packages: each registers itself on the line(s) below ---
+from cds.api.cli import feedback_app, serve_command  # noqa: E402
+
+app.command("serve")(serve_command)
+app.add_typer(feedback_app, name="feedback")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ built on it, a mock EHR that signs real JWTs, a uvicorn runner and a CDS Hooks c
 
 from __future__ import annotations
 
+import copy
 import re
 import socket
 import threading
@@ -268,7 +269,7 @@ def hook_body(
         context["draftOrders"] = {
             "resourceType": "Bundle",
             "type": "collection",
-            "entry": [{"resource": order}],
+            "entry": [{"resource": copy.deepcopy(order)}],  # tests mutate bodies; samples are shared
         }
         if hook == "order-select":
             context["selections"] = [f"MedicationRequest/{order['id']}"]

@@ -1,0 +1,200 @@
+"""``cds serve`` (the CDS Hooks service under uvicorn) and ``cds feedback report``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cds.api.metrics import MULTIPROC_ENV
+from cds.api.settings import SETTINGS_ENV, Settings, TrustedIssuer
+from cds.api.store import Store
+from cds.errors import CdsError
+
+feedback_app = typer.Typer(help="Clinician feedback on CDS Hooks cards.", no_args_is_help=True)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, width=160)
+
+DatabaseOpt = Annotated[
+    str,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL for feedback and audit: sqlite:///FILE (default) or postgresql+psycopg://...",
+    ),
+]
+
+
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Worker processes. durable_rules evaluates one patient at a time per process, so N workers "
+            "serve N calls in parallel; each loads the rules once.",
+        ),
+    ] = 1,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="Rules directory (default: the bundled rules/).")
+    ] = None,
+    database_url: DatabaseOpt = "sqlite:///cds-hooks.sqlite3",
+    trusted_issuer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-issuer",
+            help="A CDS client allowed to call: 'ISS|JWKS' where JWKS is the client's JWK Set URL or a local "
+            "file (exchanged out of band), optionally '|AUDIENCE_BASE' when the client puts another base URL "
+            "than --public-url in aud. Repeat for several clients. Token jku values are never fetched.",
+        ),
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="This service's external base URL; JWT aud must be {public-url}/cds-services/{id}. "
+            "Default http://HOST:PORT.",
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="Browser origin allowed by CORS (repeatable; '*' for any)."),
+    ] = None,
+    insecure_dev: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-dev",
+            help="Accept unsigned calls (no JWT check). For local demos with synthetic data only.",
+        ),
+    ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Non-standard, tests and demos only: evaluate as of this date instead of now "
+            "(CDS Hooks calls carry no as-of).",
+        ),
+    ] = None,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", help="Largest request body accepted (413 above).")
+    ] = 5 * 1024 * 1024,
+    fhir_timeout: Annotated[
+        float, typer.Option("--fhir-timeout", help="Seconds allowed for all FHIR fallback fetches of a call.")
+    ] = 4.0,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug logs patient ids; info never does.")
+    ] = "info",
+) -> None:
+    """Serve the CDS Hooks 2.0 services (discovery at /cds-services, OpenAPI at /docs)."""
+    import uvicorn
+
+    cors = tuple(cors_origin or ())
+    if insecure_dev and not cors:
+        cors = ("*",)  # a local demo is usually driven from the browser sandbox
+    try:
+        settings = Settings(
+            host=host,
+            port=port,
+            workers=workers,
+            rules_dir=str(rules) if rules else None,
+            database_url=database_url,
+            issuers=tuple(TrustedIssuer.parse(t) for t in trusted_issuer or ()),
+            cors_origins=cors,
+            insecure_dev=insecure_dev,
+            public_url=public_url,
+            as_of=as_of,
+            max_body_bytes=max_body_bytes,
+            fhir_timeout_seconds=fhir_timeout,
+        )
+        settings.check()
+        Store(settings.database_url).dispose()  # create the schema once before workers race for it
+    except CdsError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if insecure_dev:
+        err.print(
+            "WARNING: --insecure-dev: unsigned CDS Hooks calls are accepted. Never expose this to a network "
+            "or use it with real patient data.",
+            style="bold red",
+        )
+    if workers == 1:
+        from cds.api.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, proxy_headers=False)
+        return
+    metrics_dir = tempfile.mkdtemp(prefix="cds-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    os.environ[SETTINGS_ENV] = settings.to_json()
+    try:
+        uvicorn.run(
+            "cds.api.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            proxy_headers=False,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+@feedback_app.command("report")
+def feedback_report(
+    database_url: DatabaseOpt = "sqlite:///cds-hooks.sqlite3",
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Override rates per rule version: cards shown, accepted, overridden, top override reasons."""
+    try:
+        rows = Store(database_url).report()
+    except Exception as exc:  # a wrong URL or unreachable database: one line, exit 2
+        err.print(f"error: cannot read {database_url}: {type(exc).__name__}: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    if output_format == "json":
+        data = [
+            {
+                "rule": r.rule_id,
+                "version": r.rule_version,
+                "code": r.code,
+                "shown": r.shown,
+                "accepted": r.accepted,
+                "overridden": r.overridden,
+                "override_rate": r.override_rate,
+                "top_override_reasons": [{"reason": k, "count": n} for k, n in r.top_reasons],
+            }
+            for r in rows
+        ]
+        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    if not rows:
+        out.print("No cards issued yet.", markup=False)
+        return
+    table = Table(title="CDS Hooks feedback by rule")
+    for col in (
+        "rule",
+        "version",
+        "finding code",
+        "shown",
+        "accepted",
+        "overridden",
+        "override rate",
+        "reasons",
+    ):
+        table.add_column(col)
+    for r in rows:
+        rate = "-" if r.override_rate is None else f"{r.override_rate:.0%}"
+        reasons = ", ".join(f"{k} ({n})" for k, n in r.top_reasons)
+        table.add_row(
+            r.rule_id, r.rule_version, r.code, str(r.shown), str(r.accepted), str(r.overridden), rate, reasons
+        )
+    out.print(table)
