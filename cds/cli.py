@@ -315,6 +315,9 @@ from cds.api.cli import feedback_app, serve_command  # noqa: E402
 
 app.command("serve")(serve_command)
 app.add_typer(feedback_app, name="feedback")
+from cds.cohort.cli import cohort_app  # noqa: E402
+
+app.add_typer(cohort_app, name="cohort")
 
 
 def main() -> None:

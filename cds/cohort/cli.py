@@ -1,0 +1,216 @@
+"""``cds cohort run`` and ``cds cohort synth``.
+
+Exit codes: 0 done and reconciled; 1 counts did not reconcile or an evaluation failed inside the
+engine (see errors.jsonl); 2 bad arguments or input; 130 interrupted (finished partitions kept:
+rerun with --resume).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from cds.evaluate import default_rules_dir, parse_as_of
+
+cohort_app = typer.Typer(
+    help="Evaluate whole cohorts (Bulk FHIR NDJSON or folders of bundles) and report who needs what.",
+    no_args_is_help=True,
+)
+err = Console(stderr=True, highlight=False)
+
+
+class RateColumn(ProgressColumn):
+    """Patients per second (the task's own speed estimate)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        unit = task.fields.get("unit", "patients")
+        return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"error: {message}", markup=False)
+    return typer.Exit(code)
+
+
+@cohort_app.command("run")
+def run(
+    source: Annotated[
+        Path, typer.Argument(help="Bulk NDJSON folder or file, folder of bundles, or .jsonl of bundles.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created).")],
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Evaluate as of this date (YYYY-MM-DD) or instant; default now."),
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    processes: Annotated[
+        int | None, typer.Option("--processes", "-j", help="Local worker processes (default: one per core).")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Dask scheduler address, e.g. dask://10.0.0.5:8786.")
+    ] = None,
+    dask_local: Annotated[
+        int | None, typer.Option("--dask-local", help="Start a local Dask cluster with N worker processes.")
+    ] = None,
+    partition_size: Annotated[int, typer.Option("--partition-size", help="Patients per partition.")] = 1000,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip partitions finished by an earlier run.")
+    ] = False,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="Rules directory (default: bundled rules/).")
+    ] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No progress bar (e.g. in CI logs).")
+    ] = False,
+) -> None:
+    """Evaluate every patient; write findings, patients, errors.jsonl, summary.json and report.html."""
+    from cds.cohort.runner import CohortError, Interrupted, RunOptions, run_cohort
+    from cds.cohort.runner import Progress as Hooks
+
+    if output_format not in ("parquet", "csv"):
+        raise _fail(f"--format must be parquet or csv, not {output_format!r}")
+    if scheduler and dask_local:
+        raise _fail("use --scheduler or --dask-local, not both")
+    if (
+        partition_size < 1
+        or (processes is not None and processes < 1)
+        or (dask_local is not None and dask_local < 1)
+    ):
+        raise _fail("--partition-size, --processes and --dask-local must be at least 1")
+    try:
+        instant = parse_as_of(as_of)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    rules_dir = rules or Path(os.environ.get("CDS_RULES_DIR") or default_rules_dir())
+    opts = RunOptions(
+        input=source,
+        out=out,
+        as_of=instant,
+        rules_dir=rules_dir,
+        fmt=output_format,  # type: ignore[arg-type]
+        processes=processes,
+        scheduler=scheduler,
+        dask_local=dask_local,
+        partition_size=partition_size,
+        resume=resume,
+        report=not no_report,
+    )
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=no_progress,
+        transient=False,
+    )
+    ids: dict[str, Any] = {}
+
+    def ingest_start(total: int) -> None:
+        ids["ingest"] = bar.add_task("grouping by patient", total=max(1, total // 1_000_000), unit="MB")
+
+    def evaluate_start(total: int, done: int) -> None:
+        if "ingest" in ids:
+            bar.update(ids["ingest"], completed=bar.tasks[0].total)
+        ids["eval"] = bar.add_task("evaluating", total=total, completed=done, unit="patients")
+
+    hooks = Hooks(
+        ingest_start=ingest_start,
+        ingest_advance=lambda done: bar.update(ids["ingest"], completed=done // 1_000_000),
+        evaluate_start=evaluate_start,
+        evaluate_advance=lambda n: bar.advance(ids["eval"], n),
+    )
+    try:
+        with bar:
+            summary = run_cohort(opts, hooks).data
+    except CohortError as exc:
+        raise _fail(str(exc)) from exc
+    except Interrupted as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(130) from exc
+    failed = 0
+    errors_path = out / "errors.jsonl"
+    with errors_path.open("rb") as handle:
+        failed = sum(1 for line in handle if b'"evaluation-failed"' in line)
+    err.print(
+        f"{summary['patients_in']} patients in: {summary['evaluated']} evaluated, "
+        f"{summary['rejected']} rejected; "
+        f"{summary['findings']} findings; {summary['error_records']} records in errors.jsonl",
+        markup=False,
+    )
+    timings = summary["timings"]
+    err.print(
+        f"{timings['total_s']:.1f} s total ({timings['ingest_s']:.1f} s grouping), "
+        f"{timings['patients_per_s_total'] or 0:,.0f} patients/s; outputs in {out}/",
+        markup=False,
+    )
+    if not summary["reconciled"]:
+        bad = [k for k, v in summary["checks"].items() if not v]
+        raise _fail(f"counts do not reconcile: {', '.join(bad)}", 1)
+    if failed:
+        raise _fail(
+            f"{failed} patient(s) failed inside the engine (kind evaluation-failed in errors.jsonl)", 1
+        )
+
+
+@cohort_app.command("synth")
+def synth(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the Bulk NDJSON files.")],
+    patients: Annotated[int, typer.Option("--patients", "-n", help="How many patients.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 7,
+    as_of: Annotated[str, typer.Option("--as-of", help="Data are dated before this day.")] = "2026-11-01",
+    gz: Annotated[bool, typer.Option("--gzip", help="Write .ndjson.gz files.")] = False,
+    max_lines: Annotated[
+        int, typer.Option("--max-lines", help="Lines per file before rolling over.")
+    ] = 1_000_000,
+) -> None:
+    """Write a realistic synthetic HER2 clinic cohort as Bulk NDJSON (plus synth-truth.csv)."""
+    from cds.cohort.synth import write_cohort
+
+    try:
+        day = date.fromisoformat(as_of)
+    except ValueError as exc:
+        raise _fail(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from exc
+    if patients < 1 or max_lines < 1:
+        raise _fail("--patients and --max-lines must be at least 1")
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    ) as bar:
+        task = bar.add_task("writing patients", total=patients)
+        stats = write_cohort(
+            out, patients, seed, day, gz, max_lines, lambda done: bar.update(task, completed=done)
+        )
+        bar.update(task, completed=patients)
+    err.print(
+        f"{stats.patients} patients, {stats.resources} resources in {stats.files} files in {out}/",
+        markup=False,
+    )
+    for scenario, count in stats.by_scenario.items():
+        err.print(f"  {scenario:28} {count}", markup=False)

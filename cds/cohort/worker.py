@@ -1,0 +1,331 @@
+"""The per-partition function: the same code on a local process pool and on Dask workers.
+
+A partition is evaluated one patient at a time in the calling process (durable_rules is one
+evaluation at a time per process). The rule library is built once per process and cached by the
+digest of the rule files, so a worker that receives many partitions pays for it once. On a Dask
+cluster the rule files travel with the task (``RulesSpec.files``), so workers only need the
+``her2-cds`` package installed, not a copy of the rules directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa  # type: ignore[import-untyped]
+
+from cds.cohort.outputs import FINDINGS_SCHEMA, PATIENTS_SCHEMA
+from cds.cohort.sources import open_binary
+from cds.cohort.spill import Partition, read_partition
+from cds.engine.library import load_library
+from cds.errors import InputRejected
+from cds.evaluate import Evaluator, Result
+from cds.fhir.source import raw_patient_from_bytes, raw_patient_from_resources
+
+# One patient's input: (key, origin, data). ``data`` is a whole document (a Bundle: bytes) or the
+# raw NDJSON lines of one patient (list of bytes).
+Unit = tuple[str, str, bytes | list[bytes]]
+
+
+@dataclass(frozen=True)
+class RulesSpec:
+    """Which rules to evaluate with: a local directory, or the files themselves (for remote workers)."""
+
+    digest: str
+    statuses: tuple[str, ...]
+    directory: str | None = None
+    files: dict[str, bytes] | None = None
+
+    @classmethod
+    def from_dir(cls, directory: Path, statuses: Iterable[str], ship: bool) -> RulesSpec:
+        """Digest every rule file; with ``ship`` carry their bytes so any machine can rebuild them."""
+        contents = {
+            str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+        }
+        digest = hashlib.sha256()
+        for name, data in contents.items():
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        return cls(
+            digest=digest.hexdigest(),
+            statuses=tuple(sorted(statuses)),
+            directory=None if ship else str(directory),
+            files=contents if ship else None,
+        )
+
+
+_EVALUATORS: dict[tuple[str, tuple[str, ...]], Evaluator] = {}
+
+
+def evaluator_for(spec: RulesSpec) -> Evaluator:
+    """The process-wide Evaluator for these rules (built on first use, then reused)."""
+    key = (spec.digest, spec.statuses)
+    if key not in _EVALUATORS:
+        if spec.directory is not None:
+            directory = Path(spec.directory)
+        else:
+            assert spec.files is not None
+            directory = Path(tempfile.mkdtemp(prefix="cds-rules-"))
+            for name, data in spec.files.items():
+                target = directory / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        _EVALUATORS[key] = Evaluator(load_library(directory, statuses=set(spec.statuses)))
+    return _EVALUATORS[key]
+
+
+@dataclass(frozen=True)
+class SpillSource:
+    """A partition read from the local SQLite spill (process pool on the same machine)."""
+
+    db: str
+    part: Partition
+    origin_root: str
+
+    def units(self) -> Iterator[Unit]:
+        for pid, lines in read_partition(Path(self.db), self.part):
+            yield pid, f"{self.origin_root}#Patient/{pid}", lines
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A partition of bundle documents: whole files, or byte ranges of a .jsonl file."""
+
+    # (path, offset, length, line); length -1 = the whole file, line = 1-based line of a .jsonl
+    items: tuple[tuple[str, int, int, int], ...]
+
+    def units(self) -> Iterator[Unit]:
+        for path, offset, length, line in self.items:
+            if length < 0:
+                try:
+                    with open_binary(Path(path)) as handle:
+                        data = handle.read()
+                except OSError as exc:
+                    # An unreadable file is still one patient in: the core rejects it as not JSON.
+                    data = f"cannot read: {exc.strerror}".encode()
+                yield Path(path).name, path, data
+            else:
+                with open_binary(Path(path)) as handle:
+                    handle.seek(offset)
+                    data = handle.read(length)
+                yield f"{Path(path).name}:{line}", f"{path}:line {line}", data
+
+
+@dataclass(frozen=True)
+class InlineSource:
+    """A partition already materialised into bytes: what is shipped to a remote Dask worker."""
+
+    items: tuple[Unit, ...]
+
+    def units(self) -> Iterator[Unit]:
+        yield from self.items
+
+
+Source = SpillSource | FileSource | InlineSource
+
+
+@dataclass(frozen=True)
+class Task:
+    """One partition to evaluate."""
+
+    index: int
+    source: Source
+    rules: RulesSpec
+    as_of: datetime
+
+
+@dataclass
+class PartResult:
+    """What one partition produced: tables, error records, counts and wall time."""
+
+    index: int
+    findings: pa.Table
+    patients: pa.Table
+    errors: list[dict[str, Any]]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def finding_rows(patient: str, result: Result) -> list[dict[str, Any]]:
+    """One row per finding, with the basis facts and the resources behind them."""
+    rows = []
+    for f in result.evaluation.findings:
+        resources: list[str] = []
+        for b in f.basis:
+            resources.extend(r for r in b.resources if r not in resources)
+        rows.append(
+            {
+                "patient": patient,
+                "code": f.code,
+                "kind": f.kind,
+                "severity": f.severity,
+                "strength": f.strength,
+                "regimen": f.regimen,
+                "action": f.action,
+                "review_required": f.review_required,
+                "rule_id": f.rule.id,
+                "rule_version": f.rule.version,
+                "ruleset": f.rule.ruleset,
+                "evidence_status": f.rule.evidence_status,
+                "summary": f.summary,
+                "key_facts": "; ".join(f"{b.fact}={_text(b.value)}" for b in f.basis) or None,
+                "resources": " ".join(resources) or None,
+            }
+        )
+    return rows
+
+
+ACTION_KINDS = {"alert", "data-gap", "recommendation"}
+
+
+def patient_row(patient: str, origin: str, result: Result, digest: str) -> dict[str, Any]:
+    """One row per evaluated patient: HER2, setting, line, on-drug, latest labs and the findings tally.
+
+    Empty text is written as null, so the CSV and Parquet outputs read back identically."""
+    facts = result.facts
+    findings = result.evaluation.findings
+    therapy = facts.therapy
+    on = [
+        name
+        for name, flag in (
+            ("T-DM1", therapy.on_tdm1),
+            ("T-DXd", therapy.on_tdxd),
+            ("trastuzumab", therapy.on_trastuzumab),
+            ("pertuzumab", therapy.on_pertuzumab),
+        )
+        if flag
+    ]
+    severities = [f.severity for f in findings]
+    worst = next((s for s in ("critical", "warning", "info") if s in severities), None)
+    action = [f.code for f in findings if f.kind in ACTION_KINDS]
+    labs = facts.labs
+    lab_dates = [
+        d
+        for d in (labs.platelets.date, labs.anc.date, labs.ast.date, labs.alt.date, labs.bilirubin.date)
+        if d
+    ]
+    return {
+        "patient": patient,
+        "origin": origin,
+        "gender": facts.patient.gender,
+        "age_years": facts.patient.age_years,
+        "her2_category": facts.her2.category,
+        "her2_ihc_score": facts.her2.ihc_score,
+        "hr_status": facts.hr_status,
+        "setting": facts.setting,
+        "metastatic_since": facts.metastatic_since,
+        "line": facts.lines.effective if facts.setting == "metastatic" else None,
+        "progression": facts.progression,
+        "current_regimen": facts.lines.current_regimen,
+        "on_drug": ", ".join(on) or None,
+        "on_tdm1": therapy.on_tdm1,
+        "on_tdxd": therapy.on_tdxd,
+        "on_trastuzumab": therapy.on_trastuzumab,
+        "on_pertuzumab": therapy.on_pertuzumab,
+        "tdm1_dose_level": therapy.tdm1_dose_level,
+        "tdxd_dose_level": therapy.tdxd_dose_level,
+        "platelets": labs.platelets.value,
+        "platelets_date": labs.platelets.date,
+        "anc": labs.anc.value,
+        "ast_x_uln": labs.ast.x_uln,
+        "alt_x_uln": labs.alt.x_uln,
+        "bilirubin_x_uln": labs.bilirubin.x_uln,
+        "labs_date": max(lab_dates) if lab_dates else None,
+        "lvef": facts.lvef.value,
+        "lvef_date": facts.lvef.date,
+        "lvef_baseline": facts.lvef.baseline,
+        "lvef_drop": facts.lvef.drop,
+        "weight_kg": facts.weight.kg,
+        "findings": len(findings),
+        "critical": severities.count("critical"),
+        "warning": severities.count("warning"),
+        "worst_severity": worst,
+        "needs_action": bool(action),
+        "action_codes": " ".join(action) or None,
+        "codes": " ".join(f.code for f in findings) or None,
+        "skipped_resources": len(result.evaluation.skipped),
+        "evaluation_sha256": digest,
+    }
+
+
+def _raw(unit: Unit) -> Any:
+    _key, origin, data = unit
+    if isinstance(data, bytes):
+        return raw_patient_from_bytes(data, origin)
+    return raw_patient_from_resources([orjson.loads(line) for line in data], origin)
+
+
+def _error(
+    kind: str, origin: str, patient: str | None, reason: str, resource: str | None = None
+) -> dict[str, Any]:
+    return {
+        "stage": "evaluate",
+        "kind": kind,
+        "file": origin,
+        "line": None,
+        "patient": patient,
+        "resource": resource,
+        "reason": reason,
+    }
+
+
+def run_task(task: Task) -> PartResult:
+    """Evaluate every patient of one partition; rejected patients and skipped resources become errors."""
+    evaluator = evaluator_for(task.rules)
+    findings: list[dict[str, Any]] = []
+    patients: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    counts = {"patients_in": 0, "evaluated": 0, "rejected": 0, "findings": 0, "skipped_resources": 0}
+    for unit in task.source.units():
+        key, origin, _ = unit
+        counts["patients_in"] += 1
+        try:
+            result = evaluator.evaluate(_raw(unit), as_of=task.as_of)
+        except InputRejected as exc:
+            counts["rejected"] += 1
+            errors.append(_error("rejected-patient", origin, key, str(exc)))
+            continue
+        except Exception as exc:
+            # An engine failure must neither stop the cohort nor vanish: it is counted as a rejection
+            # of kind evaluation-failed, and the run reports it (exit 1).
+            counts["rejected"] += 1
+            errors.append(_error("evaluation-failed", origin, key, f"{type(exc).__name__}: {exc}"))
+            continue
+        ev = result.evaluation
+        patient = ev.patient.removeprefix("Patient/")
+        digest = hashlib.sha256(ev.to_json()).hexdigest()
+        counts["evaluated"] += 1
+        counts["findings"] += len(ev.findings)
+        counts["skipped_resources"] += len(ev.skipped)
+        findings.extend(finding_rows(patient, result))
+        patients.append(patient_row(patient, origin, result, digest))
+        for s in ev.skipped:
+            errors.append(_error("skipped-resource", origin, ev.patient, s.reason, s.resource))
+    return PartResult(
+        index=task.index,
+        findings=pa.Table.from_pylist(findings, schema=FINDINGS_SCHEMA),
+        patients=pa.Table.from_pylist(patients, schema=PATIENTS_SCHEMA),
+        errors=errors,
+        counts=counts,
+    )
+
+
+def materialise(task: Task) -> Task:
+    """The same task with its input read into bytes, for a worker that cannot see local files."""
+    if isinstance(task.source, InlineSource):
+        return task
+    return Task(task.index, InlineSource(tuple(task.source.units())), task.rules, task.as_of)
