@@ -315,6 +315,9 @@ from cds.api.cli import feedback_app, serve_command  # noqa: E402
 
 app.command("serve")(serve_command)
 app.add_typer(feedback_app, name="feedback")
+from cds.authoring.cli import register as _register_authoring  # noqa: E402
+
+_register_authoring(app, rules_app)
 from cds.cohort.cli import cohort_app  # noqa: E402
 
 app.add_typer(cohort_app, name="cohort")

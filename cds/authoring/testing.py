@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from cds.engine.library import CompiledRuleset, RuleLibrary
 from cds.engine.runtime import RuleEngine, fire_in_python
 from cds.engine.schema import TestCase
+from cds.errors import InputRejected
 from cds.evaluate import Evaluator, parse_as_of
 from cds.facts.model import PatientFacts
 from cds.fhir.source import raw_patient_from_path, read_order
@@ -49,41 +50,43 @@ def _codes_for(
     return [f.code for f in findings]
 
 
-def run_case(
+def case_facts(
     ruleset: CompiledRuleset, case: TestCase, library: RuleLibrary, evaluator: Evaluator
-) -> CaseOutcome:
-    """Run one case and compare its codes with the expectation."""
-    problems: list[str] = []
+) -> PatientFacts | str:
+    """The facts a case runs on (its snapshot, or its bundle evaluated as of its date); str = why not."""
     if case.facts is not None:
         try:
-            facts = PatientFacts.model_validate(case.facts)
+            return PatientFacts.model_validate(case.facts)
         except ValidationError as exc:
-            return CaseOutcome(
-                ruleset.name,
-                ruleset.source.name,
-                case.name,
-                False,
-                tuple(case.expect.fired),
-                (),
-                (
-                    f"facts snapshot is not valid: {exc.errors()[0]['msg']} at "
-                    f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}",
-                ),
-            )
-    else:
-        assert case.bundle is not None
-        base = ruleset.source.parent
-        bundle = (base / case.bundle) if (base / case.bundle).exists() else Path(case.bundle)
+            first = exc.errors()[0]
+            return (f"facts snapshot is not valid: {first['msg']} at "
+                    f"{'.'.join(str(p) for p in first['loc'])}")
+    assert case.bundle is not None
+    base = ruleset.source.parent
+    bundle = (base / case.bundle) if (base / case.bundle).exists() else Path(case.bundle)
+    try:
         order = None
         if case.order:
             order_path = (base / case.order) if (base / case.order).exists() else Path(case.order)
             order = read_order(order_path.read_bytes(), str(order_path))
         record = evaluator.parse(raw_patient_from_path(bundle), order)
-        from cds.facts.build import build_facts
+    except (InputRejected, OSError) as exc:
+        return f"bundle not usable: {exc}"
+    from cds.facts.build import build_facts
 
-        facts = build_facts(
-            record, library.valuesets, library.params, parse_as_of(case.as_of or DEFAULT_TEST_AS_OF)
-        )
+    as_of = parse_as_of(case.as_of or DEFAULT_TEST_AS_OF)
+    return build_facts(record, library.valuesets, library.params, as_of)
+
+
+def run_case(
+    ruleset: CompiledRuleset, case: TestCase, library: RuleLibrary, evaluator: Evaluator
+) -> CaseOutcome:
+    """Run one case and compare its codes with the expectation."""
+    problems: list[str] = []
+    facts = case_facts(ruleset, case, library, evaluator)
+    if isinstance(facts, str):
+        return CaseOutcome(ruleset.name, ruleset.source.name, case.name, False, tuple(case.expect.fired), (),
+                           (facts,))
     got = _codes_for(ruleset, library, evaluator.engine, facts)
     reference = {rid for name, rid in fire_in_python(library, facts) if name == ruleset.name}
     durable = {f.rule_id for f in evaluator.engine.fire(facts) if f.ruleset.name == ruleset.name}
@@ -114,3 +117,33 @@ def run_embedded_tests(library: RuleLibrary, evaluator: Evaluator | None = None)
     """Every embedded case of every loaded ruleset, in file order."""
     evaluator = evaluator or Evaluator(library)
     return [run_case(rs, case, library, evaluator) for rs in library.rulesets for case in rs.spec.tests]
+
+
+def explain_outcome(library: RuleLibrary, evaluator: Evaluator, outcome: CaseOutcome) -> list[str]:
+    """A readable diff for a failed case: each problem, then why each missing code did not fire
+    (first failing condition with the case's value) and what made each unexpected code fire."""
+    from cds.authoring.explain import describe_failure, failing, label_for
+    from cds.engine.runtime import getter
+
+    lines = [f"expected: {', '.join(outcome.expected) or '(nothing)'}",
+             f"got:      {', '.join(outcome.got) or '(nothing)'}", *outcome.problems]
+    ruleset = next((rs for rs in library.rulesets if rs.name == outcome.ruleset), None)
+    case = next((c for c in ruleset.spec.tests if c.name == outcome.name), None) if ruleset else None
+    if ruleset is None or case is None:
+        return lines
+    facts = case_facts(ruleset, case, library, evaluator)
+    if isinstance(facts, str):
+        return lines
+    get = getter(facts)
+    missing = set(outcome.expected) - set(outcome.got)
+    extra = (set(outcome.got) - set(outcome.expected)) | (set(case.expect.not_fired) & set(outcome.got))
+    for rid, compiled in sorted(ruleset.rules.items()):
+        code = compiled.rule.then.code
+        if code in missing:
+            fails = failing(compiled.condition, get)
+            why = "; ".join(describe_failure(c, facts, library) for c in fails) or "suppressed by a policy"
+            lines.append(f"- {code} not fired: rule {rid}: {why}")
+        elif code in extra and compiled.paths:
+            values = ", ".join(f"{label_for(p)} = {get(p)}" for p in compiled.paths)
+            lines.append(f"+ {code} fired: rule {rid} holds with {values}")
+    return lines

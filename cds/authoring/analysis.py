@@ -1,0 +1,259 @@
+"""Static analysis of rule conditions over the fact model: satisfiability, witnesses, overlaps.
+
+A rule condition is an ``all``/``any`` tree of single-fact comparisons, so it expands to a
+disjunction of conjunctions (DNF). A conjunction is satisfiable iff every fact path it reads has a
+value meeting all of its comparisons; paths are independent in the fact model, so each path is
+checked on its own domain (numbers, whole numbers, true/false, enumerations, free text, unknown).
+For every domain a finite candidate set built from the constants the rule mentions is complete
+(an interval of numbers always contains a constant, a midpoint or a value just beyond them), so
+"no candidate fits" proves "can never fire", and a fitting candidate is a concrete witness that
+the workbench, ``rules new`` and the overlap check turn into a facts snapshot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise, product
+from typing import Any
+
+from cds.engine.conditions import Compare, Condition, Group, _allowed, _compare
+from cds.facts.model import PatientFacts, leaf_paths
+
+MAX_CONJUNCTIONS = 512
+_OTHER_TEXT = "other-value"  # a text value no rule mentions (stands for "anything else")
+
+
+class TooComplex(ValueError):
+    """The condition expands to more conjunctions than the analysis will enumerate."""
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a fact path can take: its kind, enumeration and whether it may be unknown."""
+
+    kind: str  # number | int | bool | enum | text
+    nullable: bool
+    literals: tuple[Any, ...] = ()
+
+
+def domain_of(annotation: Any) -> Domain:
+    """The analysis domain of a fact-model annotation."""
+    kinds, literals = _allowed(annotation)
+    nullable = "None" in str(annotation) or type(None) in getattr(annotation, "__args__", ())
+    if bool in kinds:
+        return Domain("bool", nullable)
+    if literals:
+        return Domain("enum", nullable, tuple(sorted(literals, key=str)))
+    if float in kinds:
+        return Domain("number", nullable)
+    if int in kinds:
+        return Domain("int", nullable)
+    return Domain("text", nullable)
+
+
+_DOMAINS: dict[str, Domain] | None = None
+
+
+def domains() -> dict[str, Domain]:
+    """Domain of every fact path (cached: the fact model is fixed for a process)."""
+    global _DOMAINS
+    if _DOMAINS is None:
+        _DOMAINS = {path: domain_of(ann) for path, ann in leaf_paths().items()}
+    return _DOMAINS
+
+
+def dnf(cond: Condition, limit: int = MAX_CONJUNCTIONS) -> list[tuple[Compare, ...]]:
+    """The condition as a list of conjunctions of comparisons (any of them makes it hold)."""
+    if isinstance(cond, Compare):
+        return [(cond,)]
+    parts = [dnf(item, limit) for item in cond.items]
+    if cond.op == "any":
+        out = [conj for part in parts for conj in part]
+    else:
+        out = []
+        for combo in product(*parts):
+            out.append(tuple(c for conj in combo for c in conj))
+            if len(out) > limit:
+                raise TooComplex(f"more than {limit} alternative condition combinations")
+    if len(out) > limit:
+        raise TooComplex(f"more than {limit} alternative condition combinations")
+    return out
+
+
+def _numbers(compares: Iterable[Compare]) -> list[float]:
+    values: list[float] = []
+    for c in compares:
+        raw = c.value if isinstance(c.value, list) else [c.value]
+        values.extend(float(v) for v in raw if isinstance(v, int | float) and not isinstance(v, bool))
+    return values
+
+
+def candidates(domain: Domain, compares: Sequence[Compare]) -> list[Any]:
+    """A finite set of values that contains a solution whenever the comparisons have one."""
+    out: list[Any] = [None] if domain.nullable else []
+    if domain.kind == "bool":
+        return [*out, True, False]
+    if domain.kind == "enum":
+        return [*out, *domain.literals]
+    if domain.kind == "text":
+        texts = [v for c in compares for v in (c.value if isinstance(c.value, list) else [c.value])]
+        mentioned = list(dict.fromkeys(str(t) for t in texts if isinstance(t, str)))
+        fresh = _OTHER_TEXT
+        while fresh in mentioned:
+            fresh += "-x"
+        return [*out, *mentioned, fresh]
+    consts = sorted(set(_numbers(compares))) or [0.0]
+    if domain.kind == "int":
+        ints: set[int] = set()
+        for v in consts:
+            base = math.floor(v)
+            ints.update({base - 1, base, base + 1, base + 2})
+        return [*out, *sorted(ints)]
+    nums = [consts[0] - 1, *consts, consts[-1] + 1]
+    nums += [(a + b) / 2 for a, b in pairwise(consts)]
+    return [*out, *sorted(nums)]
+
+
+def solve_path(domain: Domain, compares: Sequence[Compare]) -> tuple[bool, Any]:
+    """(satisfiable, a witness value) for the comparisons on one path."""
+    for value in candidates(domain, compares):
+        if all(_compare(c, value) for c in compares):
+            return True, value
+    return False, None
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Outcome of a conjunction: a witness assignment, or the path whose comparisons conflict."""
+
+    witness: dict[str, Any] | None
+    conflict_path: str | None = None
+    conflict: tuple[Compare, ...] = ()
+
+
+def solve(conj: Sequence[Compare], doms: Mapping[str, Domain] | None = None) -> Solution:
+    """Solve a conjunction path by path."""
+    doms = doms or domains()
+    by_path: dict[str, list[Compare]] = {}
+    for c in conj:
+        by_path.setdefault(c.path, []).append(c)
+    witness: dict[str, Any] = {}
+    for path, compares in by_path.items():
+        ok, value = solve_path(doms[path], compares)
+        if not ok:
+            return Solution(None, path, tuple(compares))
+        witness[path] = value
+    return Solution(witness)
+
+
+def witnesses(cond: Condition) -> list[dict[str, Any]]:
+    """A witness assignment for every satisfiable alternative of the condition."""
+    out = []
+    for conj in dnf(cond):
+        sol = solve(conj)
+        if sol.witness is not None:
+            out.append(sol.witness)
+    return out
+
+
+def why_never(cond: Condition) -> str | None:
+    """None when the condition can hold; else a plain sentence saying which comparisons clash."""
+    conjs = dnf(cond)
+    clashes = []
+    for conj in conjs:
+        sol = solve(conj)
+        if sol.witness is not None:
+            return None
+        clashes.append(" and ".join(c.describe() for c in sol.conflict))
+    unique = list(dict.fromkeys(clashes))
+    return "; ".join(unique[:3]) + (
+        " cannot both hold" if len(unique) == 1 else " (each alternative clashes)"
+    )
+
+
+def facts_snapshot(assignment: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested facts mapping (as embedded tests write it) from path -> value; unknown is left out."""
+    out: dict[str, Any] = {}
+    for path, value in sorted(assignment.items()):
+        if value is None:
+            continue
+        node = out
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def facts_from(assignment: Mapping[str, Any]) -> PatientFacts | None:
+    """PatientFacts for a witness, or None if the model rejects it (the witness is then unused)."""
+    try:
+        facts = PatientFacts.model_validate(facts_snapshot(assignment))
+    except ValueError:
+        return None
+    for path, value in assignment.items():
+        if value is None and facts.get(path) is not None:
+            return None  # a non-null default would contradict an "unknown" witness
+    return facts
+
+
+def joint_witness(a: Condition, b: Condition) -> dict[str, Any] | None:
+    """An assignment satisfying both conditions at once, or None if they are exclusive."""
+    da, db = dnf(a), dnf(b)
+    for ca in da:
+        for cb in db:
+            sol = solve((*ca, *cb))
+            if sol.witness is not None:
+                return sol.witness
+    return None
+
+
+def negation_witnesses(cond: Condition) -> list[tuple[str, dict[str, Any]]]:
+    """For an ``all`` condition: per item, an assignment where that item fails and every other holds.
+
+    These are the boundary "must stay silent" test cases a scaffolded rule starts with.
+    """
+    if not isinstance(cond, Group) or cond.op != "all":
+        return []
+    out: list[tuple[str, dict[str, Any]]] = []
+    for index, item in enumerate(cond.items):
+        if not isinstance(item, Compare):
+            continue
+        others = tuple(c for i, c in enumerate(cond.items) if i != index)
+        rest = Group("all", others) if others else None
+        for flipped in _flips(item):
+            conjs = dnf(Group("all", (*((rest,) if rest else ()), flipped)))
+            sol = next((s for s in (solve(c) for c in conjs) if s.witness is not None), None)
+            if sol is not None and sol.witness is not None:
+                out.append((f"not {item.describe()}", sol.witness))
+                break
+    return out
+
+
+def _flips(c: Compare) -> list[Compare]:
+    """Comparisons covering where ``c`` fails (boundary first)."""
+    inverse = {
+        "<": ">=",
+        "<=": ">",
+        ">": "<=",
+        ">=": "<",
+        "==": "!=",
+        "!=": "==",
+        "exists": "missing",
+        "missing": "exists",
+    }
+    if c.op in inverse:
+        value: Any = True if c.op in ("exists", "missing") else c.value
+        if c.op in ("exists", "missing"):
+            return [Compare(c.path, inverse[c.op], True)]
+        return [Compare(c.path, inverse[c.op], value), Compare(c.path, "missing", True)]
+    if c.op == "between":
+        return [Compare(c.path, "<", c.value[0]), Compare(c.path, ">", c.value[1])]
+    if c.op == "in":
+        doms = domains()
+        dom = doms[c.path]
+        outside = [v for v in candidates(dom, [c]) if v is not None and v not in c.value]
+        return [Compare(c.path, "==", v) for v in outside[:1]] + [Compare(c.path, "missing", True)]
+    return []

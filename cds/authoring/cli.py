@@ -1,0 +1,352 @@
+"""``cds rules lint|test|explain|diff|new|promote|changelog`` and ``cds workbench``.
+
+Registered on the core CLI by ``register(app, rules_app)``. Exit codes follow the core CLI:
+0 success, 1 lint errors or failing tests (something to fix in the rules), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cds.errors import ConfigurationError, InputRejected, RuleDefinitionError
+
+out = Console(highlight=False, soft_wrap=False, width=180)
+err = Console(stderr=True, highlight=False)
+WORKING = {"approved", "in-review", "draft"}
+
+RulesDir = Annotated[Path, typer.Argument(help="Rules directory.", show_default=True)]
+DraftsOpt = Annotated[bool, typer.Option("--include-drafts", help="Also load draft and in-review rule sets.")]
+
+
+def _statuses(include_drafts: bool) -> set[str]:
+    return set(WORKING) if include_drafts else {"approved"}
+
+
+def _die(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"error: {message}", markup=False)
+    return typer.Exit(code)
+
+
+def _load(rules: Path, statuses: set[str]):  # type: ignore[no-untyped-def]
+    from cds.engine.library import load_library
+
+    try:
+        return load_library(rules, statuses=statuses)
+    except RuleDefinitionError as exc:
+        for d in exc.diagnostics:
+            err.print(f"error: {d}", markup=False)
+        raise typer.Exit(2) from exc
+    except ConfigurationError as exc:
+        raise _die(str(exc)) from exc
+
+
+def lint_cmd(
+    rules: RulesDir = Path("rules"),
+    cohort: Annotated[
+        Path | None,
+        typer.Option(
+            "--cohort",
+            help="Sample cohort for the co-fire check "
+            "(default: fhir_samples/ next to the rules, if present).",
+        ),
+    ] = None,
+    base: Annotated[
+        str, typer.Option("--base", help="Git ref the version-bump check compares with.")
+    ] = "HEAD",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")] = False,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """Lint rule files: schema, references, never-firing rules, conflicting overlaps, evidence, versions."""
+    from cds.authoring.lint import lint
+
+    sample = cohort if cohort is not None else rules.resolve().parent / "fhir_samples"
+    report = lint(rules, cohort=sample if sample.exists() else None, base=base or None)
+    if output_format == "json":
+        data = [
+            {
+                "severity": d.severity,
+                "file": d.file,
+                "line": d.line,
+                "rule": d.rule,
+                "field": d.field,
+                "message": d.message,
+            }
+            for d in report.diagnostics
+        ]
+        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        for severity in ("error", "warning", "info"):
+            if quiet and severity != "error":
+                continue
+            for d in report.of(severity):
+                out.print(f"{severity}: {d}", markup=False)
+        errors, warnings = len(report.of("error")), len(report.of("warning"))
+        out.print(f"checked: {'; '.join(report.checked) or 'schema only'}", markup=False)
+        out.print(f"{errors} error(s), {warnings} warning(s), {len(report.of('info'))} note(s)", markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def test_cmd(
+    rules: RulesDir = Path("rules"),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List passing cases too.")] = False,
+) -> None:
+    """Run every rule file's embedded test cases (draft and in-review files included)."""
+    from cds.authoring.testing import explain_outcome, run_embedded_tests
+    from cds.evaluate import Evaluator
+
+    library = _load(rules, set(WORKING))
+    evaluator = Evaluator(library)
+    outcomes = run_embedded_tests(library, evaluator)
+    failed = [o for o in outcomes if not o.passed]
+    for o in outcomes:
+        if o.passed and not verbose:
+            continue
+        out.print(f"{'PASS' if o.passed else 'FAIL'} {o.file}: {o.name}", markup=False)
+        if not o.passed:
+            for line in explain_outcome(library, evaluator, o):
+                out.print(f"    {line}", markup=False)
+    out.print(
+        f"{len(outcomes) - len(failed)} passed, {len(failed)} failed ({len(outcomes)} cases in "
+        f"{len(library.rulesets)} rulesets)",
+        markup=False,
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+def explain_cmd(
+    patient: Annotated[Path, typer.Argument(help="A patient bundle (FHIR R4 JSON).")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="As-of date (default: the sample's sidecar, else now).")
+    ] = None,
+    order: Annotated[Path | None, typer.Option("--order", help="A draft MedicationRequest (JSON).")] = None,
+    rules: Annotated[Path, typer.Option("--rules", help="Rules directory.")] = Path("rules"),
+    include_drafts: DraftsOpt = False,
+    only: Annotated[str | None, typer.Option("--rule", help="Only rules whose id contains this.")] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Every rule for one patient: fired or not, and the first failing condition with the patient's value."""
+    from cds.authoring.cohort import bundle_patient
+    from cds.authoring.explain import explain
+    from cds.evaluate import Evaluator, parse_as_of
+    from cds.fhir.source import read_order
+
+    library = _load(rules, _statuses(include_drafts))
+    try:
+        p = bundle_patient(patient)
+        draft = read_order(order.read_bytes(), str(order)) if order else p.order
+        instant = parse_as_of(as_of or p.as_of)
+        result = Evaluator(library).evaluate(p.raw, as_of=instant, order=draft)
+    except (InputRejected, OSError, ValueError) as exc:
+        raise _die(str(exc)) from exc
+    rows = [e for e in explain(library, result) if not only or only in e.rule_id]
+    if output_format == "json":
+        sys.stdout.buffer.write(orjson.dumps([vars(e) for e in rows], option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    ev = result.evaluation
+    out.print(
+        f"{ev.patient} ({patient}) as of {ev.as_of}; findings: {', '.join(ev.codes()) or 'none'}",
+        markup=False,
+    )
+    table = Table(show_lines=False)
+    for col in ("ruleset", "rule", "outcome", "why (first failing condition: patient value, source, date)"):
+        table.add_column(col, overflow="fold")
+    for e in rows:
+        style = {"fired": "bold green", "suppressed": "yellow"}.get(e.outcome, "")
+        table.add_row(
+            f"{e.ruleset}@{e.version}",
+            e.rule_id,
+            f"[{style}]{e.outcome}[/]" if style else e.outcome,
+            e.reason,
+        )
+    out.print(table)
+
+
+def diff_cmd(
+    rules: RulesDir = Path("rules"),
+    against: Annotated[
+        str, typer.Option("--against", help="Git ref, directory, or ruleset version (X.Y.Z or name@X.Y.Z).")
+    ] = "HEAD",
+    cohort: Annotated[
+        Path, typer.Option("--cohort", help="Folder of bundles (with sidecars) or NDJSON.")
+    ] = Path("fhir_samples"),
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="Evaluate everyone as of this date (default: each sample's sidecar, else now)."
+        ),
+    ] = None,
+    include_drafts: Annotated[
+        bool,
+        typer.Option(
+            "--include-drafts/--approved-only", help="Load draft and in-review files too (default)."
+        ),
+    ] = True,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="text, html or json.")] = "text",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+    examples: Annotated[int, typer.Option("--examples", help="Example patients per group.")] = 3,
+) -> None:
+    """What changes for real patients if this rule edit ships: findings that appear, vanish or change."""
+    from cds.authoring.cohort import load_cohort
+    from cds.authoring.impact import as_dict, diff_directories, render_html, render_text
+    from cds.evaluate import parse_as_of
+
+    if output_format not in ("text", "html", "json"):
+        raise _die(f"--format must be text, html or json, not {output_format!r}")
+    patients, rejected = load_cohort(cohort)
+    for line in rejected:
+        err.print(f"warning: not evaluated: {line}", markup=False)
+    if not patients:
+        raise _die(f"no patients in {cohort}")
+    try:
+        instant = parse_as_of(as_of) if as_of else None
+        report = diff_directories(rules, against, patients, statuses=_statuses(include_drafts), as_of=instant)
+    except RuleDefinitionError as exc:
+        for d in exc.diagnostics:
+            err.print(f"error: {d}", markup=False)
+        raise typer.Exit(2) from exc
+    except (ConfigurationError, ValueError) as exc:
+        raise _die(str(exc)) from exc
+    if output_format == "html":
+        text = render_html(report, examples)
+    elif output_format == "json":
+        text = orjson.dumps(as_dict(report), option=orjson.OPT_INDENT_2).decode()
+    else:
+        text = render_text(report, examples)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        out.print(
+            f"wrote {output}: {len(report.changed_patients)} of {report.patients} patients change",
+            markup=False,
+        )
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def new_cmd(
+    source: Annotated[
+        str, typer.Option("--from", help="ruleset:rule-id to copy, e.g. her2-therapy:rec.mbc2.tdm1")
+    ],
+    new_id: Annotated[str | None, typer.Option("--id", help="Id (and finding code) of the new rule.")] = None,
+    into: Annotated[
+        Path | None,
+        typer.Option(
+            "--into",
+            help="Append the rule and its tests to this rule file (bumps its version, sets it to draft).",
+        ),
+    ] = None,
+    rules: Annotated[Path, typer.Option("--rules", help="Rules directory.")] = Path("rules"),
+) -> None:
+    """Scaffold a rule from an existing one, with test cases derived from its conditions."""
+    from cds.authoring import edit
+
+    library = _load(rules, set(WORKING))
+    rid = new_id or source.partition(":")[2] + "-local"
+    try:
+        rule, tests = edit.scaffold(library, source, rid)
+    except KeyError as exc:
+        raise _die(str(exc.args[0])) from exc
+    if into is None:
+        sys.stdout.write(
+            "rules:\n"
+            + "\n".join(edit._item_text(rule))
+            + "\ntests:\n"
+            + "\n".join(line for t in tests for line in edit._item_text(edit._quoted(t)))
+            + "\n"
+        )
+        return
+    try:
+        version = edit.insert_rule(into, rule, tests)
+    except RuleDefinitionError as exc:
+        for d in exc.diagnostics:
+            err.print(f"error: {d}", markup=False)
+        raise typer.Exit(2) from exc
+    except ValueError as exc:
+        raise _die(str(exc)) from exc
+    out.print(
+        f"added rule {rid} with {len(tests)} test case(s) to {into} (now version {version}, status draft)",
+        markup=False,
+    )
+
+
+def promote_cmd(
+    file: Annotated[Path, typer.Argument(help="The rule file.")],
+    to: Annotated[str, typer.Option("--to", help="in-review, approved, retired or draft.")],
+    by: Annotated[str | None, typer.Option("--by", help="Reviewer (required to approve).")] = None,
+) -> None:
+    """Move a ruleset through its lifecycle: draft -> in-review -> approved -> retired."""
+    from cds.authoring import edit
+    from cds.authoring.lint import lint
+    from cds.authoring.testing import run_embedded_tests
+
+    current = str((edit.read(file) or {}).get("status"))
+    if to not in edit.LIFECYCLE.get(current, ()):
+        allowed = ", ".join(edit.LIFECYCLE.get(current, ()))
+        raise _die(f"{file.name}: {current} can move to {allowed}, not {to}")
+    if to == "approved":
+        report = lint(file.parent, cohort=None, base=None)
+        lib = _load(file.parent, set(WORKING))
+        failed = [o for o in run_embedded_tests(lib) if not o.passed]
+        if not report.ok or failed:
+            raise _die(
+                f"cannot approve: {len(report.of('error'))} lint error(s), {len(failed)} failing test(s)", 1
+            )
+    try:
+        edit.promote(file, to, by)
+    except (ValueError, RuleDefinitionError) as exc:
+        raise _die(str(exc)) from exc
+    out.print(f"{file}: status {to}", markup=False)
+
+
+def changelog_cmd(
+    rules: RulesDir = Path("rules"),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Directory for <ruleset>.md (default: print).")
+    ] = None,
+) -> None:
+    """A CHANGELOG per ruleset from git history: versions, dates, authors, what changed."""
+    from cds.authoring.changelog import changelogs
+
+    logs = changelogs(rules)
+    if output is None:
+        for text in logs.values():
+            sys.stdout.write(text + "\n")
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for name, text in logs.items():
+        (output / f"{name}.md").write_text(text, encoding="utf-8")
+    out.print(f"wrote {len(logs)} changelog(s) to {output}", markup=False)
+
+
+def workbench_cmd(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port.")] = 8765,
+    rules: Annotated[Path, typer.Option("--rules", help="Rules directory to edit.")] = Path("rules"),
+    cohort: Annotated[Path, typer.Option("--cohort", help="Sample patients.")] = Path("fhir_samples"),
+) -> None:
+    """Local web rule workbench: browse rules, edit parameters, run a patient, see why and the impact."""
+    import uvicorn
+
+    from cds.authoring.workbench import create_app
+
+    uvicorn.run(create_app(rules, cohort), host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer, rules_app: typer.Typer) -> None:
+    """Attach the authoring commands to the core CLI."""
+    rules_app.command("lint")(lint_cmd)
+    rules_app.command("test")(test_cmd)
+    rules_app.command("explain")(explain_cmd)
+    rules_app.command("diff")(diff_cmd)
+    rules_app.command("new")(new_cmd)
+    rules_app.command("promote")(promote_cmd)
+    rules_app.command("changelog")(changelog_cmd)
+    app.command("workbench")(workbench_cmd)

@@ -1,0 +1,133 @@
+"""End to end in headless Chromium: load the workbench, edit the T-DM1 grade 3 platelet threshold,
+see a sample patient's hold alert appear in the impact preview and on the patient run, save, lint passes.
+
+Runs on a copy of rules/ (never the real files); screenshots for docs/authoring.md go to docs/img/.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+import yaml
+
+from cds.authoring.lint import lint
+from cds.authoring.workbench import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+IMG = ROOT / "docs" / "img"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(rules, ROOT / "fhir_samples"), host="127.0.0.1", port=port, log_level="warning"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}", rules
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_edit_threshold_preview_save_lint(server: tuple[str, Path]) -> None:
+    base, rules = server
+    IMG.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(base + "/")
+        assert page.locator("a", has_text="alert.tdm1.platelets-grade3").count() == 1
+        page.screenshot(path=str(IMG / "workbench-rules.png"))
+
+        page.click("text=alert.tdm1.platelets-grade3")
+        assert "platelets < 50 ×10³/µL  [platelets_grade3_below]" in page.inner_text("#plain")
+        field = page.locator("input[name=platelets_grade3_below]")
+        assert field.input_value() == "50"
+
+        # unsaved edit: 50 -> 55 makes the "exactly 50" patient a grade 3 hold
+        field.fill("55")
+        page.click("#preview")
+        page.wait_for_selector("#impact .impact")
+        impact = page.inner_text("#impact")
+        assert "1 of 86 patients change" in impact
+        row = page.locator("#impact tr.impact-row[data-rule='alert.tdm1.platelets-grade3']")
+        assert row.get_attribute("data-kind") == "now fires"
+        assert "tdm1-platelets-exactly-50" in row.inner_text()
+        assert "is not < 50" in row.inner_text()  # why it did not fire before
+        page.locator("#impact").scroll_into_view_if_needed()
+        page.screenshot(path=str(IMG / "workbench-impact.png"))
+
+        # the same patient, run with the unsaved value: the alert appears
+        page.select_option("#sample", "tdm1-platelets-exactly-50")
+        page.click("#try")
+        page.wait_for_selector("#patient .patient-result")
+        codes = page.locator("#patient table.findings td.code").all_inner_texts()
+        assert "alert.tdm1.platelets-grade3" in codes
+
+        # nothing was written yet
+        assert (
+            yaml.safe_load((rules / "tdm1-safety.yaml").read_text())["parameters"]["platelets_grade3_below"][
+                "value"
+            ]
+            == 50
+        )
+
+        page.click("#save")
+        page.wait_for_selector("#message")
+        message = page.inner_text("#message")
+        assert "tdm1-safety.yaml (now 1.1.0, draft)" in message
+        assert "Lint: 0 error(s)" in message
+        assert page.locator("input[name=platelets_grade3_below]").input_value() == "55"
+        page.screenshot(path=str(IMG / "workbench-saved.png"))
+
+        page.goto(base + "/run")
+        page.select_option("#sample", "tdm1-platelets-exactly-50")
+        page.click("#run")
+        page.wait_for_selector(".patient-result")
+        assert "alert.tdm1.platelets-grade3" in page.locator("table.findings").inner_text()
+        assert "tdm1-safety 1.1.0" in page.locator("table.findings").inner_text()
+        page.screenshot(path=str(IMG / "workbench-patient.png"), full_page=False)
+        browser.close()
+
+    text = (rules / "tdm1-safety.yaml").read_text()
+    data = yaml.safe_load(text)
+    assert data["parameters"]["platelets_grade3_below"]["value"] == 55
+    assert (data["version"], data["status"]) == ("1.1.0", "draft")
+    assert "approved_by" not in data
+    assert text.startswith("# T-DM1 (ado-trastuzumab emtansine, Kadcyla) safety alerts")  # comments kept
+    assert lint(rules, cohort=None, base=None).ok
