@@ -21,7 +21,7 @@ from cds.api.store import Store
 from cds.errors import CdsError
 
 feedback_app = typer.Typer(help="Clinician feedback on CDS Hooks cards.", no_args_is_help=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, width=160)
 
 DatabaseOpt = Annotated[
