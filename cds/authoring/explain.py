@@ -21,14 +21,15 @@ from cds.findings.build import fmt
 
 # The fact model fixes these units (cds/facts/model.py); parameters may state their own.
 PATH_UNITS = (
-    ("labs.platelets", "×10³/µL"),
-    ("labs.anc", "×10⁹/L"),
-    ("x_uln", "× ULN"),
     ("age_days", "days"),
     ("days_ago", "days"),
     ("gap_days", "days"),
+    ("x_uln", "× ULN"),
+    ("labs.platelets", "×10³/µL"),
+    ("labs.anc", "×10⁹/L"),
     ("lvef.drop", "points"),
-    ("lvef", "%"),
+    ("lvef.value", "%"),
+    ("lvef.baseline", "%"),
     ("weight.kg", "kg"),
     ("age_years", "years"),
     ("dose_mg_per_kg", "mg/kg"),
@@ -38,7 +39,11 @@ UNIT_DISPLAY = {"10*3/uL": "×10³/µL", "10*9/L": "×10⁹/L", "x ULN": "× ULN
 
 
 def unit_for(path: str, library: RuleLibrary | None = None, param: str | None = None) -> str:
-    """Display unit of a fact path (from the compared parameter when it declares one)."""
+    """Display unit of a numeric fact path (from the compared parameter when it declares one)."""
+    from cds.authoring.analysis import domains
+
+    if domains().get(path) is not None and domains()[path].kind not in ("number", "int"):
+        return ""
     if library is not None and param:
         for rs in library.rulesets:
             declared = rs.spec.parameters.get(param)

@@ -1,0 +1,114 @@
+"""The synthetic cohort is recognised by the engine; the report renders in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from cds.cohort.synth import SCENARIOS, write_cohort
+from tests.cohort.helpers import AS_OF, SAMPLES, run, table
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def test_synth_is_seeded_and_recognised_by_the_engine(tmp_path: Path) -> None:
+    stats = write_cohort(tmp_path / "a", 700, seed=5, as_of=AS_OF.date(), max_lines=4000)
+    write_cohort(tmp_path / "b", 700, seed=5, as_of=AS_OF.date(), max_lines=4000)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert len(list((tmp_path / "a").glob("Observation.*.ndjson"))) >= 2  # rolled over like $export
+    assert set(stats.by_scenario) == set(SCENARIOS)
+    summary = run(tmp_path / "a", tmp_path / "out", processes=2, partition_size=200).data
+    assert (summary["patients_in"], summary["evaluated"], summary["rejected"]) == (700, 700, 0)
+    with (tmp_path / "a" / "synth-truth.csv").open() as handle:
+        truth = {row["patient"]: row for row in csv.DictReader(handle)}
+    rows = {r["patient"]: r for r in table(tmp_path / "out", "patients").to_pylist()}
+    hits: Counter[str] = Counter()
+    her2_ok: Counter[str] = Counter()
+    for pid, t in truth.items():
+        codes = (rows[pid]["codes"] or "").split()
+        hits[t["scenario"]] += bool(t["signature"]) and t["signature"] in codes
+        her2_ok[t["scenario"]] += (
+            rows[pid]["her2_category"] == t["her2_category"] and rows[pid]["setting"] == t["setting"]
+        )
+    for scenario, count in stats.by_scenario.items():
+        assert her2_ok[scenario] / count >= 0.9, (scenario, her2_ok[scenario], count)
+        if SCENARIOS[scenario][3]:
+            assert hits[scenario] / count >= 0.6, (scenario, hits[scenario], count)
+    # Noise shows up as the data gaps and alerts a quality team would act on.
+    findings = table(tmp_path / "out", "findings")
+    codes = set(findings["code"].to_pylist())
+    for expected in (
+        "gap.lvef-overdue",
+        "gap.labs-missing",
+        "alert.tdm1.platelets-grade3",
+        "alert.tdxd.neutrophils-grade3",
+        "gap.unit-unrecognized",
+        "rec.mbc2.tdxd",
+    ):
+        assert expected in codes, expected
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium: apt-get install -y chromium")
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "out"
+    summary = run(SAMPLES, out, report=True).data
+    patients = table(out, "patients")
+    needing = patients.filter(pc.equal(patients["needs_action"], True))
+    findings = table(out, "findings")
+    tdm1_grade3 = len(
+        set(findings.filter(pc.equal(findings["code"], "alert.tdm1.platelets-grade3"))["patient"].to_pylist())
+    )
+    outside: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page()
+        page.on(
+            "request",
+            lambda r: None if r.url.startswith(("file:", "data:", "about:")) else outside.append(r.url),
+        )
+        page.goto((out / "report.html").as_uri())
+        assert page.inner_text("#n-patients-in") == str(summary["patients_in"]) == "86"
+        assert page.inner_text("#n-evaluated") == "86" and page.inner_text("#n-rejected") == "0"
+        assert page.inner_text("#n-findings") == str(summary["findings"])
+        assert page.inner_text("#n-needs-action") == str(needing.num_rows)
+        assert page.inner_text("#reconciled") == "reconciled"
+        assert page.inner_text('td[data-code="alert.tdm1.platelets-grade3"]') == str(tdm1_grade3)
+        rows = page.locator("#worklist tbody tr")
+        assert rows.count() == needing.num_rows
+        for chart in ("codes", "her2", "lines", "platelets", "anc", "ast-alt", "bilirubin", "lvef"):
+            assert page.locator(f"svg#chart-{chart}").is_visible(), chart
+        # Sort by platelets (ascending): the first row is the lowest platelet count among those with one.
+        page.click("#worklist th:nth-child(8)")
+        first = page.locator("#worklist tbody tr").first.locator("td").nth(7).inner_text()
+        lowest = min(v for v in needing["platelets"].to_pylist() if v is not None)
+        assert float(first) == round(lowest)
+        page.fill("#filter", "alert.tdm1.platelets-grade3")
+        assert page.locator("#worklist tbody tr:visible").count() == tdm1_grade3
+        browser.close()
+    assert outside == []
