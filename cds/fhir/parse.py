@@ -93,6 +93,11 @@ def validation_error(resource: JSON) -> str | None:
     return None
 
 
+def _str(value: Any) -> str | None:
+    """A raw value if it is a string (raw FHIR may hold anything before validation)."""
+    return value if isinstance(value, str) else None
+
+
 def _ref(resource: JSON) -> str:
     rid = resource.get("id")
     return f"{resource['resourceType']}/{rid if isinstance(rid, str) and rid else '<no id>'}"
@@ -144,7 +149,7 @@ class _Parser:
     # -- observations --------------------------------------------------------------------------
     def observation(self, resource: JSON) -> ObservationRecord | None:
         kind = self.vs.observation_kind(Codings.of(resource.get("code")))
-        if kind is None or resource.get("status") not in OBSERVATION_OK:
+        if kind is None or _str(resource.get("status")) not in OBSERVATION_OK:
             return None
         if not self._valid(resource):
             return None
@@ -313,7 +318,8 @@ class _Parser:
 
     def procedure(self, resource: JSON) -> ProcedureRecord | None:
         concepts = self.vs.concepts_of(Codings.of(resource.get("code")), PROCEDURE_CONCEPTS)
-        if not concepts or resource.get("status") not in ("completed", None):
+        status = resource.get("status")
+        if not concepts or (status is not None and _str(status) != "completed"):
             return None
         if not self._valid(resource):
             return None
@@ -380,13 +386,13 @@ class _Parser:
         agents, by_code, by_name = self._agents(codings)
         if not agents and not draft:
             return None
-        status = resource.get("status")
+        status = _str(resource.get("status"))
         if not draft:
             if status in MED_BAD_STATUS and not (
                 rtype == "MedicationAdministration" and status == "not-done"
             ):
                 return None
-            if rtype == "MedicationRequest" and resource.get("intent") not in REQUEST_EXPOSURE_INTENTS:
+            if rtype == "MedicationRequest" and _str(resource.get("intent")) not in REQUEST_EXPOSURE_INTENTS:
                 return None
         if not self._valid(resource):
             if draft:
@@ -458,32 +464,41 @@ class _Parser:
         if validation_error(self.raw.patient):
             self.skipped.append(Skipped(self.patient.ref, validation_error(self.raw.patient) or ""))
         for resource in self.raw.resources:
-            rtype = resource["resourceType"]
-            if rtype == "Observation":
-                obs = self.observation(resource)
-                if obs:
-                    record.observations.append(obs)
-            elif rtype == "Condition":
-                cond = self.condition(resource)
-                if cond:
-                    record.conditions.append(cond)
-            elif rtype == "Procedure":
-                proc = self.procedure(resource)
-                if proc:
-                    record.procedures.append(proc)
-            elif rtype == "AllergyIntolerance":
-                allergy = self.allergy(resource)
-                if allergy:
-                    record.allergies.append(allergy)
-            elif rtype in MED_TYPES:
-                med = self.medication(resource)
-                if med:
-                    record.medications.append(med)
+            try:
+                self._one(resource, record)
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+                # never sink the patient, never drop silently: the resource is listed with why
+                reason = f"could not be read ({type(exc).__name__}: {exc})"[:300]
+                self.skipped.append(Skipped(_ref(resource), reason))
         if order is not None:
             if not isinstance(order.get("resourceType"), str) or order["resourceType"] != "MedicationRequest":
                 raise InputRejected("draft order: not a MedicationRequest")
             record.draft = self.medication(order, draft=True)
         return record
+
+    def _one(self, resource: JSON, record: PatientRecord) -> None:
+        """Extract one resource into the record (or nothing, if it is not of interest)."""
+        rtype = resource["resourceType"]
+        if rtype == "Observation":
+            obs = self.observation(resource)
+            if obs:
+                record.observations.append(obs)
+        elif rtype == "Condition":
+            cond = self.condition(resource)
+            if cond:
+                record.conditions.append(cond)
+        elif rtype == "Procedure":
+            proc = self.procedure(resource)
+            if proc:
+                record.procedures.append(proc)
+        elif rtype == "AllergyIntolerance":
+            allergy = self.allergy(resource)
+            if allergy:
+                record.allergies.append(allergy)
+        elif rtype in MED_TYPES:
+            med = self.medication(resource)
+            if med:
+                record.medications.append(med)
 
 
 def _period_weeks(repeat: JSON) -> float | None:

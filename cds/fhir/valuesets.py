@@ -79,7 +79,8 @@ class Codings:
             return Codings((), (cc.strip().lower(),))
         if not isinstance(cc, dict):
             return Codings((), ())
-        for coding in cc.get("coding") or []:
+        codings = cc.get("coding")
+        for coding in codings if isinstance(codings, list) else []:
             if not isinstance(coding, dict):
                 continue
             system = coding.get("system")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import orjson
@@ -74,7 +75,12 @@ def _mutate(doc: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
     return doc
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("CDS_FUZZ_EXAMPLES", "150")),
+    derandomize=not os.environ.get("CDS_FUZZ_RANDOM"),  # CI repeatable; CDS_FUZZ_RANDOM=1 explores
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_no_crash_on_arbitrary_resource_mutations(data: st.DataObject, evaluator: Evaluator) -> None:
     doc = _mutate(BASE, data)
