@@ -30,6 +30,7 @@ UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
 SOURCE_URL = "https://her2-cds.org/rules"
 SUMMARY_MAX = 139
+BASIS_RESOURCES_SHOWN = 3  # cards render in narrow EHR sidebars; `cds evaluate` lists every resource
 _CARD_NAMESPACE = uuid.UUID("6f0c9a4e-2f5b-4d8e-9a51-3c1f1f0d2b7e")
 
 INDICATOR = {"critical": "critical", "warning": "warning", "info": "info"}
@@ -152,7 +153,9 @@ def detail_markdown(finding: Finding) -> str:
     if finding.basis:
         lines += ["", "**Based on**", ""]
         for b in finding.basis:
-            where = f" ({', '.join(b.resources)})" if b.resources else ""
+            shown = ", ".join(b.resources[:BASIS_RESOURCES_SHOWN])
+            more = len(b.resources) - BASIS_RESOURCES_SHOWN
+            where = f" ({shown}{f', +{more} more' if more > 0 else ''})" if b.resources else ""
             lines.append(f"- `{b.fact}` = {_md_escape(_value_text(b.value))}{where}")
     if finding.evidence:
         lines += ["", "**Evidence**", ""]
