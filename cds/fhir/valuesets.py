@@ -109,6 +109,7 @@ class ValueSets:
     versions: dict[str, str] = field(default_factory=dict)
     _loinc_kind: dict[str, str] = field(default_factory=dict, repr=False)
     _rx_agent: dict[str, str] = field(default_factory=dict, repr=False)
+    _name_cache: dict[tuple[str, ...], list[str]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for key, analyte in self.analytes.items():
@@ -175,6 +176,9 @@ class ValueSets:
     def agents_by_name(self, codings: Codings) -> list[str]:
         """Agents named in text/display. ADCs and combinations first; what they name is removed
         from the text, so "trastuzumab emtansine" is T-DM1 and never also trastuzumab."""
+        cached = self._name_cache.get(codings.texts)
+        if cached is not None:
+            return list(cached)
         found: list[str] = []
         first = [a for a in self.agents.values() if a.match_first]
         rest = [a for a in self.agents.values() if not a.match_first]
@@ -191,6 +195,8 @@ class ValueSets:
             for agent in rest:
                 if any(n in residue for n in agent.names) and agent.key not in found:
                     found.append(agent.key)
+        if len(self._name_cache) < 50_000:  # medication texts repeat across patients
+            self._name_cache[codings.texts] = list(found)
         return found
 
 
