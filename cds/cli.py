@@ -16,8 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cds.engine.library import RuleLibrary, load_library
-from cds.errors import CdsError, ConfigurationError, InputRejected, RuleDefinitionError
+from cds.clikit import err, fail, load_rules_or_exit
+from cds.engine.library import RuleLibrary
+from cds.errors import CdsError, InputRejected
 from cds.evaluate import Evaluator, Result, default_rules_dir, parse_as_of
 from cds.fhir.source import raw_patient_from_path, read_order
 
@@ -35,7 +36,6 @@ rules_app = typer.Typer(help="Inspect the rule sets.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 
 out = Console(highlight=False, soft_wrap=False, width=160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 RulesOpt = Annotated[
     Path | None,
@@ -50,22 +50,13 @@ DraftsOpt = Annotated[
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"error: {message}", markup=False)
-    return typer.Exit(code)
+_fail = fail
 
 
 def _library(rules: Path | None, include_drafts: bool) -> RuleLibrary:
     directory = rules or Path(os.environ.get("CDS_RULES_DIR") or default_rules_dir())
     statuses = {"approved", "in-review", "draft"} if include_drafts else {"approved"}
-    try:
-        return load_library(directory, statuses=statuses)
-    except RuleDefinitionError as exc:
-        for diag in exc.diagnostics:
-            err.print(f"error: {diag}", markup=False)
-        raise typer.Exit(2) from exc
-    except ConfigurationError as exc:
-        raise _fail(str(exc)) from exc
+    return load_rules_or_exit(directory, statuses)
 
 
 def _expand(paths: list[Path]) -> list[Path]:

@@ -136,17 +136,38 @@ def serve_command(
     os.environ[MULTIPROC_ENV] = metrics_dir
     os.environ[SETTINGS_ENV] = settings.to_json()
     try:
-        uvicorn.run(
-            "cds.api.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            proxy_headers=False,
-        )
+        _run_workers(host, port, workers, log_level)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_workers(host: str, port: int, workers: int, log_level: str) -> None:
+    """``uvicorn.run(..., workers=N)``, but with TCP_NODELAY on the listening socket.
+
+    uvicorn's multi-worker mode creates its listening socket with proto 0, and asyncio only sets
+    TCP_NODELAY on accepted sockets whose proto is IPPROTO_TCP, so every response waited for
+    Nagle plus the client's 40 ms delayed ACK (measured: 44 ms per request with 2 workers vs 0.5
+    ms with 1). Linux copies TCP_NODELAY from the listening socket to the sockets it accepts.
+    """
+    import contextlib
+    import socket
+
+    from uvicorn import Config
+    from uvicorn.supervisors import Multiprocess
+
+    config = Config(
+        "cds.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        proxy_headers=False,
+    )
+    sock = config.bind_socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the supervisor stops the workers
+        Multiprocess(config, sockets=[sock]).run()
 
 
 @feedback_app.command("report")

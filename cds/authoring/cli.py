@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cds.clikit import err, fail, load_rules_or_exit
 from cds.errors import ConfigurationError, InputRejected, RuleDefinitionError
 
 out = Console(highlight=False, soft_wrap=False, width=180)
-err = Console(stderr=True, highlight=False)
 WORKING = {"approved", "in-review", "draft"}
 
 RulesDir = Annotated[Path, typer.Argument(help="Rules directory.", show_default=True)]
@@ -29,22 +29,8 @@ def _statuses(include_drafts: bool) -> set[str]:
     return set(WORKING) if include_drafts else {"approved"}
 
 
-def _die(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"error: {message}", markup=False)
-    return typer.Exit(code)
-
-
-def _load(rules: Path, statuses: set[str]):  # type: ignore[no-untyped-def]
-    from cds.engine.library import load_library
-
-    try:
-        return load_library(rules, statuses=statuses)
-    except RuleDefinitionError as exc:
-        for d in exc.diagnostics:
-            err.print(f"error: {d}", markup=False)
-        raise typer.Exit(2) from exc
-    except ConfigurationError as exc:
-        raise _die(str(exc)) from exc
+_die = fail
+_load = load_rules_or_exit
 
 
 def lint_cmd(

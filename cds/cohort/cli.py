@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,13 +26,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from cds.clikit import err, fail
 from cds.evaluate import default_rules_dir, parse_as_of
 
 cohort_app = typer.Typer(
     help="Evaluate whole cohorts (Bulk FHIR NDJSON or folders of bundles) and report who needs what.",
     no_args_is_help=True,
 )
-err = Console(stderr=True, highlight=False)
 
 
 class RateColumn(ProgressColumn):
@@ -45,9 +44,7 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"error: {message}", markup=False)
-    return typer.Exit(code)
+_fail = fail
 
 
 @cohort_app.command("run")
