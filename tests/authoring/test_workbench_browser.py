@@ -1,11 +1,14 @@
 """End to end in headless Chromium: load the workbench, edit the T-DM1 grade 3 platelet threshold,
 see a sample patient's hold alert appear in the impact preview and on the patient run, save, lint passes.
 
-Runs on a copy of rules/ (never the real files); screenshots for docs/authoring.md go to docs/img/.
+Runs on a copy of rules/ (never the real files); screenshots go to a temporary folder, or to
+docs/img/ (for docs/authoring.md) with CDS_UPDATE_SCREENSHOTS=1, so a test run never rewrites
+committed files.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -64,15 +67,16 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     thread.join(timeout=10)
 
 
-def test_edit_threshold_preview_save_lint(server: tuple[str, Path]) -> None:
+def test_edit_threshold_preview_save_lint(server: tuple[str, Path], tmp_path: Path) -> None:
     base, rules = server
-    IMG.mkdir(parents=True, exist_ok=True)
+    img = IMG if os.environ.get("CDS_UPDATE_SCREENSHOTS") else tmp_path
+    img.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 800})
         page.goto(base + "/")
         assert page.locator("a", has_text="alert.tdm1.platelets-grade3").count() == 1
-        page.screenshot(path=str(IMG / "workbench-rules.png"))
+        page.screenshot(path=str(img / "workbench-rules.png"))
 
         page.click("text=alert.tdm1.platelets-grade3")
         assert "platelets < 50 ×10³/µL  [platelets_grade3_below]" in page.inner_text("#plain")
@@ -90,7 +94,7 @@ def test_edit_threshold_preview_save_lint(server: tuple[str, Path]) -> None:
         assert "tdm1-platelets-exactly-50" in row.inner_text()
         assert "is not < 50" in row.inner_text()  # why it did not fire before
         page.locator("#impact").scroll_into_view_if_needed()
-        page.screenshot(path=str(IMG / "workbench-impact.png"))
+        page.screenshot(path=str(img / "workbench-impact.png"))
 
         # the same patient, run with the unsaved value: the alert appears
         page.select_option("#sample", "tdm1-platelets-exactly-50")
@@ -113,7 +117,7 @@ def test_edit_threshold_preview_save_lint(server: tuple[str, Path]) -> None:
         assert "tdm1-safety.yaml (now 1.1.0, draft)" in message
         assert "Lint: 0 error(s)" in message
         assert page.locator("input[name=platelets_grade3_below]").input_value() == "55"
-        page.screenshot(path=str(IMG / "workbench-saved.png"))
+        page.screenshot(path=str(img / "workbench-saved.png"))
 
         page.goto(base + "/run")
         page.select_option("#sample", "tdm1-platelets-exactly-50")
@@ -121,7 +125,7 @@ def test_edit_threshold_preview_save_lint(server: tuple[str, Path]) -> None:
         page.wait_for_selector(".patient-result")
         assert "alert.tdm1.platelets-grade3" in page.locator("table.findings").inner_text()
         assert "tdm1-safety 1.1.0" in page.locator("table.findings").inner_text()
-        page.screenshot(path=str(IMG / "workbench-patient.png"), full_page=False)
+        page.screenshot(path=str(img / "workbench-patient.png"), full_page=False)
         browser.close()
 
     text = (rules / "tdm1-safety.yaml").read_text()
