@@ -56,7 +56,11 @@ class Her2Facts(_Facts):
 class LinesFacts(_Facts):
     """Metastatic lines of therapy (clinical-spec §2 prior_metastatic_lines, early_relapse)."""
 
-    known: bool = Field(True, description="false when metastatic disease has no usable date")
+    known: bool = Field(
+        True, description="false when metastatic disease or an anticancer therapy has no date"
+    )
+    undated_therapy: bool = Field(False, description="an anticancer therapy is recorded without any date")
+    undated_agents: str | None = Field(None, description="the undated agents, comma-separated")
     prior_metastatic: int = Field(0, description="regimens started on or after metastatic_since")
     effective: int = Field(0, description="prior_metastatic + 1 if early_relapse")
     early_relapse: bool = Field(

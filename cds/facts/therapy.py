@@ -329,11 +329,23 @@ def derive_therapy(
     active_days = params.days("active_therapy_days")
     all_doses = doses(events, vs)
     exposure = _exposures(all_doses, since, surgery, early, provenance)
+    # An exposure without any date cannot be placed in a line: it still counts as given (so "no
+    # prior T-DXd" cannot pass), and the lines are unknown (fail safe: no line-based recommendation).
+    undated = [e for e in events if e.start is None and not e.held and e.source != "draft" and e.agents]
+    undated_keys = sorted({k for e in undated for a in e.agents for k in vs.agents[a].counts_as})
+    for key in undated_keys:
+        if key in EXPOSURE_KEYS:
+            getattr(exposure, key).ever = True
+            provenance.setdefault(f"exposure.{key}", []).extend(e.ref for e in undated if key in e.agents)
 
     # -- lines and early relapse ----------------------------------------------------------------
     lines_facts = LinesFacts()
+    if undated:
+        lines_facts.undated_therapy = True
+        lines_facts.undated_agents = ", ".join(undated_keys)
+        provenance["lines.undated_therapy"] = [e.ref for e in undated]
     progression = "not-applicable"
-    if metastatic and since is None:
+    if metastatic and (since is None or undated):
         lines_facts.known = False
     elif metastatic and since is not None:
         met = [d for d in all_doses if d.day >= since]

@@ -359,3 +359,23 @@ def test_date_only_values_compare_by_calendar_date() -> None:
     assert when is not None and when.date_only
     assert when.not_after(datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC))
     assert not when.not_after(datetime(2026, 10, 31, 23, 59, tzinfo=UTC))
+
+
+def test_undated_therapy_is_never_silently_dropped(evaluator: Evaluator) -> None:
+    """An undated trastuzumab statement: counted as received, lines unknown, a gap, no line-based rec."""
+    undated = {
+        "resourceType": "MedicationStatement",
+        "id": "ms1",
+        "status": "completed",
+        "subject": P,
+        "medicationCodeableConcept": {"coding": [{"system": RX, "code": "224905"}]},
+    }
+    her2 = obs("ihc", "85319-2", "2025-01-01", valueCodeableConcept={"text": "3+"})
+    raw = raw_patient_from_resources(
+        [patient(), breast("2019-01-01"), _met("2025-01-01"), her2, undated], "t"
+    )
+    result = evaluator.evaluate(raw, as_of=parse_as_of("2026-11-01"))
+    f = result.facts
+    assert f.exposure.trastuzumab.ever and f.lines.undated_therapy and not f.lines.known
+    assert f.lines.undated_agents == "trastuzumab"
+    assert result.evaluation.codes() == ["gap.therapy-dates"]
