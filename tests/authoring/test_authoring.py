@@ -281,6 +281,9 @@ def test_ndjson_cohort_groups_by_subject(tmp_path: Path) -> None:
 
 
 def test_new_scaffold_promote_and_changelog(rules: Path) -> None:
+    before = yaml.safe_load((rules / "her2-therapy.yaml").read_text())["version"]
+    major, minor, _patch = (int(x) for x in before.split("."))
+    bumped = f"{major}.{minor + 1}.0"
     result = runner.invoke(
         app,
         [
@@ -299,7 +302,7 @@ def test_new_scaffold_promote_and_changelog(rules: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "added rule rec.mbc2.tdm1-site with 8 test case(s)" in result.output
     data = yaml.safe_load((rules / "her2-therapy.yaml").read_text())
-    assert (data["version"], data["status"]) == ("1.1.0", "draft")
+    assert (data["version"], data["status"]) == (bumped, "draft")
     assert data["tests"][-8]["name"] == "rec.mbc2.tdm1-site fires"
     # the generated cases pass on their own rule
     from cds.authoring.testing import run_embedded_tests
