@@ -222,7 +222,10 @@ def create_app(settings: Settings) -> FastAPI:
         ) as client:
             rt.http = client
             rt.fetcher = FhirFetcher(
-                client, timeout_seconds=settings.fhir_timeout_seconds, max_pages=settings.fhir_max_pages
+                client,
+                timeout_seconds=settings.fhir_timeout_seconds,
+                max_pages=settings.fhir_max_pages,
+                allowed_servers=settings.fhir_servers,
             )
             if not settings.insecure_dev:
                 rt.keys = KeyCache(settings.issuers, client, settings.jwks_cache_seconds)

@@ -90,6 +90,14 @@ def serve_command(
     fhir_timeout: Annotated[
         float, typer.Option("--fhir-timeout", help="Seconds allowed for all FHIR fallback fetches of a call.")
     ] = 4.0,
+    fhir_server: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fhir-server",
+            help="FHIR base URL this service may fetch missing prefetch data from (repeatable; scheme, host, "
+            "port and path prefix must match). Without it: any https server, plain http only to loopback.",
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug logs patient ids; info never does.")
     ] = "info",
@@ -114,6 +122,7 @@ def serve_command(
             as_of=as_of,
             max_body_bytes=max_body_bytes,
             fhir_timeout_seconds=fhir_timeout,
+            fhir_servers=tuple(fhir_server or ()),
         )
         settings.check()
         Store(settings.database_url).dispose()  # create the schema once before workers race for it

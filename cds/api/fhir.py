@@ -75,15 +75,47 @@ def _bundle_resources(bundle: JSON, key: str) -> list[JSON]:
     return out
 
 
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def fhir_server_allowed(url: str, allowed: tuple[str, ...]) -> bool:
+    """Whether the service may fetch ``url`` (SSRF guard: a client names the server it wants us to call).
+
+    With an allow-list, scheme, host and port must equal an entry and the path must start with its
+    path. Without one, any https server, and plain http only to loopback (CDS Hooks requires https
+    when production data is exchanged).
+    """
+    parts = urlsplit(url)
+    if allowed:
+        for entry in allowed:
+            want = urlsplit(entry)
+            if (parts.scheme, parts.hostname, parts.port) == (want.scheme, want.hostname, want.port) and (
+                parts.path.rstrip("/") + "/"
+            ).startswith(want.path.rstrip("/") + "/"):
+                return True
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)
+
+
 class FhirFetcher:
     """Runs the templated queries against a client's FHIR server (one shared async HTTP client)."""
 
-    def __init__(self, client: httpx.AsyncClient, *, timeout_seconds: float, max_pages: int) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        timeout_seconds: float,
+        max_pages: int,
+        allowed_servers: tuple[str, ...] = (),
+    ) -> None:
         self.client = client
         self.timeout = timeout_seconds
         self.max_pages = max_pages
+        self.allowed_servers = allowed_servers
 
     async def _get(self, url: str, access: FhirAccess) -> Any:
+        if not fhir_server_allowed(url, self.allowed_servers):
+            raise DataUnavailable("fhirServer is not allowed by this service (--fhir-server; https required)")
         headers = {"Accept": "application/fhir+json"}
         if access.token:
             headers["Authorization"] = f"Bearer {access.token}"

@@ -58,6 +58,9 @@ class Settings:
     as_of: str | None = None
     max_body_bytes: int = 5 * 1024 * 1024
     fhir_timeout_seconds: float = 4.0
+    # FHIR servers this service may fetch from (scheme, host, port and path prefix must match);
+    # empty: any https server, and plain http only to loopback (local development).
+    fhir_servers: tuple[str, ...] = ()
     fhir_max_pages: int = 50
     clock_skew_seconds: int = 60
     max_token_lifetime_seconds: int = 3600
@@ -89,6 +92,7 @@ class Settings:
         data = json.loads(text)
         data["issuers"] = tuple(TrustedIssuer(**i) for i in data.get("issuers", ()))
         data["cors_origins"] = tuple(data.get("cors_origins", ()))
+        data["fhir_servers"] = tuple(data.get("fhir_servers", ()))
         return cls(**data)
 
     @classmethod

@@ -194,3 +194,31 @@ def test_order_select_without_medication_selection_needs_no_data(service: Servic
     response = service.call("her2-order-safety", body)
     assert response.status_code == 200
     assert response.json() == {"cards": []}
+
+
+def test_fhir_server_policy_guards_against_fetching_arbitrary_urls() -> None:
+    from cds.api.fhir import fhir_server_allowed
+
+    allow = ("https://fhir.example.org/r4",)
+    assert fhir_server_allowed("https://fhir.example.org/r4/Observation?patient=1", allow)
+    assert not fhir_server_allowed("https://fhir.example.org.evil.net/r4/Patient/1", allow)
+    assert not fhir_server_allowed("https://fhir.example.org/r4x/Patient/1", allow)
+    assert not fhir_server_allowed("http://fhir.example.org/r4/Patient/1", allow)
+    assert not fhir_server_allowed("https://fhir.example.org:8443/r4/Patient/1", allow)
+    # no allow-list: https anywhere, plain http only to loopback
+    assert fhir_server_allowed("https://ehr.example.org/fhir/Patient/1", ())
+    assert fhir_server_allowed("http://127.0.0.1:8080/fhir/Patient/1", ())
+    assert not fhir_server_allowed("http://10.0.0.5/fhir/Patient/1", ())
+    assert not fhir_server_allowed("http://169.254.169.254/latest/meta-data", ())
+
+
+def test_plain_http_fhir_server_off_loopback_is_never_called(
+    service: Service, sample: Sample, fhir_data: FhirData
+) -> None:
+    start = len(service.fhir_log.requests)
+    response = service.call(
+        SERVICE, hook_body("patient-view", sample.patient_id, fhir_server="http://fhir.internal.example/fhir")
+    )
+    assert response.status_code == 412, response.text
+    assert response.json()["error"] == "data-unavailable"
+    assert service.fhir_log.requests[start:] == []
