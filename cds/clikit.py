@@ -24,13 +24,18 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def rule_errors(exc: RuleDefinitionError) -> typer.Exit:
+    """Print every diagnostic of invalid rules (file:line, rule, field) and return Exit(2)."""
+    for diag in exc.diagnostics:
+        err.print(f"error: {diag}", markup=False)
+    return typer.Exit(2)
+
+
 def load_rules_or_exit(directory: Path, statuses: Iterable[str]) -> RuleLibrary:
-    """Load a rules directory; on invalid rules print every diagnostic (file:line) and exit 2."""
+    """Load a rules directory; on invalid rules print every diagnostic and exit 2."""
     try:
         return load_library(directory, statuses=statuses)
     except RuleDefinitionError as exc:
-        for diag in exc.diagnostics:
-            err.print(f"error: {diag}", markup=False)
-        raise typer.Exit(2) from exc
+        raise rule_errors(exc) from exc
     except ConfigurationError as exc:
         raise fail(str(exc)) from exc

@@ -89,22 +89,26 @@ def _fhir_id(value: Any) -> str:
     return value
 
 
-class PatientViewContext(_In):
-    """patient-view context: who is looking at which patient."""
+class _PatientContext(_In):
+    """What every hook context here carries: who asks, about which patient (and encounter)."""
 
     userId: str
     patientId: str
     encounterId: str | None = None
 
-    @field_validator("userId")
-    @classmethod
-    def _user(cls, value: Any) -> str:
-        return _ref(value, PATIENT_VIEW_USERS, "userId")
-
     @field_validator("patientId")
     @classmethod
     def _patient(cls, value: Any) -> str:
         return _fhir_id(value)
+
+
+class PatientViewContext(_PatientContext):
+    """patient-view context: who is looking at which patient."""
+
+    @field_validator("userId")
+    @classmethod
+    def _user(cls, value: Any) -> str:
+        return _ref(value, PATIENT_VIEW_USERS, "userId")
 
 
 class DraftOrders(_In):
@@ -128,23 +132,15 @@ class DraftOrders(_In):
         return [e["resource"] for e in self.entry]
 
 
-class OrderSignContext(_In):
+class OrderSignContext(_PatientContext):
     """order-sign context: the draft orders about to be signed."""
 
-    userId: str
-    patientId: str
-    encounterId: str | None = None
     draftOrders: DraftOrders
 
     @field_validator("userId")
     @classmethod
     def _user(cls, value: Any) -> str:
         return _ref(value, ORDER_USERS, "userId")
-
-    @field_validator("patientId")
-    @classmethod
-    def _patient(cls, value: Any) -> str:
-        return _fhir_id(value)
 
 
 class OrderSelectContext(OrderSignContext):

@@ -19,6 +19,7 @@ from itertools import pairwise, product
 from typing import Any
 
 from cds.engine.conditions import Compare, Condition, Group, _allowed, _compare
+from cds.engine.runtime import project
 from cds.facts.model import PatientFacts, leaf_paths
 
 MAX_CONJUNCTIONS = 512
@@ -175,16 +176,7 @@ def why_never(cond: Condition) -> str | None:
 
 def facts_snapshot(assignment: Mapping[str, Any]) -> dict[str, Any]:
     """A nested facts mapping (as embedded tests write it) from path -> value; unknown is left out."""
-    out: dict[str, Any] = {}
-    for path, value in sorted(assignment.items()):
-        if value is None:
-            continue
-        node = out
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
+    return project(tuple(sorted(assignment)), assignment.get)
 
 
 def facts_from(assignment: Mapping[str, Any]) -> PatientFacts | None:

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cds.clikit import err, fail, load_rules_or_exit
+from cds.clikit import err, fail, load_rules_or_exit, rule_errors
 from cds.errors import ConfigurationError, InputRejected, RuleDefinitionError
 
 out = Console(highlight=False, soft_wrap=False, width=180)
@@ -196,9 +196,7 @@ def diff_cmd(
         instant = parse_as_of(as_of) if as_of else None
         report = diff_directories(rules, against, patients, statuses=_statuses(include_drafts), as_of=instant)
     except RuleDefinitionError as exc:
-        for d in exc.diagnostics:
-            err.print(f"error: {d}", markup=False)
-        raise typer.Exit(2) from exc
+        raise rule_errors(exc) from exc
     except (ConfigurationError, ValueError) as exc:
         raise _die(str(exc)) from exc
     if output_format == "html":
@@ -252,9 +250,7 @@ def new_cmd(
     try:
         version = edit.insert_rule(into, rule, tests)
     except RuleDefinitionError as exc:
-        for d in exc.diagnostics:
-            err.print(f"error: {d}", markup=False)
-        raise typer.Exit(2) from exc
+        raise rule_errors(exc) from exc
     except ValueError as exc:
         raise _die(str(exc)) from exc
     out.print(

@@ -276,20 +276,7 @@ def replace_rule(path: Path, rule_id: str, rule_text: str, part: str = "minor") 
     new_rule = read_text(rule_text)
     if not isinstance(new_rule, CommentedMap) or "id" not in new_rule:
         raise ValueError("the rule must be a YAML mapping with id, title, description, when, then")
-    text = path.read_text(encoding="utf-8")
-    data = read_text(text)
-    rules = data["rules"]
-    index = next((i for i, r in enumerate(rules) if r["id"] == rule_id), None)
-    if index is None:
-        raise KeyError(rule_id)
-    lines = text.split("\n")
-    start = rules.lc.item(index)[0]
-    if index + 1 < len(rules):
-        end = rules.lc.item(index + 1)[0]
-        while end > start and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
-            end -= 1
-    else:
-        end = _section_end(data, lines, "rules")
+    lines, start, end = _rule_span(path.read_text(encoding="utf-8"), rule_id)
     body = rule_text.strip("\n").split("\n")
     lines[start:end] = [f"  - {body[0]}", *[f"    {line}" if line.strip() else "" for line in body[1:]]]
     new_text = _reopen_text("\n".join(lines), part)
@@ -298,9 +285,9 @@ def replace_rule(path: Path, rule_id: str, rule_text: str, part: str = "minor") 
     return str(new_rule["id"]), str(read_text(new_text)["version"])
 
 
-def rule_text(path: Path, rule_id: str) -> str:
-    """One rule of a file exactly as written (comments kept), dedented, for the workbench editor."""
-    text = path.read_text(encoding="utf-8")
+def _rule_span(text: str, rule_id: str) -> tuple[list[str], int, int]:
+    """(lines, start, end) of one rule's lines in a rule file; trailing blank and comment lines
+    are left out, since they introduce what follows (the next rule or section)."""
     data = read_text(text)
     rules = data["rules"]
     index = next((i for i, r in enumerate(rules) if r["id"] == rule_id), None)
@@ -311,6 +298,12 @@ def rule_text(path: Path, rule_id: str) -> str:
     end = rules.lc.item(index + 1)[0] if index + 1 < len(rules) else _section_end(data, lines, "rules")
     while end > start and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
         end -= 1
+    return lines, start, end
+
+
+def rule_text(path: Path, rule_id: str) -> str:
+    """One rule of a file exactly as written (comments kept), dedented, for the workbench editor."""
+    lines, start, end = _rule_span(path.read_text(encoding="utf-8"), rule_id)
     block = lines[start:end]
     return "\n".join(line[4:] if line.startswith("    ") else line.lstrip(" -") for line in block) + "\n"
 

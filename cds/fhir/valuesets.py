@@ -16,8 +16,6 @@ import yaml
 
 from cds.errors import ConfigurationError
 
-JSON = dict[str, Any]
-
 SYSTEM_ALIASES = {
     "http://snomed.info/sct": "snomed",
     "http://hl7.org/fhir/sid/icd-10-cm": "icd10cm",

@@ -38,28 +38,26 @@ def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
 
 
-def _unsigned(service: Service) -> str:
+def _valid_claims(service: Service) -> dict[str, object]:
+    """Claims a trusted client would send; the attacks below differ only in how they are signed."""
     now = int(time.time())
-    claims = {
+    return {
         "iss": service.es384.iss,
         "aud": service.url(PV),
         "exp": now + 300,
         "iat": now,
         "jti": uuid.uuid4().hex,
     }
+
+
+def _unsigned(service: Service) -> str:
+    claims = _valid_claims(service)
     return f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': service.es384.kid})}.{_b64(claims)}."
 
 
 def _hmac(service: Service) -> str:
     """HS256 signed with the issuer's public key as the secret: the classic key-confusion attack."""
-    now = int(time.time())
-    claims = {
-        "iss": service.es384.iss,
-        "aud": service.url(PV),
-        "exp": now + 300,
-        "iat": now,
-        "jti": uuid.uuid4().hex,
-    }
+    claims = _valid_claims(service)
     signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT', 'kid': service.es384.kid})}.{_b64(claims)}"
     secret = orjson.dumps(service.es384.key.as_dict(private=False))
     sig = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()

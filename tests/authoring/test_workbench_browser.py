@@ -22,23 +22,13 @@ import yaml
 
 from cds.authoring.lint import lint
 from cds.authoring.workbench import create_app
+from tests.browser import launch, needs_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 IMG = ROOT / "docs" / "img"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
+pytestmark = needs_chromium
 
 
 def _free_port() -> int:
@@ -72,7 +62,7 @@ def test_edit_threshold_preview_save_lint(server: tuple[str, Path], tmp_path: Pa
     img = IMG if os.environ.get("CDS_UPDATE_SCREENSHOTS") else tmp_path
     img.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1200, "height": 800})
         page.goto(base + "/")
         assert page.locator("a", has_text="alert.tdm1.platelets-grade3").count() == 1

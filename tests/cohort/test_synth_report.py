@@ -8,12 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pytest
 
 from cds.cohort.synth import SCENARIOS, write_cohort
+from tests.browser import launch, needs_chromium
 from tests.cohort.helpers import AS_OF, SAMPLES, run, table
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _digest(folder: Path) -> str:
@@ -60,7 +58,7 @@ def test_synth_is_seeded_and_recognised_by_the_engine(tmp_path: Path) -> None:
         assert expected in codes, expected
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium: apt-get install -y chromium")
+@needs_chromium
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -74,19 +72,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     )
     outside: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch(p)
         page = browser.new_page()
         page.on(
             "request",
