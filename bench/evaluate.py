@@ -30,8 +30,21 @@ from cds.fhir.parse import clear_validation_cache
 from cds.findings.build import build_findings
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTERNAL = ROOT.parent / "shared" / "fhir-external"
+# externally written bundles: vendored under tests/data/external, larger ones in $CDS_EXTERNAL_DATA
+# (tests/data/SOURCES.md says where to download them)
+EXTERNAL_ROOTS = [ROOT / "tests" / "data" / "external"] + (
+    [Path(os.environ["CDS_EXTERNAL_DATA"])] if os.environ.get("CDS_EXTERNAL_DATA") else []
+)
 AS_OF = parse_as_of("2026-11-01")
+
+
+def external(rel: str) -> bytes | None:
+    """An external bundle's bytes, or None when it is not on this machine."""
+    for root in EXTERNAL_ROOTS:
+        if (root / rel).is_file():
+            return (root / rel).read_bytes()
+    print(f"not measured: {rel} (see tests/data/SOURCES.md for where to download it)")
+    return None
 
 
 def rss_mb() -> float:
@@ -138,17 +151,15 @@ def main() -> None:
 
     library = load_library(ROOT / "rules")
     evaluator = Evaluator(library)
-    bundles = {
-        "small (mbc-second-line, 47 resources)": (
-            ROOT / "fhir_samples" / "mbc-second-line.json"
-        ).read_bytes(),
-        "T0 Synthea breast (330 resources, 1.1 MB)": (
-            EXTERNAL / "mcode-pathways" / "T0_patient.json"
-        ).read_bytes(),
-        "Kathy_Walker Synthea (424 resources, 2.7 MB)": (
-            EXTERNAL / "smart-generated-r4-synthea" / "Kathy_Walker_59885d16-d333-481e-8edb-422fa047d6b6.json"
-        ).read_bytes(),
+    found = {
+        "small (mbc-second-line, 47 resources)": (ROOT / "fhir_samples" / "mbc-second-line.json")
+        .read_bytes(),
+        "T0 Synthea breast (330 resources, 1.1 MB)": external("mcode-pathways/T0_patient.json"),
+        "Kathy_Walker Synthea (424 resources, 2.7 MB)": external(
+            "smart-generated-r4-synthea/Kathy_Walker_59885d16-d333-481e-8edb-422fa047d6b6.json"
+        ),
     }
+    bundles = {name: data for name, data in found.items() if data is not None}
     gc.collect()
     load = os.getloadavg()
     print(

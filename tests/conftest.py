@@ -12,7 +12,6 @@ from cds import Evaluator, RuleLibrary, load_library, parse_as_of
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
 SAMPLES = ROOT / "fhir_samples"
-SHARED = ROOT.parent / "shared"
 AS_OF = "2026-11-01"
 
 

@@ -18,7 +18,6 @@ from cds.cohort.runner import RunOptions, Summary, run_cohort
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "fhir_samples"
 RULES = ROOT / "rules"
-EXTERNAL = ROOT.parent / "shared" / "fhir-external"
 AS_OF = parse_as_of("2026-11-01")
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLES, SHARED
+from tests.conftest import ROOT, SAMPLES
+from tests.external import external
 
 CDS = [sys.executable, "-c", "from cds.cli import main; main()"]
 
@@ -139,7 +140,7 @@ def test_bad_input_is_rejected_with_one_line(tmp_path: Path, content: bytes, nee
 
 
 def test_dstu2_file_from_the_wild_is_rejected() -> None:
-    path = SHARED / "fhir-external" / "mcode-pathways" / "Maureen.json"
+    path = external("mcode-pathways/Maureen.json")
     assert_clean_error(run("evaluate", str(path)), "'MedicationOrder' does not exist in FHIR R4")
 
 

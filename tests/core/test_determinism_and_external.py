@@ -6,7 +6,6 @@ import random
 import subprocess
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import orjson
 import pytest
@@ -18,9 +17,8 @@ from cds import (
     raw_patient_from_path,
     raw_patient_from_resources,
 )
-from tests.conftest import ROOT, SAMPLES, SHARED
-
-EXTERNAL = SHARED / "fhir-external"
+from tests.conftest import ROOT, SAMPLES
+from tests.external import bulk_export, bundles, external
 
 
 def test_same_input_gives_byte_identical_json_across_processes() -> None:
@@ -55,13 +53,11 @@ def test_entry_order_does_not_change_the_output(name: str, evaluator: Evaluator,
         assert shuffled == baseline
 
 
-EXTERNAL_BUNDLES = sorted(p for p in EXTERNAL.rglob("*.json"))
-
-
-@pytest.mark.parametrize("path", EXTERNAL_BUNDLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("rel", bundles(), ids=lambda rel: rel.rpartition("/")[2])
 def test_every_external_file_gives_a_clean_result_or_a_clean_rejection(
-    path: Path, evaluator: Evaluator, as_of: object
+    rel: str, evaluator: Evaluator, as_of: object
 ) -> None:
+    path = external(rel)
     try:
         raw = raw_patient_from_path(path)
     except InputRejected as exc:
@@ -75,7 +71,7 @@ def test_every_external_file_gives_a_clean_result_or_a_clean_rejection(
 
 def test_external_outcomes_are_the_clinically_expected_ones(evaluator: Evaluator, as_of: object) -> None:
     def codes(rel: str) -> list[str]:
-        return evaluator.evaluate(raw_patient_from_path(EXTERNAL / rel), as_of=as_of).evaluation.codes()
+        return evaluator.evaluate(raw_patient_from_path(external(rel)), as_of=as_of).evaluation.codes()
 
     # no breast cancer: not applicable, nothing else
     assert codes("smart-generated-r4-synthea/Lupe_Little_f8a42e66-8c03-4ee6-85e3-3817c2942de1.json") == [
@@ -86,13 +82,13 @@ def test_external_outcomes_are_the_clinically_expected_ones(evaluator: Evaluator
     # metastatic HER2 "Negative" without an IHC score: HER2-low cannot be assessed
     assert "gap.her2-ihc-score" in codes("mcode-ctms/eom_patient_1.json")
     # the HER2 Observations carry two value[x]: skipped with the reason, and HER2 is a gap, not "negative"
-    result = evaluator.evaluate(raw_patient_from_path(EXTERNAL / "mcode-ctms/patient_data.json"), as_of=as_of)
+    result = evaluator.evaluate(raw_patient_from_path(external("mcode-ctms/patient_data.json")), as_of=as_of)
     assert result.evaluation.codes() == ["gap.her2-unknown"]
     assert any("got multiple" in s.reason for s in result.evaluation.skipped)
 
 
 def test_bulk_ndjson_export_groups_by_patient_and_evaluates_each(evaluator: Evaluator, as_of: object) -> None:
-    folder = EXTERNAL / "smart-bulk-10-patients"
+    folder, _complete = bulk_export()  # vendored: Patient and Condition; the full export when present
     by_patient: dict[str, list[dict[str, object]]] = defaultdict(list)
     not_fhir = []
     for path in sorted(folder.glob("*.ndjson")):
@@ -119,6 +115,7 @@ def test_bulk_ndjson_export_groups_by_patient_and_evaluates_each(evaluator: Eval
     assert len(evaluated) >= 10
     breast = outcomes["Patient/129c6ac7-8d06-89de-ad63-0204a93e76c3"]
     assert breast is not None
-    # breast cancer with HER2 tested only as Procedures (no result): the HER2 gap, never a recommendation
+    # breast cancer with no HER2 result (the export has HER2 testing only as Procedures, and the
+    # vendored subset none at all): the HER2 gap, never a recommendation
     assert "gap.her2-unknown" in breast.codes()
     assert not any(f.kind == "recommendation" for f in breast.findings)
