@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README step 2; .ci/run calls exactly this).
-# Installs into .venv (created if absent), makes sure headless Chromium is there for the browser
-# tests, then runs ruff, mypy --strict on cds/, and the whole pytest suite.
+# Installs into .venv (created if absent), tries to make headless Chromium available for the browser
+# tests (scripts/ensure-chromium.sh; they skip with a reason if it cannot), then runs ruff, mypy
+# --strict on cds/, and the whole pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,14 +27,7 @@ source .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e ".[dev]"
 
-if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian chromium for the headless browser tests"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "warning: /usr/bin/chromium is missing; browser tests will be skipped" >&2
-  fi
-fi
+bash scripts/ensure-chromium.sh
 
 ruff check .
 mypy --strict cds

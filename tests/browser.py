@@ -6,12 +6,15 @@ connections at every start) and let it run as root in a sandbox-less container.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+# CDS_CHROMIUM names the browser (as for scripts/ensure-chromium.sh); else chromium on PATH, else Debian's
+CHROMIUM = Path(os.environ.get("CDS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -23,7 +26,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install -y chromium)"
+    not CHROMIUM.exists(),
+    reason=f"needs headless Chromium at {CHROMIUM} (apt-get install -y chromium, or set CDS_CHROMIUM)",
 )
 
 
