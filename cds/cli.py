@@ -1,26 +1,42 @@
-"""Command line: ``cds evaluate`` and ``cds rules list``.
+"""Command line: ``cds evaluate`` and ``cds rules list``; the other commands register below.
 
 Exit codes: 0 success; 2 bad input or invalid rules (one line per problem, never a traceback);
 1 an internal engine failure (reported in one line; run with CDS_DEBUG=1 for the traceback).
+
+Start-up is cheap: ``cds --help`` loads typer, rich and ``cds.config`` only; each command imports
+the engine, web, database or dataframe modules it needs when it runs.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cds.clikit import err, fail, load_rules_or_exit
-from cds.engine.library import RuleLibrary
-from cds.errors import CdsError, InputRejected
-from cds.evaluate import Evaluator, Result, default_rules_dir, parse_as_of
-from cds.fhir.source import raw_patient_from_path, read_order
+from cds import config
+from cds.clikit import (
+    AsOfOpt,
+    DraftsOpt,
+    RulesOpt,
+    as_of_or_exit,
+    err,
+    fail,
+    format_option,
+    load_rules_or_exit,
+)
+
+if TYPE_CHECKING:
+    from cds.engine.library import RuleLibrary
+    from cds.evaluate import Result
+    from cds.facts.model import PatientFacts
+    from cds.findings.model import Evaluation
 
 app = typer.Typer(
     help=(
@@ -31,32 +47,46 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: flags print as flags (--trace), not as --trace <bool>
 )
-rules_app = typer.Typer(help="Inspect the rule sets.", no_args_is_help=True)
+rules_app = typer.Typer(
+    help="Inspect, test and author the rule sets.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(rules_app, name="rules")
 
 out = Console(highlight=False, soft_wrap=False, width=160)
-
-RulesOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--rules", help="Rules directory (default: $CDS_RULES_DIR or the bundled rules/).", show_default=False
-    ),
-]
-DraftsOpt = Annotated[
-    bool,
-    typer.Option("--include-drafts", help="Also load draft and in-review rule sets (never in production)."),
-]
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
-
+KINDS = ("recommendation", "alert", "data-gap", "info")
+SEVERITIES = ("critical", "warning", "info")
 
 _fail = fail
 
 
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("her2-cds")
+    except PackageNotFoundError:
+        number = "unknown (not installed)"
+    typer.echo(f"her2-cds {number}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Runs before every command (only ``--version`` lives here)."""
+
+
 def _library(rules: Path | None, include_drafts: bool) -> RuleLibrary:
-    directory = rules or Path(os.environ.get("CDS_RULES_DIR") or default_rules_dir())
-    statuses = {"approved", "in-review", "draft"} if include_drafts else {"approved"}
-    return load_rules_or_exit(directory, statuses)
+    return load_rules_or_exit(rules, config.statuses(include_drafts))
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -79,7 +109,7 @@ def _print_table(result: Result, origin: str) -> None:
     out.print(f"[bold]{ev.patient}[/bold]  ({origin})  as of {ev.as_of}", markup=True)
     out.print(f"rules: {names}", markup=False, style="dim")
     if not ev.findings:
-        out.print("No findings.", markup=False)
+        out.print(f"No findings: no rule fired. {conclusion(result.facts)}", markup=False, soft_wrap=True)
     else:
         table = Table(show_lines=False, expand=False)
         table.add_column("severity")
@@ -105,6 +135,36 @@ def _print_table(result: Result, origin: str) -> None:
     out.print("")
 
 
+def conclusion(facts: PatientFacts) -> str:
+    """One line on what was read from the record, so "no findings" never stands alone."""
+    her2 = facts.her2
+    tested = f" (latest test {her2.episode_date})" if her2.episode_date else ""
+    setting = {
+        "metastatic": "metastatic setting",
+        "early": "early setting",
+        "none": "no breast cancer setting recorded",
+    }[facts.setting]
+    therapy = (
+        "on HER2-directed therapy" if facts.therapy.on_her2_directed else "no current HER2-directed therapy"
+    )
+    return f"Concluded from the record: HER2 {her2.category}{tested}; {setting}; {therapy}."
+
+
+def summary_line(evaluations: list[Evaluation], rejected: int) -> str:
+    """Patients, findings by kind and by severity, and rejected files, for a run over many files."""
+    findings = [f for ev in evaluations for f in ev.findings]
+    kinds: Counter[str] = Counter(f.kind for f in findings)
+    severities: Counter[str] = Counter(f.severity for f in findings)
+    silent = sum(1 for ev in evaluations if not ev.findings)
+    by_kind = ", ".join(f"{kinds[k]} {k}" for k in KINDS)
+    by_severity = ", ".join(f"{severities[s]} {s}" for s in SEVERITIES)
+    files = len(evaluations) + rejected
+    return (
+        f"{files} file(s): {len(evaluations)} patient(s) evaluated, {rejected} rejected; "
+        f"{len(findings)} finding(s): {by_kind} ({by_severity}); {silent} patient(s) without findings"
+    )
+
+
 def _print_trace(result: Result) -> None:
     assert result.trace is not None
     table = Table(title="rule trace", show_lines=False)
@@ -128,16 +188,12 @@ def evaluate(
         typer.Argument(
             help="Patient files: a FHIR R4 Bundle, a JSON array of resources or one patient's NDJSON; "
             "a directory means every *.json in it.",
+            metavar="FILES...",
             show_default=False,
         ),
     ],
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of", help="Evaluate as of this date (YYYY-MM-DD, end of day UTC) or instant; default now."
-        ),
-    ] = None,
+    output_format: Annotated[str, format_option("text", "json")] = "text",
+    as_of: AsOfOpt = None,
     order: Annotated[
         Path | None,
         typer.Option("--order", help="A draft MedicationRequest (JSON) to check as if being ordered."),
@@ -149,12 +205,11 @@ def evaluate(
     include_drafts: DraftsOpt = False,
 ) -> None:
     """Evaluate patients and print findings (recommendations, safety alerts, data gaps)."""
-    if output_format not in ("table", "json"):
-        raise _fail(f"--format must be table or json, not {output_format!r}")
-    try:
-        instant = parse_as_of(as_of)
-    except ValueError as exc:
-        raise _fail(str(exc)) from exc
+    from cds.errors import CdsError, InputRejected
+    from cds.evaluate import Evaluator
+    from cds.fhir.source import raw_patient_from_path, read_order
+
+    instant = as_of_or_exit(as_of)
     library = _library(rules, include_drafts)
     evaluator = Evaluator(library)
     draft = None
@@ -169,6 +224,7 @@ def evaluate(
     if not files:
         raise _fail("no patient files given (a directory had no *.json)")
     results: list[bytes] = []
+    evaluations: list[Evaluation] = []
     rejected = 0
     for path in files:
         try:
@@ -180,6 +236,7 @@ def evaluate(
         except CdsError as exc:
             err.print(f"error: {path}: internal evaluation failure: {exc}", markup=False)
             raise typer.Exit(1) from exc
+        evaluations.append(result.evaluation)
         if output_format == "json":
             results.append(result.evaluation.to_json())
         else:
@@ -191,6 +248,8 @@ def evaluate(
             sys.stdout.buffer.write(results[0] + b"\n")
         else:
             sys.stdout.buffer.write(b"[\n" + b",\n".join(results) + b"\n]\n")
+    if output_format == "text" and len(files) > 1:
+        out.print(summary_line(evaluations, rejected), markup=False, soft_wrap=True)
     if rejected:
         raise typer.Exit(2)
 
@@ -201,10 +260,18 @@ def rules_list(
     include_drafts: DraftsOpt = False,
     output_format: Annotated[
         str,
-        typer.Option("--format", "-f", help="table, json, or markdown (the docs/clinical-content.md page)."),
-    ] = "table",
+        format_option(
+            "text",
+            "json",
+            "markdown",
+            help="Output: text (for people) or json (for programs); also markdown (the "
+            "docs/clinical-content.md page).",
+        ),
+    ] = "text",
 ) -> None:
     """List rule sets with version and status, and every rule id with its finding code."""
+    import orjson
+
     library = _library(rules, include_drafts)
     if output_format == "markdown":
         sys.stdout.write(clinical_content_markdown(library))
@@ -257,6 +324,13 @@ def rules_list(
         out.print(table)
 
 
+def _public_source(text: str) -> str:
+    """A parameter's source as readers of the repository can follow it: the rule files cite the
+    project's internal specification and knowledge base by section, which this page names plainly."""
+    text = re.sub(r"clinical-spec §\d+(?:, §\d+)*", "project specification", text)
+    return re.sub(r"clinical-knowledge\.md §\d+", "project knowledge base", text)
+
+
 def clinical_content_markdown(library: RuleLibrary) -> str:
     """Every rule as a reviewable table: id, what it does, evidence, verified or not."""
     lines = [
@@ -265,7 +339,8 @@ def clinical_content_markdown(library: RuleLibrary) -> str:
         "Generated from the rule files by `cds rules list --format markdown > docs/clinical-content.md`",
         "(a test fails when this page and the rules disagree). Unverified rules fire with",
         "`review_required: true` and ask to verify against the current label. Parameters are listed",
-        "per rule set; every threshold lives there, not in Python.",
+        "per rule set; every threshold lives there, not in Python. A parameter sourced to the *project",
+        "specification* is a default this project chose (local policy): review it for your site.",
         "",
     ]
     for rs in library.rulesets:
@@ -295,7 +370,7 @@ def clinical_content_markdown(library: RuleLibrary) -> str:
                 )
                 lines.append(
                     f"| `{name}` | {value} | {param.unit or ''} | {param.description} "
-                    f"| {param.source or ''} |"
+                    f"| {_public_source(param.source or '')} |"
                 )
             lines.append("")
     return "\n".join(lines) + "\n"
@@ -317,7 +392,7 @@ app.add_typer(cohort_app, name="cohort")
 def main() -> None:
     """Console entry point: run the app; map unexpected failures to one line (exit 1)."""
     try:
-        app()
+        app(prog_name="cds")
     except SystemExit:
         raise
     except Exception as exc:  # never print a traceback to users
@@ -325,3 +400,7 @@ def main() -> None:
             raise
         err.print(f"error: internal failure: {type(exc).__name__}: {exc}", markup=False)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,19 +5,22 @@ the rule library (rules, parameters, evidence, value sets) is built once and reu
 the as-of instant and the optional draft order are per call. The same Evaluator serves the CLI,
 CDS Hooks and cohorts.
 
-    library = load_library(Path("rules"))
+    library = load_library(default_rules_dir())
     evaluator = Evaluator(library)
     result = evaluator.evaluate(raw_patient_from_path(Path("fhir_samples/mbc-second-line.json")),
-                                as_of=datetime(2026, 11, 1, tzinfo=UTC))
+                                as_of=parse_as_of("2026-11-01"))
     print(result.evaluation.to_json().decode())
+
+The core never reads the clock: the caller (a surface, via ``cds.config.as_of``) decides "now".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
+from cds.config import parse_as_of, rules_dir
 from cds.engine.library import RuleLibrary
 from cds.engine.runtime import RuleEngine, TraceEntry
 from cds.facts.build import build_facts
@@ -28,6 +31,8 @@ from cds.fhir.source import JSON, RawPatient
 from cds.findings.build import build_findings
 from cds.findings.model import Evaluation, RulesetRef, SkippedResource, Suppressed
 
+__all__ = ["Evaluator", "Result", "default_rules_dir", "parse_as_of"]
+
 
 @dataclass(frozen=True)
 class Result:
@@ -37,21 +42,6 @@ class Result:
     facts: PatientFacts
     trace: list[TraceEntry] | None
     suppressed: list[Suppressed]
-
-
-def parse_as_of(text: str | None) -> datetime:
-    """An as-of instant from a date or an ISO instant; a date means the end of that day (UTC)."""
-    if text is None:
-        return datetime.now(UTC).replace(microsecond=0)
-    value = text.strip()
-    try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            return datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=UTC)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"as-of {text!r} is not a date (YYYY-MM-DD) or an ISO instant") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class Evaluator:
@@ -91,5 +81,5 @@ class Evaluator:
 
 
 def default_rules_dir() -> Path:
-    """The bundled ``rules/`` directory next to the package (the repository layout)."""
-    return Path(__file__).resolve().parent.parent / "rules"
+    """The rules directory used when none is given: ``$CDS_RULES_DIR``, else the bundled rules."""
+    return rules_dir(None)

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cds import config
 from cds.api import wire
 from cds.api.fhir import BadPrefetch, DataUnavailable, FhirAccess, FhirFetcher
 from cds.api.metrics import Metrics
@@ -39,7 +40,7 @@ from cds.api.settings import Settings
 from cds.api.store import FeedbackItem, IssuedCard, Store
 from cds.engine.library import load_library
 from cds.errors import CdsError, InputRejected
-from cds.evaluate import Evaluator, default_rules_dir, parse_as_of
+from cds.evaluate import Evaluator, parse_as_of
 from cds.fhir.source import is_r4_resource_type, raw_patient_from_resources
 from cds.findings.cards import CARD_EXTENSION, CardContext, Rendered, render
 from cds.findings.model import Finding
@@ -192,7 +193,7 @@ def _feedback_item(f: wire.Feedback) -> FeedbackItem:
 def create_app(settings: Settings) -> FastAPI:
     """Build the service for one worker process (rules loaded here, once)."""
     settings.check()
-    rules_dir = Path(settings.rules_dir) if settings.rules_dir else default_rules_dir()
+    rules_dir = config.rules_dir(Path(settings.rules_dir) if settings.rules_dir else None)
     library = load_library(rules_dir)
     templates = prefetch_templates(library)
     rt = Runtime(
@@ -322,7 +323,7 @@ def create_app(settings: Settings) -> FastAPI:
         if patient.get("resourceType") != "Patient" or patient.get("id") != context.patientId:
             raise _Reply(400, "bad-prefetch", "the patient data is not the Patient of context.patientId")
         resources = _dedupe([r for key in rt.templates for r in data[key]])
-        as_of = rt.as_of or datetime.now(UTC).replace(microsecond=0)
+        as_of = rt.as_of or config.now()
 
         def run() -> Rendered:
             raw = raw_patient_from_resources(resources, f"hook {call.hookInstance}")

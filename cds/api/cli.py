@@ -1,4 +1,8 @@
-"""``cds serve`` (the CDS Hooks service under uvicorn) and ``cds feedback report``."""
+"""``cds serve`` (the CDS Hooks service under uvicorn) and ``cds feedback report``.
+
+FastAPI, SQLAlchemy, uvicorn and prometheus_client are imported when a command runs, not for
+``cds --help``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
 from typing import Annotated
 
 import orjson
@@ -15,21 +18,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cds.api.metrics import MULTIPROC_ENV
+from cds import config
 from cds.api.settings import SETTINGS_ENV, Settings, TrustedIssuer
-from cds.api.store import Store
+from cds.clikit import RulesOpt, format_option
 from cds.errors import CdsError
 
-feedback_app = typer.Typer(help="Clinician feedback on CDS Hooks cards.", no_args_is_help=True)
+feedback_app = typer.Typer(
+    help="Clinician feedback on CDS Hooks cards.", no_args_is_help=True, rich_markup_mode=None
+)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, width=160)
 
 DatabaseOpt = Annotated[
-    str,
-    typer.Option(
-        "--database-url",
-        help="SQLAlchemy URL for feedback and audit: sqlite:///FILE (default) or postgresql+psycopg://...",
-    ),
+    str | None, typer.Option("--database-url", help=config.DATABASE_HELP, show_default=False)
 ]
 
 
@@ -44,10 +45,8 @@ def serve_command(
             "serve N calls in parallel; each loads the rules once.",
         ),
     ] = 1,
-    rules: Annotated[
-        Path | None, typer.Option("--rules", help="Rules directory (default: the bundled rules/).")
-    ] = None,
-    database_url: DatabaseOpt = "sqlite:///cds-hooks.sqlite3",
+    rules: RulesOpt = None,
+    database_url: DatabaseOpt = None,
     trusted_issuer: Annotated[
         list[str] | None,
         typer.Option(
@@ -105,6 +104,10 @@ def serve_command(
     """Serve the CDS Hooks 2.0 services (discovery at /cds-services, OpenAPI at /docs)."""
     import uvicorn
 
+    from cds.api.metrics import MULTIPROC_ENV
+    from cds.api.store import Store
+
+    database_url = config.database_url(database_url)
     cors = tuple(cors_origin or ())
     if insecure_dev and not cors:
         cors = ("*",)  # a local demo is usually driven from the browser sandbox
@@ -113,7 +116,7 @@ def serve_command(
             host=host,
             port=port,
             workers=workers,
-            rules_dir=str(rules) if rules else None,
+            rules_dir=str(config.rules_dir(rules)),
             database_url=database_url,
             issuers=tuple(TrustedIssuer.parse(t) for t in trusted_issuer or ()),
             cors_origins=cors,
@@ -125,6 +128,9 @@ def serve_command(
             fhir_servers=tuple(fhir_server or ()),
         )
         settings.check()
+        database_file = config.sqlite_path(settings.database_url)
+        if database_file is not None:
+            database_file.parent.mkdir(parents=True, exist_ok=True)
         Store(settings.database_url).dispose()  # create the schema once before workers race for it
     except CdsError as exc:
         err.print(f"error: {exc}", markup=False)
@@ -136,6 +142,7 @@ def serve_command(
             "or use it with real patient data.",
             style="bold red",
         )
+    err.print(f"feedback and audit database: {settings.database_url}", markup=False)
     if workers == 1:
         from cds.api.app import create_app
 
@@ -181,10 +188,17 @@ def _run_workers(host: str, port: int, workers: int, log_level: str) -> None:
 
 @feedback_app.command("report")
 def feedback_report(
-    database_url: DatabaseOpt = "sqlite:///cds-hooks.sqlite3",
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    database_url: DatabaseOpt = None,
+    output_format: Annotated[str, format_option("text", "json")] = "text",
 ) -> None:
     """Override rates per rule version: cards shown, accepted, overridden, top override reasons."""
+    from cds.api.store import Store
+
+    database_url = config.database_url(database_url)
+    database_file = config.sqlite_path(database_url)
+    if database_file is not None and not database_file.exists():
+        err.print(f"error: no feedback database at {database_file} (has `cds serve` run?)", markup=False)
+        raise typer.Exit(2)
     try:
         rows = Store(database_url).report()
     except Exception as exc:  # a wrong URL or unreachable database: one line, exit 2

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cds import config
 from cds.errors import ConfigurationError
 
 SETTINGS_ENV = "CDS_API_SETTINGS"
@@ -48,8 +49,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    rules_dir: str | None = None
-    database_url: str = "sqlite:///cds-hooks.sqlite3"
+    rules_dir: str | None = None  # None: cds.config.rules_dir() ($CDS_RULES_DIR, else the bundled rules)
+    database_url: str = field(default_factory=config.database_url)  # never a file in the cwd
     issuers: tuple[TrustedIssuer, ...] = ()
     cors_origins: tuple[str, ...] = ()
     insecure_dev: bool = False

@@ -15,18 +15,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cds.clikit import err, fail, load_rules_or_exit, rule_errors
+from cds import config
+from cds.clikit import (
+    DraftsOpt,
+    RulesArg,
+    RulesOpt,
+    err,
+    fail,
+    format_option,
+    load_rules_or_exit,
+    rule_errors,
+)
 from cds.errors import ConfigurationError, InputRejected, RuleDefinitionError
 
 out = Console(highlight=False, soft_wrap=False, width=180)
-WORKING = {"approved", "in-review", "draft"}
-
-RulesDir = Annotated[Path, typer.Argument(help="Rules directory.", show_default=True)]
-DraftsOpt = Annotated[bool, typer.Option("--include-drafts", help="Also load draft and in-review rule sets.")]
-
-
-def _statuses(include_drafts: bool) -> set[str]:
-    return set(WORKING) if include_drafts else {"approved"}
+WORKING = config.WORKING_STATUSES
+_statuses = config.statuses
 
 
 _die = fail
@@ -34,7 +38,7 @@ _load = load_rules_or_exit
 
 
 def lint_cmd(
-    rules: RulesDir = Path("rules"),
+    rules: RulesArg = None,
     cohort: Annotated[
         Path | None,
         typer.Option(
@@ -47,11 +51,12 @@ def lint_cmd(
         str, typer.Option("--base", help="Git ref the version-bump check compares with.")
     ] = "HEAD",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")] = False,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    output_format: Annotated[str, format_option("text", "json")] = "text",
 ) -> None:
     """Lint rule files: schema, references, never-firing rules, conflicting overlaps, evidence, versions."""
     from cds.authoring.lint import lint
 
+    rules = config.rules_dir(rules)
     sample = cohort if cohort is not None else rules.resolve().parent / "fhir_samples"
     report = lint(rules, cohort=sample if sample.exists() else None, base=base or None)
     if output_format == "json":
@@ -81,7 +86,7 @@ def lint_cmd(
 
 
 def test_cmd(
-    rules: RulesDir = Path("rules"),
+    rules: RulesArg = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List passing cases too.")] = False,
 ) -> None:
     """Run every rule file's embedded test cases (draft and in-review files included)."""
@@ -111,25 +116,29 @@ def test_cmd(
 def explain_cmd(
     patient: Annotated[Path, typer.Argument(help="A patient bundle (FHIR R4 JSON).")],
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="As-of date (default: the sample's sidecar, else now).")
+        str | None,
+        typer.Option(
+            "--as-of",
+            help=config.AS_OF_HELP.replace("default now", "default: the sample's sidecar, else now"),
+        ),
     ] = None,
     order: Annotated[Path | None, typer.Option("--order", help="A draft MedicationRequest (JSON).")] = None,
-    rules: Annotated[Path, typer.Option("--rules", help="Rules directory.")] = Path("rules"),
+    rules: RulesOpt = None,
     include_drafts: DraftsOpt = False,
     only: Annotated[str | None, typer.Option("--rule", help="Only rules whose id contains this.")] = None,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    output_format: Annotated[str, format_option("text", "json")] = "text",
 ) -> None:
     """Every rule for one patient: fired or not, and the first failing condition with the patient's value."""
     from cds.authoring.cohort import bundle_patient
     from cds.authoring.explain import explain
-    from cds.evaluate import Evaluator, parse_as_of
+    from cds.evaluate import Evaluator
     from cds.fhir.source import read_order
 
     library = _load(rules, _statuses(include_drafts))
     try:
         p = bundle_patient(patient)
         draft = read_order(order.read_bytes(), str(order)) if order else p.order
-        instant = parse_as_of(as_of or p.as_of)
+        instant = config.as_of(as_of or p.as_of)
         result = Evaluator(library).evaluate(p.raw, as_of=instant, order=draft)
     except (InputRejected, OSError, ValueError) as exc:
         raise _die(str(exc)) from exc
@@ -157,7 +166,7 @@ def explain_cmd(
 
 
 def diff_cmd(
-    rules: RulesDir = Path("rules"),
+    rules: RulesArg = None,
     against: Annotated[
         str, typer.Option("--against", help="Git ref, directory, or ruleset version (X.Y.Z or name@X.Y.Z).")
     ] = "HEAD",
@@ -176,25 +185,25 @@ def diff_cmd(
             "--include-drafts/--approved-only", help="Load draft and in-review files too (default)."
         ),
     ] = True,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="text, html or json.")] = "text",
+    output_format: Annotated[str, format_option("text", "json", "html")] = "text",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
     examples: Annotated[int, typer.Option("--examples", help="Example patients per group.")] = 3,
 ) -> None:
     """What changes for real patients if this rule edit ships: findings that appear, vanish or change."""
     from cds.authoring.cohort import load_cohort
     from cds.authoring.impact import as_dict, diff_directories, render_html, render_text
-    from cds.evaluate import parse_as_of
 
-    if output_format not in ("text", "html", "json"):
-        raise _die(f"--format must be text, html or json, not {output_format!r}")
+    rules = config.rules_dir(rules)
     patients, rejected = load_cohort(cohort)
     for line in rejected:
         err.print(f"warning: not evaluated: {line}", markup=False)
     if not patients:
         raise _die(f"no patients in {cohort}")
     try:
-        instant = parse_as_of(as_of) if as_of else None
-        report = diff_directories(rules, against, patients, statuses=_statuses(include_drafts), as_of=instant)
+        instant = config.parse_as_of(as_of) if as_of else None
+        report = diff_directories(
+            rules, against, patients, statuses=set(_statuses(include_drafts)), as_of=instant
+        )
     except RuleDefinitionError as exc:
         raise rule_errors(exc) from exc
     except (ConfigurationError, ValueError) as exc:
@@ -227,7 +236,7 @@ def new_cmd(
             help="Append the rule and its tests to this rule file (bumps its version, sets it to draft).",
         ),
     ] = None,
-    rules: Annotated[Path, typer.Option("--rules", help="Rules directory.")] = Path("rules"),
+    rules: RulesOpt = None,
 ) -> None:
     """Scaffold a rule from an existing one, with test cases derived from its conditions."""
     from cds.authoring import edit
@@ -289,7 +298,7 @@ def promote_cmd(
 
 
 def changelog_cmd(
-    rules: RulesDir = Path("rules"),
+    rules: RulesArg = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Directory for <ruleset>.md (default: print).")
     ] = None,
@@ -297,7 +306,7 @@ def changelog_cmd(
     """A CHANGELOG per ruleset from git history: versions, dates, authors, what changed."""
     from cds.authoring.changelog import changelogs
 
-    logs = changelogs(rules)
+    logs = changelogs(config.rules_dir(rules))
     if output is None:
         for text in logs.values():
             sys.stdout.write(text + "\n")
@@ -311,7 +320,7 @@ def changelog_cmd(
 def workbench_cmd(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port.")] = 8765,
-    rules: Annotated[Path, typer.Option("--rules", help="Rules directory to edit.")] = Path("rules"),
+    rules: RulesOpt = None,
     cohort: Annotated[Path, typer.Option("--cohort", help="Sample patients.")] = Path("fhir_samples"),
 ) -> None:
     """Local web rule workbench: browse rules, edit parameters, run a patient, see why and the impact."""
@@ -319,7 +328,12 @@ def workbench_cmd(
 
     from cds.authoring.workbench import create_app
 
-    uvicorn.run(create_app(rules, cohort), host=host, port=port, log_level="warning")
+    directory = config.rules_dir(rules)
+    if not cohort.exists():
+        err.print(f"warning: no sample cohort at {cohort} (pass --cohort DIR); impact views will be empty")
+    application = create_app(directory, cohort)
+    out.print(f"rule workbench for {directory} on http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
 def register(app: typer.Typer, rules_app: typer.Typer) -> None:

@@ -18,8 +18,9 @@ from typing import Any
 import orjson
 import yaml
 
+from cds import config
 from cds.errors import InputRejected
-from cds.evaluate import Evaluator, Result, parse_as_of
+from cds.evaluate import Evaluator, Result
 from cds.fhir.source import JSON, RawPatient, raw_patient_from_path, raw_patient_from_resources, read_order
 
 
@@ -116,6 +117,6 @@ def load_cohort(path: Path) -> tuple[list[CohortPatient], list[str]]:
 def run_patient(
     evaluator: Evaluator, patient: CohortPatient, as_of: datetime | None = None, trace: bool = False
 ) -> Result:
-    """Evaluate one cohort patient at its scenario's as-of (or the one given)."""
-    instant = as_of or parse_as_of(patient.as_of)
+    """Evaluate one cohort patient at its scenario's as-of (or the one given; without either, now)."""
+    instant = as_of or config.as_of(patient.as_of)
     return evaluator.evaluate(patient.raw, as_of=instant, order=patient.order, trace=trace)

@@ -20,6 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+from cds import config
 from cds.authoring import analysis
 from cds.engine.library import RuleLibrary, load_library
 from cds.errors import ConfigurationError
@@ -121,7 +122,7 @@ def validate_text(directory: Path, filename: str, text: str, statuses: set[str] 
         copy = Path(tmp) / "rules"
         shutil.copytree(directory, copy)
         (copy / filename).write_text(text, encoding="utf-8")
-        return load_library(copy, statuses=statuses or {"draft", "in-review", "approved"})
+        return load_library(copy, statuses=statuses or config.WORKING_STATUSES)
 
 
 def find_parameter(directory: Path, name: str) -> Path:
@@ -183,7 +184,7 @@ def _validate_many(directory: Path, texts: dict[Path, str]) -> None:
         shutil.copytree(directory, copy)
         for path, text in texts.items():
             (copy / path.name).write_text(text, encoding="utf-8")
-        load_library(copy, statuses={"draft", "in-review", "approved"})
+        load_library(copy, statuses=config.WORKING_STATUSES)
 
 
 def promote(path: Path, to: str, by: str | None = None, on: date | None = None) -> str:

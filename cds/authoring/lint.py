@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from cds import config
 from cds.authoring import analysis, gitutil
 from cds.authoring.cohort import load_cohort, run_patient
 from cds.engine.conditions import Compare, ConditionError, evaluate
@@ -28,7 +29,7 @@ from cds.evaluate import Evaluator
 from cds.facts.model import PatientFacts, leaf_paths
 
 ALL_STATUSES = frozenset({"draft", "in-review", "approved", "retired"})
-WORKING_STATUSES = frozenset({"draft", "in-review", "approved"})
+WORKING_STATUSES = config.WORKING_STATUSES
 TRANSITIONS = {
     "draft": {"draft", "in-review", "retired"},
     "in-review": {"in-review", "draft", "approved", "retired"},

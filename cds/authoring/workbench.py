@@ -16,6 +16,7 @@ from fastapi import FastAPI, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import DictLoader, Environment
 
+from cds import config
 from cds.authoring import edit
 from cds.authoring.cohort import CohortPatient, load_cohort, run_patient
 from cds.authoring.explain import explain, label_for, unit_for
@@ -27,7 +28,7 @@ from cds.errors import ConfigurationError, InputRejected, RuleDefinitionError
 from cds.evaluate import Evaluator
 from cds.fhir.source import raw_patient_from_bytes
 
-WORKING = {"approved", "in-review", "draft"}
+WORKING = config.WORKING_STATUSES
 OPS = {
     "==": "is",
     "!=": "is not",

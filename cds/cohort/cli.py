@@ -7,7 +7,6 @@ rerun with --resume).
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,12 +25,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from cds.clikit import err, fail
-from cds.evaluate import default_rules_dir, parse_as_of
+from cds import config
+from cds.clikit import AsOfOpt, RulesOpt, as_of_or_exit, err, fail, format_option
 
 cohort_app = typer.Typer(
     help="Evaluate whole cohorts (Bulk FHIR NDJSON or folders of bundles) and report who needs what.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 
@@ -53,11 +53,10 @@ def run(
         Path, typer.Argument(help="Bulk NDJSON folder or file, folder of bundles, or .jsonl of bundles.")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created).")],
-    as_of: Annotated[
-        str | None,
-        typer.Option("--as-of", help="Evaluate as of this date (YYYY-MM-DD) or instant; default now."),
-    ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    as_of: AsOfOpt = None,
+    output_format: Annotated[
+        str, format_option("parquet", "csv", help="Output: the table files as parquet or csv.")
+    ] = "parquet",
     processes: Annotated[
         int | None, typer.Option("--processes", "-j", help="Local worker processes (default: one per core).")
     ] = None,
@@ -71,9 +70,7 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Skip partitions finished by an earlier run.")
     ] = False,
-    rules: Annotated[
-        Path | None, typer.Option("--rules", help="Rules directory (default: bundled rules/).")
-    ] = None,
+    rules: RulesOpt = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.html.")] = False,
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bar (e.g. in CI logs).")
@@ -83,8 +80,6 @@ def run(
     from cds.cohort.runner import CohortError, Interrupted, RunOptions, run_cohort
     from cds.cohort.runner import Progress as Hooks
 
-    if output_format not in ("parquet", "csv"):
-        raise _fail(f"--format must be parquet or csv, not {output_format!r}")
     if scheduler and dask_local:
         raise _fail("use --scheduler or --dask-local, not both")
     if (
@@ -93,11 +88,8 @@ def run(
         or (dask_local is not None and dask_local < 1)
     ):
         raise _fail("--partition-size, --processes and --dask-local must be at least 1")
-    try:
-        instant = parse_as_of(as_of)
-    except ValueError as exc:
-        raise _fail(str(exc)) from exc
-    rules_dir = rules or Path(os.environ.get("CDS_RULES_DIR") or default_rules_dir())
+    instant = as_of_or_exit(as_of)
+    rules_dir = config.rules_dir(rules)
     opts = RunOptions(
         input=source,
         out=out,
