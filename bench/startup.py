@@ -22,8 +22,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# typer (0.29) builds a pydantic TypeAdapter for each parameter of the command it runs, so any
+# command's --help, even a one-option app, also imports pydantic: that row is the floor.
+FLOOR = """
+import typer
+app = typer.Typer()
+@app.command()
+def main(name: str = "x", flag: bool = False) -> None: ...
+@app.command()
+def other() -> None: ...
+app()
+"""
 CASES = {
     "import typer, rich (baseline)": ["-c", "import typer, rich.console, rich.table"],
+    "one-option typer app: cmd --help": ["-c", FLOOR, "main", "--help"],
     "cds --help": ["-c", "from cds.cli import main; main()", "--help"],
     "cds evaluate --help": ["-c", "from cds.cli import main; main()", "evaluate", "--help"],
 }
@@ -54,21 +66,21 @@ def main() -> None:
         f"python bench/startup.py --runs {args.runs}   ({os.cpu_count()} cores, load average "
         f"{load[0]:.2f}, Python {sys.version.split()[0]})\n"
     )
-    print(f"{'case':32} {'CPU median':>11} {'CPU min':>8} {'wall median':>12} {'wall min':>9}")
+    print(f"{'case':34} {'CPU median':>11} {'CPU min':>8} {'wall median':>12} {'wall min':>9}")
     medians = {}
     for name, case in CASES.items():
         measure(case, 2)  # warm the file cache
         cpu, wall = measure(case, args.runs)
         medians[name] = (statistics.median(cpu), statistics.median(wall))
         print(
-            f"{name:32} {statistics.median(cpu) * 1000:9.0f}ms {min(cpu) * 1000:6.0f}ms "
+            f"{name:34} {statistics.median(cpu) * 1000:9.0f}ms {min(cpu) * 1000:6.0f}ms "
             f"{statistics.median(wall) * 1000:10.0f}ms {min(wall) * 1000:7.0f}ms"
         )
     base_cpu, base_wall = medians["import typer, rich (baseline)"]
     print()
-    for name in ("cds --help", "cds evaluate --help"):
+    for name in ("one-option typer app: cmd --help", "cds --help", "cds evaluate --help"):
         cpu, wall = medians[name]
-        print(f"ratio {name:22} CPU {cpu / base_cpu:4.2f}x   wall {wall / base_wall:4.2f}x   (target <= 3x)")
+        print(f"ratio {name:34} CPU {cpu / base_cpu:4.2f}x   wall {wall / base_wall:4.2f}x   (target <= 3x)")
 
 
 if __name__ == "__main__":
