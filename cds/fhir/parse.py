@@ -29,6 +29,7 @@ from cds.fhir.records import (
     Skipped,
     When,
 )
+from cds.fhir.refs import identity_of, other_patient_reference
 from cds.fhir.source import JSON, RawPatient
 from cds.fhir.units import UnitUnrecognized, conversion_factor
 from cds.fhir.valuesets import Codings, ValueSets
@@ -146,6 +147,7 @@ class _Parser:
         self.raw = raw
         self.vs = vs
         self.skipped: list[Skipped] = []
+        self.foreign: list[str] = []
         self.patient = self._patient(raw.patient)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -159,14 +161,13 @@ class _Parser:
         )
 
     def _belongs_elsewhere(self, resource: JSON) -> bool:
-        for key in ("subject", "patient"):
-            ref = resource.get(key)
-            if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
-                target = ref["reference"]
-                if target.startswith("Patient/") and target != self.patient.ref:
-                    self.skipped.append(Skipped(_ref(resource), f"refers to another patient ({target})"))
-                    return True
-        return False
+        """Another patient's resource is excluded, listed, and raises gap.other-patient-data (refs.py)."""
+        key = other_patient_reference(resource, identity_of(self.raw))
+        if key is None:
+            return False
+        self.skipped.append(Skipped(_ref(resource), f"{key} refers to another patient: not used"))
+        self.foreign.append(_ref(resource))
+        return True
 
     def _valid(self, resource: JSON) -> bool:
         error = validation_error(resource)
@@ -489,7 +490,7 @@ class _Parser:
 
     # -- driver --------------------------------------------------------------------------------
     def run(self, order: JSON | None) -> PatientRecord:
-        record = PatientRecord(patient=self.patient, skipped=self.skipped)
+        record = PatientRecord(patient=self.patient, skipped=self.skipped, other_patient=self.foreign)
         patient_error = validation_error(self.raw.patient)
         if patient_error:
             self.skipped.append(Skipped(self.patient.ref, patient_error))
