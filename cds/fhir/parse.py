@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from cds.errors import InputRejected
+from cds.fhir.limits import MAX_DEPTH, depth_exceeds, drop_unusable_numbers, medication_number_problem
 from cds.fhir.records import (
     AllergyRecord,
     ConditionRecord,
@@ -95,6 +96,8 @@ def clear_validation_cache() -> None:
 
 def validation_error(resource: JSON) -> str | None:
     """Validate one resource with the fhir.resources R4B model; the first error, or None."""
+    if depth_exceeds(resource):
+        return f"invalid FHIR R4 {resource['resourceType']}: nested more than {MAX_DEPTH} levels deep"
     try:
         key = hashlib.blake2b(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
     except (TypeError, orjson.JSONEncodeError):
@@ -501,10 +504,13 @@ class _Parser:
                 # never sink the patient, never drop silently: the resource is listed with why
                 reason = f"could not be read ({type(exc).__name__}: {exc})"[:300]
                 self.skipped.append(Skipped(_ref(resource), reason))
+        drop_unusable_numbers(record)
         if order is not None:
             if not isinstance(order.get("resourceType"), str) or order["resourceType"] != "MedicationRequest":
                 raise InputRejected("draft order: not a MedicationRequest")
             record.draft = self.medication(order, draft=True)
+            if problem := medication_number_problem(record.draft):
+                raise InputRejected(f"draft order: {problem}")
         return record
 
     def _one(self, resource: JSON, record: PatientRecord) -> None:
