@@ -98,6 +98,14 @@ def serve_command(
             "port and path prefix must match). Without it: any https server, plain http only to loopback.",
         ),
     ] = None,
+    max_token_lifetime: Annotated[
+        int,
+        typer.Option(
+            "--max-token-lifetime",
+            help="Longest JWT lifetime accepted, exp - iat in seconds (401 above). The reference sandbox and "
+            "Inferno sign for 300 s.",
+        ),
+    ] = 300,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug logs patient ids; info never does.")
     ] = "info",
@@ -123,6 +131,7 @@ def serve_command(
             max_body_bytes=max_body_bytes,
             fhir_timeout_seconds=fhir_timeout,
             fhir_servers=tuple(fhir_server or ()),
+            max_token_lifetime_seconds=max_token_lifetime,
         )
         settings.check()
         Store(settings.database_url).dispose()  # create the schema once before workers race for it

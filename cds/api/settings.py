@@ -63,7 +63,7 @@ class Settings:
     fhir_servers: tuple[str, ...] = ()
     fhir_max_pages: int = 50
     clock_skew_seconds: int = 60
-    max_token_lifetime_seconds: int = 3600
+    max_token_lifetime_seconds: int = 300
     jwks_cache_seconds: int = 3600
 
     @property
@@ -79,6 +79,8 @@ class Settings:
             )
         if self.workers < 1:
             raise ConfigurationError("--workers must be at least 1")
+        if not 1 <= self.max_token_lifetime_seconds <= 3600:
+            raise ConfigurationError("--max-token-lifetime must be between 1 and 3600 seconds")
         if self.max_body_bytes < 1024:
             raise ConfigurationError("--max-body-bytes must be at least 1024")
 
