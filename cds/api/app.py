@@ -222,12 +222,7 @@ def create_app(settings: Settings) -> FastAPI:
             timeout=timeout, follow_redirects=False, limits=httpx.Limits(max_connections=64)
         ) as client:
             rt.http = client
-            rt.fetcher = FhirFetcher(
-                client,
-                timeout_seconds=settings.fhir_timeout_seconds,
-                max_pages=settings.fhir_max_pages,
-                allowed_servers=settings.fhir_servers,
-            )
+            rt.fetcher = FhirFetcher.from_settings(settings)  # its own guarded client (cds.api.fhir)
             if not settings.insecure_dev:
                 rt.keys = KeyCache(settings.issuers, client, settings.jwks_cache_seconds)
                 rt.verifier = JwtVerifier(
@@ -238,6 +233,7 @@ def create_app(settings: Settings) -> FastAPI:
                     max_lifetime=settings.max_token_lifetime_seconds,
                 )
             yield
+            await rt.fetcher.aclose()
         rt.store.dispose()
 
     app = FastAPI(
@@ -299,7 +295,9 @@ def create_app(settings: Settings) -> FastAPI:
             if not drafts:
                 return Rendered([], [], [])
         access = FhirAccess(
-            call.fhirServer, call.fhirAuthorization.access_token if call.fhirAuthorization else None
+            call.fhirServer,
+            call.fhirAuthorization.access_token if call.fhirAuthorization else None,
+            audit["issuer"],
         )
         assert rt.fetcher is not None
         prefetch = call.prefetch or {}

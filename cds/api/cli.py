@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cds.api.metrics import MULTIPROC_ENV
-from cds.api.settings import SETTINGS_ENV, Settings, TrustedIssuer
+from cds.api.settings import SETTINGS_ENV, Settings, TrustedIssuer, with_fhir_servers
 from cds.api.store import Store
 from cds.errors import CdsError
 
@@ -94,10 +94,42 @@ def serve_command(
         list[str] | None,
         typer.Option(
             "--fhir-server",
-            help="FHIR base URL this service may fetch missing prefetch data from (repeatable; scheme, host, "
-            "port and path prefix must match). Without it: any https server, plain http only to loopback.",
+            help="FHIR base URL any trusted client's calls may have this service fetch missing prefetch data "
+            "from (repeatable; scheme, host, port and path prefix must match). Without it and without "
+            "--issuer-fhir-server nothing is fetched: missing data answers 412.",
         ),
     ] = None,
+    issuer_fhir_server: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--issuer-fhir-server",
+            help="'ISS|FHIR_BASE': a FHIR base URL only this trusted issuer's calls may have fetched "
+            "(repeatable).",
+        ),
+    ] = None,
+    fhir_allow_private: Annotated[
+        bool,
+        typer.Option(
+            "--fhir-allow-private",
+            help="Allow FHIR fetches to loopback, private and link-local addresses (an EHR on an internal "
+            "network). Default: public addresses only, checked when connecting.",
+        ),
+    ] = False,
+    fhir_max_response_bytes: Annotated[
+        int, typer.Option("--fhir-max-response-bytes", help="Largest FHIR response read (bytes, decoded).")
+    ] = 8 * 1024 * 1024,
+    fhir_max_response_resources: Annotated[
+        int, typer.Option("--fhir-max-response-resources", help="Most resources in one FHIR response.")
+    ] = 10_000,
+    fhir_max_call_bytes: Annotated[
+        int, typer.Option("--fhir-max-call-bytes", help="Most bytes all FHIR fetches of one call may read.")
+    ] = 32 * 1024 * 1024,
+    fhir_max_call_resources: Annotated[
+        int,
+        typer.Option(
+            "--fhir-max-call-resources", help="Most resources all FHIR fetches of one call may bring."
+        ),
+    ] = 20_000,
     max_token_lifetime: Annotated[
         int,
         typer.Option(
@@ -123,7 +155,9 @@ def serve_command(
             workers=workers,
             rules_dir=str(rules) if rules else None,
             database_url=database_url,
-            issuers=tuple(TrustedIssuer.parse(t) for t in trusted_issuer or ()),
+            issuers=with_fhir_servers(
+                tuple(TrustedIssuer.parse(t) for t in trusted_issuer or ()), issuer_fhir_server or ()
+            ),
             cors_origins=cors,
             insecure_dev=insecure_dev,
             public_url=public_url,
@@ -132,6 +166,11 @@ def serve_command(
             fhir_timeout_seconds=fhir_timeout,
             fhir_servers=tuple(fhir_server or ()),
             max_token_lifetime_seconds=max_token_lifetime,
+            fhir_allow_private=fhir_allow_private,
+            fhir_max_response_bytes=fhir_max_response_bytes,
+            fhir_max_response_resources=fhir_max_response_resources,
+            fhir_max_call_bytes=fhir_max_call_bytes,
+            fhir_max_call_resources=fhir_max_call_resources,
         )
         settings.check()
         Store(settings.database_url).dispose()  # create the schema once before workers race for it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tests.wrong_patient import GAP, HOLD, HOOK_SELF_REFS, OTHER_REFS, PID, resources, variant
 
-from .conftest import Service
+from .conftest import Service, extra_service
 from .helpers import (
     OUTCOME,
     FhirData,
@@ -72,13 +73,14 @@ def test_prefetch_uses_only_the_patients_own_data(service: Service) -> None:
     assert seen == {case: _expect(case, without) for case in seen}
 
 
-def test_fhir_fallback_uses_only_the_patients_own_data(service: Service, variants_server: str) -> None:
+def test_fhir_fallback_uses_only_the_patients_own_data(tmp_path: Path, variants_server: str) -> None:
     codes = {}
-    for i, case in enumerate(KEYS):
-        body = hook_body("patient-view", PID, fhir_server=f"{variants_server}/v/{i}")
-        response = service.call(PV, body)
-        assert response.status_code == 200, (case, response.text)
-        codes[case] = card_codes(response.json())
+    with extra_service(tmp_path, (f"{variants_server}/v",), fhir_allow_private=True) as service:
+        for i, case in enumerate(KEYS):
+            body = hook_body("patient-view", PID, fhir_server=f"{variants_server}/v/{i}")
+            response = service.call(PV, body)
+            assert response.status_code == 200, (case, response.text)
+            codes[case] = card_codes(response.json())
     without = codes.pop("removed")
     assert HOLD not in without
     assert codes == {case: _expect(case, without) for case in codes}
