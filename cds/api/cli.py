@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 import shutil
 import sys
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cds.api.logs import log_config
 from cds.api.metrics import MULTIPROC_ENV
 from cds.api.settings import SETTINGS_ENV, Settings, TrustedIssuer, with_fhir_servers
 from cds.api.store import Store
@@ -177,7 +179,7 @@ def serve_command(
     except CdsError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.config.dictConfig(log_config(log_level))  # the same JSON lines in every worker (cds.api.logs)
     if insecure_dev:
         err.print(
             "WARNING: --insecure-dev: unsigned CDS Hooks calls are accepted. Never expose this to a network "
@@ -187,7 +189,14 @@ def serve_command(
     if workers == 1:
         from cds.api.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, proxy_headers=False)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            log_config=log_config(log_level),
+            proxy_headers=False,
+        )
         return
     metrics_dir = tempfile.mkdtemp(prefix="cds-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
@@ -219,6 +228,7 @@ def _run_workers(host: str, port: int, workers: int, log_level: str) -> None:
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config(log_level),
         proxy_headers=False,
     )
     sock = config.bind_socket()
