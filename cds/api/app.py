@@ -31,7 +31,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds import config
-from cds.api import wire
+from cds.api import strictjson, wire
 from cds.api.fhir import BadPrefetch, DataUnavailable, FhirAccess, FhirFetcher
 from cds.api.metrics import Metrics
 from cds.api.security import JwtVerifier, KeyCache, Unauthorized
@@ -41,6 +41,7 @@ from cds.api.store import FeedbackItem, IssuedCard, Store
 from cds.engine.library import load_library
 from cds.errors import CdsError, InputRejected
 from cds.evaluate import Evaluator, parse_as_of
+from cds.fhir.refs import PatientIdentity
 from cds.fhir.source import is_r4_resource_type, raw_patient_from_resources
 from cds.findings.cards import CARD_EXTENSION, CardContext, Rendered, render
 from cds.findings.model import Finding
@@ -166,7 +167,7 @@ def _drafts(hook: str, context: wire.OrderSignContext) -> list[JSON]:
         subject = (
             (med.get("subject") or {}).get("reference") if isinstance(med.get("subject"), dict) else None
         )
-        if subject is not None and subject.rsplit("/", 1)[-1] != context.patientId:
+        if subject is not None and not PatientIdentity(context.patientId).names(subject):
             raise _Reply(400, "bad-request", "a draft order is for another patient than context.patientId")
     return meds
 
@@ -222,12 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
             timeout=timeout, follow_redirects=False, limits=httpx.Limits(max_connections=64)
         ) as client:
             rt.http = client
-            rt.fetcher = FhirFetcher(
-                client,
-                timeout_seconds=settings.fhir_timeout_seconds,
-                max_pages=settings.fhir_max_pages,
-                allowed_servers=settings.fhir_servers,
-            )
+            rt.fetcher = FhirFetcher.from_settings(settings)  # its own guarded client (cds.api.fhir)
             if not settings.insecure_dev:
                 rt.keys = KeyCache(settings.issuers, client, settings.jwks_cache_seconds)
                 rt.verifier = JwtVerifier(
@@ -238,6 +234,7 @@ def create_app(settings: Settings) -> FastAPI:
                     max_lifetime=settings.max_token_lifetime_seconds,
                 )
             yield
+            await rt.fetcher.aclose()
         rt.store.dispose()
 
     app = FastAPI(
@@ -273,7 +270,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise _Reply(404, "unknown-service", f"no service {service_id!r}")
         audit["issuer"] = await authenticate(request, (f"/cds-services/{service_id}",))
         try:
-            body = orjson.loads(await request.body())
+            body = strictjson.loads(await request.body())
         except orjson.JSONDecodeError as exc:
             raise _Reply(400, "bad-json", "request body is not JSON") from exc
         if not isinstance(body, dict):
@@ -299,7 +296,9 @@ def create_app(settings: Settings) -> FastAPI:
             if not drafts:
                 return Rendered([], [], [])
         access = FhirAccess(
-            call.fhirServer, call.fhirAuthorization.access_token if call.fhirAuthorization else None
+            call.fhirServer,
+            call.fhirAuthorization.access_token if call.fhirAuthorization else None,
+            audit["issuer"],
         )
         assert rt.fetcher is not None
         prefetch = call.prefetch or {}
@@ -466,7 +465,7 @@ def create_app(settings: Settings) -> FastAPI:
                 request, (f"/cds-services/{service_id}/feedback", f"/cds-services/{service_id}")
             )
             try:
-                body = orjson.loads(await request.body())
+                body = strictjson.loads(await request.body())
                 parsed = wire.FeedbackRequest.model_validate(body)
             except orjson.JSONDecodeError as exc:
                 raise _Reply(400, "bad-json", "request body is not JSON") from exc

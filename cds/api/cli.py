@@ -7,6 +7,7 @@ FastAPI, SQLAlchemy, uvicorn and prometheus_client are imported when a command r
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 import shutil
 import sys
@@ -19,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cds import config
-from cds.api.settings import SETTINGS_ENV, Settings, TrustedIssuer
+from cds.api.logs import log_config
+from cds.api.settings import SETTINGS_ENV, Settings, TrustedIssuer, with_fhir_servers
 from cds.clikit import RulesOpt, format_option
 from cds.errors import CdsError
 
@@ -93,10 +95,50 @@ def serve_command(
         list[str] | None,
         typer.Option(
             "--fhir-server",
-            help="FHIR base URL this service may fetch missing prefetch data from (repeatable; scheme, host, "
-            "port and path prefix must match). Without it: any https server, plain http only to loopback.",
+            help="FHIR base URL any trusted client's calls may have this service fetch missing prefetch data "
+            "from (repeatable; scheme, host, port and path prefix must match). Without it and without "
+            "--issuer-fhir-server nothing is fetched: missing data answers 412.",
         ),
     ] = None,
+    issuer_fhir_server: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--issuer-fhir-server",
+            help="'ISS|FHIR_BASE': a FHIR base URL only this trusted issuer's calls may have fetched "
+            "(repeatable).",
+        ),
+    ] = None,
+    fhir_allow_private: Annotated[
+        bool,
+        typer.Option(
+            "--fhir-allow-private",
+            help="Allow FHIR fetches to loopback, private and link-local addresses (an EHR on an internal "
+            "network). Default: public addresses only, checked when connecting.",
+        ),
+    ] = False,
+    fhir_max_response_bytes: Annotated[
+        int, typer.Option("--fhir-max-response-bytes", help="Largest FHIR response read (bytes, decoded).")
+    ] = 8 * 1024 * 1024,
+    fhir_max_response_resources: Annotated[
+        int, typer.Option("--fhir-max-response-resources", help="Most resources in one FHIR response.")
+    ] = 10_000,
+    fhir_max_call_bytes: Annotated[
+        int, typer.Option("--fhir-max-call-bytes", help="Most bytes all FHIR fetches of one call may read.")
+    ] = 32 * 1024 * 1024,
+    fhir_max_call_resources: Annotated[
+        int,
+        typer.Option(
+            "--fhir-max-call-resources", help="Most resources all FHIR fetches of one call may bring."
+        ),
+    ] = 20_000,
+    max_token_lifetime: Annotated[
+        int,
+        typer.Option(
+            "--max-token-lifetime",
+            help="Longest JWT lifetime accepted, exp - iat in seconds (401 above). The reference sandbox and "
+            "Inferno sign for 300 s.",
+        ),
+    ] = 300,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug logs patient ids; info never does.")
     ] = "info",
@@ -118,7 +160,9 @@ def serve_command(
             workers=workers,
             rules_dir=str(config.rules_dir(rules)),
             database_url=database_url,
-            issuers=tuple(TrustedIssuer.parse(t) for t in trusted_issuer or ()),
+            issuers=with_fhir_servers(
+                tuple(TrustedIssuer.parse(t) for t in trusted_issuer or ()), issuer_fhir_server or ()
+            ),
             cors_origins=cors,
             insecure_dev=insecure_dev,
             public_url=public_url,
@@ -126,6 +170,12 @@ def serve_command(
             max_body_bytes=max_body_bytes,
             fhir_timeout_seconds=fhir_timeout,
             fhir_servers=tuple(fhir_server or ()),
+            max_token_lifetime_seconds=max_token_lifetime,
+            fhir_allow_private=fhir_allow_private,
+            fhir_max_response_bytes=fhir_max_response_bytes,
+            fhir_max_response_resources=fhir_max_response_resources,
+            fhir_max_call_bytes=fhir_max_call_bytes,
+            fhir_max_call_resources=fhir_max_call_resources,
         )
         settings.check()
         database_file = config.sqlite_path(settings.database_url)
@@ -135,7 +185,7 @@ def serve_command(
     except CdsError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.config.dictConfig(log_config(log_level))  # the same JSON lines in every worker (cds.api.logs)
     if insecure_dev:
         err.print(
             "WARNING: --insecure-dev: unsigned CDS Hooks calls are accepted. Never expose this to a network "
@@ -146,7 +196,14 @@ def serve_command(
     if workers == 1:
         from cds.api.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, proxy_headers=False)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            log_config=log_config(log_level),
+            proxy_headers=False,
+        )
         return
     metrics_dir = tempfile.mkdtemp(prefix="cds-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
@@ -178,6 +235,7 @@ def _run_workers(host: str, port: int, workers: int, log_level: str) -> None:
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config(log_level),
         proxy_headers=False,
     )
     sock = config.bind_socket()

@@ -6,27 +6,52 @@ Bundle has its ``next`` links followed. Fetches run in parallel with short timeo
 lent access token only to the ``fhirServer`` origin, and never follow a link to another origin.
 When any key cannot be had the call answers 412: an evaluation on partial data could miss an
 alert or recommend on stale facts, which is worse than no card.
+
+Confinement (the client names the server we call, so every fetch is an SSRF risk):
+* a URL is fetched only if it lies under a FHIR base URL allowed for the calling issuer (its own
+  list, or the list for every issuer); no list, no fetch. Scheme, host and port (default ports
+  normalized) must be equal and the path must start with the base's path segments. Paths with
+  dot segments (also percent-encoded), encoded slashes or backslashes, double encoding, empty
+  segments or user info are refused, never normalized into something allowed;
+* connections go to public addresses only, checked and pinned at connect time (cds.api.netguard);
+* each response is streamed with a byte cap and a resource cap, and the whole call has its own
+  byte and resource budget, enforced while reading (a server streaming without end is cut off);
+* the 412 body says only that the data could not be obtained; why is logged at debug level.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 import httpx
 import orjson
 
+from cds.api.netguard import guarded_transport
 from cds.api.services import PATIENT_KEY, PATIENT_TOKEN
+from cds.api.settings import Settings
 
 JSON = dict[str, Any]
 log = logging.getLogger("cds.api.fhir")
 
 
+UNAVAILABLE = "required patient data was not prefetched and could not be fetched"
+
+
 class DataUnavailable(Exception):
-    """Required data is neither prefetched nor retrievable (HTTP 412)."""
+    """Required data is neither prefetched nor retrievable (HTTP 412).
+
+    ``str()`` is the generic message the client sees (it must not reveal which hosts or ports are
+    reachable); ``detail`` says why, for the debug log.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(UNAVAILABLE)
+        self.detail = detail
 
 
 class BadPrefetch(Exception):
@@ -35,10 +60,42 @@ class BadPrefetch(Exception):
 
 @dataclass(frozen=True)
 class FhirAccess:
-    """Where and how to fetch: the client's FHIR base URL and the lent bearer token, if any."""
+    """Where and how to fetch: the client's FHIR base URL, the lent bearer token, if any, and the
+    verified issuer of the call (whose FHIR servers may be fetched)."""
 
     base: str | None
     token: str | None
+    issuer: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """Caps on what FHIR fallback fetches may bring in, per response and per call."""
+
+    response_bytes: int = 8 * 1024 * 1024
+    response_resources: int = 10_000
+    call_bytes: int = 32 * 1024 * 1024
+    call_resources: int = 20_000
+
+
+@dataclass
+class _Call:
+    """One call's fetch context: where it may fetch and what is left of its budget."""
+
+    access: FhirAccess
+    allowed: tuple[str, ...]
+    bytes_left: int
+    resources_left: int
+    limits: FetchLimits = field(repr=False, default_factory=FetchLimits)
+
+    def take_resources(self, count: int, key: str) -> None:
+        if count > self.limits.response_resources:
+            raise DataUnavailable(
+                f"{key}: a response held more than {self.limits.response_resources} resources"
+            )
+        self.resources_left -= count
+        if self.resources_left < 0:
+            raise DataUnavailable(f"{key}: the call fetched more than {self.limits.call_resources} resources")
 
 
 def render_template(template: str, patient_id: str) -> str:
@@ -75,30 +132,82 @@ def _bundle_resources(bundle: JSON, key: str) -> list[JSON]:
     return out
 
 
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not a plain http(s) URL whose path means what it says, or None."""
+    if "\\" in url or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        return "backslash, space or control character"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "unparseable URL"
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        return "not an http(s) URL with a host"
+    if "@" in parts.netloc:
+        return "user info in the URL"
+    if port == 0:
+        return "port 0"
+    path = parts.path
+    decoded = unquote(path)
+    if re.search(r"%2f|%5c|%00", path, re.IGNORECASE) or _PERCENT.search(decoded):
+        return "encoded separator or double encoding in the path"
+    segments = decoded.split("/")[1:]
+    if any(seg in (".", "..") for seg in segments):
+        return "dot segment in the path"
+    if "" in segments[:-1]:
+        return "empty segment in the path"
+    return None
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int]:
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS[parts.scheme]
+
+
+def _segments(path: str) -> list[str]:
+    return [seg for seg in path.split("/") if seg]
 
 
 def fhir_server_allowed(url: str, allowed: tuple[str, ...]) -> bool:
-    """Whether the service may fetch ``url`` (SSRF guard: a client names the server it wants us to call).
+    """Whether the service may fetch ``url``: a well-formed URL under one of the ``allowed`` bases.
 
-    With an allow-list, scheme, host and port must equal an entry and the path must start with its
-    path. Without one, any https server, and plain http only to loopback (CDS Hooks requires https
-    when production data is exchanged).
+    Origins compare with default ports normalized; the base's path segments must be a prefix of
+    the URL's. No allowed base: nothing is fetched.
     """
-    parts = urlsplit(url)
-    if allowed:
-        for entry in allowed:
-            want = urlsplit(entry)
-            if (parts.scheme, parts.hostname, parts.port) == (want.scheme, want.hostname, want.port) and (
-                parts.path.rstrip("/") + "/"
-            ).startswith(want.path.rstrip("/") + "/"):
-                return True
+    if url_problem(url):
         return False
-    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)
+    parts = urlsplit(url)
+    for entry in allowed:
+        want = urlsplit(entry)
+        base = _segments(want.path)
+        if _origin(parts) == _origin(want) and _segments(parts.path)[: len(base)] == base:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """Which FHIR bases each issuer's calls may fetch, plus the bases every call may fetch."""
+
+    every_issuer: tuple[str, ...] = ()
+    by_issuer: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def allowed_for(self, issuer: str | None) -> tuple[str, ...]:
+        """The bases a call authenticated as ``issuer`` (None in --insecure-dev) may fetch."""
+        own = next((bases for iss, bases in self.by_issuer if iss == issuer), ())
+        return self.every_issuer + own
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FetchPolicy:
+        """--fhir-server for every issuer, --issuer-fhir-server per issuer."""
+        return cls(settings.fhir_servers, tuple((i.iss, i.fhir_servers) for i in settings.issuers))
 
 
 class FhirFetcher:
-    """Runs the templated queries against a client's FHIR server (one shared async HTTP client)."""
+    """Runs the templated queries against a client's FHIR server (one guarded async HTTP client)."""
 
     def __init__(
         self,
@@ -106,35 +215,89 @@ class FhirFetcher:
         *,
         timeout_seconds: float,
         max_pages: int,
-        allowed_servers: tuple[str, ...] = (),
+        policy: FetchPolicy | None = None,
+        limits: FetchLimits | None = None,
     ) -> None:
         self.client = client
         self.timeout = timeout_seconds
         self.max_pages = max_pages
-        self.allowed_servers = allowed_servers
+        self.policy = policy or FetchPolicy()
+        self.limits = limits or FetchLimits()
 
-    async def _get(self, url: str, access: FhirAccess) -> Any:
-        if not fhir_server_allowed(url, self.allowed_servers):
-            raise DataUnavailable("fhirServer is not allowed by this service (--fhir-server; https required)")
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FhirFetcher:
+        """A fetcher with its own HTTP client: public addresses only unless --fhir-allow-private,
+        no redirects, no proxy from the environment; close it with ``aclose``."""
+        timeout = httpx.Timeout(
+            settings.fhir_timeout_seconds, connect=min(1.0, settings.fhir_timeout_seconds)
+        )
+        client = httpx.AsyncClient(
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            transport=guarded_transport(allow_private=settings.fhir_allow_private),
+        )
+        limits = FetchLimits(
+            settings.fhir_max_response_bytes,
+            settings.fhir_max_response_resources,
+            settings.fhir_max_call_bytes,
+            settings.fhir_max_call_resources,
+        )
+        return cls(
+            client,
+            timeout_seconds=settings.fhir_timeout_seconds,
+            max_pages=settings.fhir_max_pages,
+            policy=FetchPolicy.from_settings(settings),
+            limits=limits,
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.client.aclose()
+
+    async def _get(self, url: str, call: _Call) -> Any:
+        if not fhir_server_allowed(url, call.allowed):
+            raise DataUnavailable(
+                f"fetch refused: not under an allowed FHIR base ({url_problem(url) or 'not listed'})"
+            )
         headers = {"Accept": "application/fhir+json"}
-        if access.token:
-            headers["Authorization"] = f"Bearer {access.token}"
+        if call.access.token:
+            headers["Authorization"] = f"Bearer {call.access.token}"
+        cap = self.limits.response_bytes
         try:
-            response = await self.client.get(url, headers=headers)
+            async with self.client.stream("GET", url, headers=headers) as response:
+                if response.status_code == 404 and "?" not in url:
+                    return None  # a read that found nothing
+                if response.status_code != 200:
+                    raise DataUnavailable(f"FHIR server answered {response.status_code}")
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > min(cap, call.bytes_left):
+                    raise DataUnavailable(f"FHIR response declared {declared} bytes, above the cap")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    call.bytes_left -= len(chunk)
+                    if size > cap:
+                        raise DataUnavailable(f"FHIR response above {cap} bytes")
+                    if call.bytes_left < 0:
+                        raise DataUnavailable(
+                            f"FHIR fetches of the call above {self.limits.call_bytes} bytes"
+                        )
+                    chunks.append(chunk)
         except httpx.HTTPError as exc:
-            raise DataUnavailable(f"FHIR server unreachable ({type(exc).__name__})") from exc
-        if response.status_code == 404 and "?" not in url:
-            return None  # a read that found nothing
-        if response.status_code != 200:
-            raise DataUnavailable(f"FHIR server answered {response.status_code}")
+            raise DataUnavailable(f"FHIR server unreachable ({type(exc).__name__}: {exc})") from exc
         try:
-            return orjson.loads(response.content)
+            return orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError as exc:
             raise DataUnavailable("FHIR server answered with non-JSON") from exc
 
-    async def follow(self, bundle: JSON, key: str, access: FhirAccess) -> list[JSON]:
+    async def follow(self, bundle: JSON, key: str, call: _Call, *, fetched: bool) -> list[JSON]:
         """All resources of a searchset Bundle, following ``next`` links on the fhirServer origin."""
+        access = call.access
         resources = _bundle_resources(bundle, key)
+        if fetched:
+            call.take_resources(len(resources), key)
         url = _next_link(bundle)
         pages = 1
         while url is not None:
@@ -146,21 +309,23 @@ class FhirFetcher:
             pages += 1
             if pages > self.max_pages:
                 raise DataUnavailable(f"{key}: more than {self.max_pages} pages")
-            page = await self._get(url, access)
+            page = await self._get(url, call)
             if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
                 raise DataUnavailable(f"{key}: next page is not a Bundle")
-            resources += _bundle_resources(page, key)
+            more = _bundle_resources(page, key)
+            call.take_resources(len(more), key)
+            resources += more
             url = _next_link(page)
         return resources
 
-    async def query(self, key: str, query: str, access: FhirAccess) -> list[JSON]:
+    async def query(self, key: str, query: str, call: _Call) -> list[JSON]:
         """Run one templated query; [] for no data, DataUnavailable when it cannot be answered."""
-        if access.base is None:
+        if call.access.base is None:
             raise DataUnavailable(f"{key}: not prefetched and no fhirServer")
-        value = await self._get(f"{access.base}/{query}", access)
-        return await self.interpret(key, value, access, fetched=True)
+        value = await self._get(f"{call.access.base}/{query}", call)
+        return await self.interpret(key, value, call, fetched=True)
 
-    async def interpret(self, key: str, value: Any, access: FhirAccess, *, fetched: bool) -> list[JSON]:
+    async def interpret(self, key: str, value: Any, call: _Call, *, fetched: bool) -> list[JSON]:
         """Resources of one prefetch or fetched value."""
         if value is None:
             return []
@@ -171,13 +336,31 @@ class FhirFetcher:
                 raise DataUnavailable(f"{key}: FHIR server answered with something that is not FHIR")
             raise BadPrefetch(f"prefetch.{key}: not a FHIR resource, Bundle or null")
         if value["resourceType"] == "Bundle":
-            return await self.follow(value, key, access)
+            return await self.follow(value, key, call, fetched=fetched)
+        if fetched:
+            call.take_resources(1, key)
         return [value]
 
     async def gather(
         self, templates: dict[str, str], prefetch: dict[str, Any] | None, patient_id: str, access: FhirAccess
     ) -> dict[str, list[JSON]]:
         """Every template's resources: prefetch where usable, parallel fetches for the rest."""
+        try:
+            return await self._gather(templates, prefetch, patient_id, access)
+        except DataUnavailable as exc:
+            log.debug("412: %s", exc.detail)
+            raise
+
+    async def _gather(
+        self, templates: dict[str, str], prefetch: dict[str, Any] | None, patient_id: str, access: FhirAccess
+    ) -> dict[str, list[JSON]]:
+        call = _Call(
+            access,
+            self.policy.allowed_for(access.issuer),
+            self.limits.call_bytes,
+            self.limits.call_resources,
+            self.limits,
+        )
         prefetch = prefetch or {}
         results: dict[str, list[JSON]] = {}
         to_fetch: list[str] = []
@@ -194,14 +377,22 @@ class FhirFetcher:
             raise DataUnavailable("prefetch.patient is null: the patient does not exist")
 
         async def from_prefetch(key: str) -> tuple[str, list[JSON]]:
-            return key, await self.interpret(key, pending[key], access, fetched=False)
+            return key, await self.interpret(key, pending[key], call, fetched=False)
 
         async def from_server(key: str) -> tuple[str, list[JSON]]:
-            return key, await self.query(key, render_template(templates[key], patient_id), access)
+            return key, await self.query(key, render_template(templates[key], patient_id), call)
 
-        jobs = [from_prefetch(k) for k in pending] + [from_server(k) for k in to_fetch]
+        async def all_or_nothing() -> list[tuple[str, list[JSON]]]:
+            tasks = [asyncio.ensure_future(from_prefetch(k)) for k in pending]
+            tasks += [asyncio.ensure_future(from_server(k)) for k in to_fetch]
+            try:
+                return await asyncio.gather(*tasks)
+            finally:  # one failure ends the call: stop the other fetches (and their reading)
+                for task in tasks:
+                    task.cancel()
+
         try:
-            done = await asyncio.wait_for(asyncio.gather(*jobs), timeout=self.timeout)
+            done = await asyncio.wait_for(all_or_nothing(), timeout=self.timeout)
         except TimeoutError as exc:
             raise DataUnavailable(f"FHIR server did not answer within {self.timeout:g} s") from exc
         for key, resources in done:

@@ -5,8 +5,10 @@
    also blocks key-confusion attacks) and a ``kid``; a ``jku``, if sent, must equal the JWKS URL
    configured for that issuer: keys are never fetched from a URL a token names;
 3. the signature must verify with that issuer's key for ``kid``;
-4. ``aud`` must be this endpoint's URL, ``exp`` in the future, ``iat``/``nbf`` not in the future,
-   lifetime at most an hour (so the replay store stays bounded);
+4. ``aud`` must be this endpoint's URL (trailing slashes ignored, nothing else normalized), ``exp``
+   in the future, ``iat``/``nbf`` not in the future, lifetime ``exp - iat`` at most the configured
+   maximum (default 5 minutes: the sandbox and Inferno sign for exactly 5 minutes; it also bounds
+   how long a stolen token and the replay store live);
 5. ``jti`` must be new (checked last so forged tokens cannot fill the replay store).
 Any failure is a bare 401; the reason is logged at debug level only, without the token.
 """
@@ -117,9 +119,10 @@ class JwtVerifier:
 
     async def verify(self, authorization: str | None, paths: tuple[str, ...]) -> Claims:
         """Verified claims, or Unauthorized; ``aud`` must be our base URL (or the issuer's) + a path."""
-        if not authorization or not authorization.startswith("Bearer "):
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:  # RFC 7235: the scheme is case-insensitive
             raise Unauthorized("no bearer token")
-        token = authorization[len("Bearer ") :].strip()
         parts = token.split(".")
         if len(parts) != 3:
             raise Unauthorized("not a compact JWS")
@@ -168,8 +171,8 @@ class JwtVerifier:
             raise Unauthorized("expired or no exp")
         if not isinstance(iat, int | float) or isinstance(iat, bool) or iat > now + self.skew:
             raise Unauthorized("no iat or iat in the future")
-        if exp > now + self.max_lifetime + self.skew:
-            raise Unauthorized("token lifetime above the maximum")
+        if exp - iat > self.max_lifetime:
+            raise Unauthorized("token lifetime (exp - iat) above the maximum")
         if nbf is not None and (not isinstance(nbf, int | float) or nbf > now + self.skew):
             raise Unauthorized("not yet valid")
         jti = claims.get("jti")

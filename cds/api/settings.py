@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cds import config
 from cds.errors import ConfigurationError
@@ -22,6 +24,8 @@ class TrustedIssuer:
     iss: str
     jwks: str
     audience_base: str | None = None
+    # FHIR base URLs this client's calls may have us fetch from (--issuer-fhir-server)
+    fhir_servers: tuple[str, ...] = ()
 
     @property
     def jwks_is_url(self) -> bool:
@@ -42,6 +46,20 @@ class TrustedIssuer:
         return issuer
 
 
+def with_fhir_servers(issuers: tuple[TrustedIssuer, ...], pairs: Iterable[str]) -> tuple[TrustedIssuer, ...]:
+    """Attach ``ISS|FHIR_BASE`` pairs (--issuer-fhir-server) to the trusted issuers they name."""
+    extra: dict[str, list[str]] = {}
+    known = {i.iss for i in issuers}
+    for text in pairs:
+        iss, sep, base = (part.strip() for part in text.partition("|"))
+        if not sep or not iss or not base:
+            raise ConfigurationError(f"issuer FHIR server {text!r}: expected ISS|FHIR_BASE_URL")
+        if iss not in known:
+            raise ConfigurationError(f"issuer FHIR server {text!r}: {iss} is not a --trusted-issuer")
+        extra.setdefault(iss, []).append(base.rstrip("/"))
+    return tuple(replace(i, fhir_servers=i.fhir_servers + tuple(extra.get(i.iss, ()))) for i in issuers)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything ``create_app`` needs; defaults are the production-safe ones."""
@@ -59,12 +77,18 @@ class Settings:
     as_of: str | None = None
     max_body_bytes: int = 5 * 1024 * 1024
     fhir_timeout_seconds: float = 4.0
-    # FHIR servers this service may fetch from (scheme, host, port and path prefix must match);
-    # empty: any https server, and plain http only to loopback (local development).
+    # FHIR base URLs every caller may have us fetch from (scheme, host, port and path prefix must
+    # match); each trusted issuer adds its own. No base at all: no FHIR fallback fetch.
     fhir_servers: tuple[str, ...] = ()
     fhir_max_pages: int = 50
+    # FHIR fallback fetches connect to public addresses only unless this is set.
+    fhir_allow_private: bool = False
+    fhir_max_response_bytes: int = 8 * 1024 * 1024
+    fhir_max_response_resources: int = 10_000
+    fhir_max_call_bytes: int = 32 * 1024 * 1024
+    fhir_max_call_resources: int = 20_000
     clock_skew_seconds: int = 60
-    max_token_lifetime_seconds: int = 3600
+    max_token_lifetime_seconds: int = 300
     jwks_cache_seconds: int = 3600
 
     @property
@@ -80,6 +104,29 @@ class Settings:
             )
         if self.workers < 1:
             raise ConfigurationError("--workers must be at least 1")
+        if not 1 <= self.max_token_lifetime_seconds <= 3600:
+            raise ConfigurationError("--max-token-lifetime must be between 1 and 3600 seconds")
+        from cds.api.fhir import url_problem  # the FHIR fetcher's own URL rule
+
+        for issuer in self.issuers:
+            for base in issuer.fhir_servers:
+                problem = url_problem(base)
+                if problem or urlsplit(base).query or urlsplit(base).fragment:
+                    raise ConfigurationError(
+                        f"FHIR server {base!r} of {issuer.iss}: {problem or 'query or fragment'}"
+                    )
+        for base in self.fhir_servers:
+            problem = url_problem(base)
+            if problem or urlsplit(base).query or urlsplit(base).fragment:
+                raise ConfigurationError(f"--fhir-server {base!r}: {problem or 'query or fragment'}")
+        for name in (
+            "fhir_max_response_bytes",
+            "fhir_max_response_resources",
+            "fhir_max_call_bytes",
+            "fhir_max_call_resources",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_body_bytes < 1024:
             raise ConfigurationError("--max-body-bytes must be at least 1024")
 
@@ -91,7 +138,10 @@ class Settings:
     def from_json(cls, text: str) -> Settings:
         """Inverse of ``to_json``."""
         data = json.loads(text)
-        data["issuers"] = tuple(TrustedIssuer(**i) for i in data.get("issuers", ()))
+        data["issuers"] = tuple(
+            TrustedIssuer(**{**i, "fhir_servers": tuple(i.get("fhir_servers", ()))})
+            for i in data.get("issuers", ())
+        )
         data["cors_origins"] = tuple(data.get("cors_origins", ()))
         data["fhir_servers"] = tuple(data.get("fhir_servers", ()))
         return cls(**data)

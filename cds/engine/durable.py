@@ -9,6 +9,15 @@ not an error, and exceptions the engine stores in the session state are raised.
 Measured here beyond the reference: when a ruleset has an ``$or`` rule, ``delete_state`` after a
 fact that matched no rule segfaults (double free). Every ruleset therefore gets a sentinel rule
 that matches every fact, so each assert creates a session and ``delete_state`` is always valid.
+
+Numbers: durable's C JSON reader rejects an exponent without fraction digits (``1e+16``,
+``1e-05``, ``5e-324``: "error code 204") although it reads ``1.0e+16`` exactly, and Python's
+``json.dumps`` writes floats of magnitude >= 1e16 or < 1e-4 that way whenever one significant digit
+suffices. Infinity fails too (202/204), NaN silently never matches, integers beyond 2**63 silently
+never match. So facts are encoded here (``encode_fact``): every finite float exactly, with a
+fraction before any exponent; a non-finite float or an out-of-range integer is refused with an
+``EvaluationError`` naming the fact path before anything reaches durable (the FHIR readers keep
+such values out of the facts, so this is a guard, not a path data can take).
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import json
+import math
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -67,7 +78,7 @@ class DurableRunner:
             message[_MARK] = 1
             try:
                 try:
-                    self._host.assert_fact(ruleset, message)
+                    self._assert(ruleset, message)
                 except _engine.MessageNotHandledException as exc:  # the sentinel always matches
                     raise EvaluationError(f"{ruleset}: fact not handled despite the sentinel rule") from exc
                 state = self._host.get_state(ruleset, sid)
@@ -81,6 +92,52 @@ class DurableRunner:
             finally:
                 with contextlib.suppress(Exception):  # error 309: no session; nothing to free
                     self._host.delete_state(ruleset, sid)
+
+    def _assert(self, ruleset: str, message: dict[str, Any]) -> None:
+        """``Host.assert_fact`` with our own encoding of the fact (see the module docstring)."""
+        text = encode_fact(message)
+        rules = self._host.get_ruleset(ruleset)
+
+        def assert_text(fact: dict[str, Any]) -> Any:
+            return rules._handle_result(_engine.durable_rules_engine.assert_fact(rules._handle, text), fact)
+
+        self._host._handle_function(rules, assert_text, message, None)
+
+
+INT64 = 2**63
+
+
+def _number(value: float, path: str) -> str:
+    if not math.isfinite(value):
+        raise EvaluationError(f"fact {path} is not a finite number; durable_rules cannot represent it")
+    text = repr(value)
+    mantissa, exp, power = text.partition("e")
+    return f"{mantissa}.0e{power}" if exp and "." not in mantissa else text
+
+
+def encode_fact(value: Any, path: str = "") -> str:
+    """JSON text of a fact that durable's reader parses to exactly these values."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        if not -INT64 <= value < INT64:
+            raise EvaluationError(
+                f"fact {path} is an integer beyond 64 bits; durable_rules cannot compare it"
+            )
+        return str(value)
+    if isinstance(value, float):
+        return _number(value, path)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        items = (
+            f"{json.dumps(str(k), ensure_ascii=False)}:{encode_fact(v, f'{path}.{k}' if path else str(k))}"
+            for k, v in value.items()
+        )
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(encode_fact(v, f"{path}[{i}]") for i, v in enumerate(value)) + "]"
+    raise EvaluationError(f"fact {path} has type {type(value).__name__}, not JSON")
 
 
 def _with_sentinel(rules: dict[str, Any]) -> dict[str, Any]:

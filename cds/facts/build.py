@@ -135,6 +135,11 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
     )
     if facts.data.unit_unrecognized:
         prov["data"] = sorted({o.ref for o in obs if o.unit_problem})
+    if record.other_patient:  # whatever their dates: the record itself needs correcting
+        foreign = sorted(set(record.other_patient))
+        facts.data.other_patient_data = True
+        facts.data.other_patient_resources = ", ".join(foreign)
+        prov["data.other_patient_data"] = foreign
     if metastatic:
         prov.setdefault("metastatic_since", setting.refs)
     facts.provenance = prov

@@ -240,6 +240,10 @@ class DataFacts(_Facts):
 
     unit_unrecognized: bool = False
     unit_problems: str | None = Field(None, description="which results had unusable units")
+    other_patient_data: bool = Field(
+        False, description="the record holds resources of another patient (excluded, never used)"
+    )
+    other_patient_resources: str | None = Field(None, description="which resources name another patient")
 
 
 class PatientFacts(_Facts):

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from cds.errors import InputRejected
+from cds.fhir.limits import MAX_DEPTH, depth_exceeds, drop_unusable_numbers, medication_number_problem
 from cds.fhir.records import (
     AllergyRecord,
     ConditionRecord,
@@ -29,6 +30,7 @@ from cds.fhir.records import (
     Skipped,
     When,
 )
+from cds.fhir.refs import identity_of, other_patient_reference
 from cds.fhir.source import JSON, RawPatient
 from cds.fhir.units import UnitUnrecognized, conversion_factor
 from cds.fhir.valuesets import Codings, ValueSets
@@ -94,6 +96,8 @@ def clear_validation_cache() -> None:
 
 def validation_error(resource: JSON) -> str | None:
     """Validate one resource with the fhir.resources R4B model; the first error, or None."""
+    if depth_exceeds(resource):
+        return f"invalid FHIR R4 {resource['resourceType']}: nested more than {MAX_DEPTH} levels deep"
     try:
         key = hashlib.blake2b(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
     except (TypeError, orjson.JSONEncodeError):
@@ -146,6 +150,7 @@ class _Parser:
         self.raw = raw
         self.vs = vs
         self.skipped: list[Skipped] = []
+        self.foreign: list[str] = []
         self.patient = self._patient(raw.patient)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -159,14 +164,13 @@ class _Parser:
         )
 
     def _belongs_elsewhere(self, resource: JSON) -> bool:
-        for key in ("subject", "patient"):
-            ref = resource.get(key)
-            if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
-                target = ref["reference"]
-                if target.startswith("Patient/") and target != self.patient.ref:
-                    self.skipped.append(Skipped(_ref(resource), f"refers to another patient ({target})"))
-                    return True
-        return False
+        """Another patient's resource is excluded, listed, and raises gap.other-patient-data (refs.py)."""
+        key = other_patient_reference(resource, identity_of(self.raw))
+        if key is None:
+            return False
+        self.skipped.append(Skipped(_ref(resource), f"{key} refers to another patient: not used"))
+        self.foreign.append(_ref(resource))
+        return True
 
     def _valid(self, resource: JSON) -> bool:
         error = validation_error(resource)
@@ -489,7 +493,7 @@ class _Parser:
 
     # -- driver --------------------------------------------------------------------------------
     def run(self, order: JSON | None) -> PatientRecord:
-        record = PatientRecord(patient=self.patient, skipped=self.skipped)
+        record = PatientRecord(patient=self.patient, skipped=self.skipped, other_patient=self.foreign)
         patient_error = validation_error(self.raw.patient)
         if patient_error:
             self.skipped.append(Skipped(self.patient.ref, patient_error))
@@ -500,10 +504,13 @@ class _Parser:
                 # never sink the patient, never drop silently: the resource is listed with why
                 reason = f"could not be read ({type(exc).__name__}: {exc})"[:300]
                 self.skipped.append(Skipped(_ref(resource), reason))
+        drop_unusable_numbers(record)
         if order is not None:
             if not isinstance(order.get("resourceType"), str) or order["resourceType"] != "MedicationRequest":
                 raise InputRejected("draft order: not a MedicationRequest")
             record.draft = self.medication(order, draft=True)
+            if problem := medication_number_problem(record.draft):
+                raise InputRejected(f"draft order: {problem}")
         return record
 
     def _one(self, resource: JSON, record: PatientRecord) -> None:

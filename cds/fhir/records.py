@@ -137,3 +137,5 @@ class PatientRecord:
     medications: list[MedicationEvent] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     draft: MedicationEvent | None = None
+    # resources excluded because they name another patient (also in skipped)
+    other_patient: list[str] = field(default_factory=list)

@@ -67,6 +67,8 @@ class RawPatient:
     origin: str = "<memory>"
     # resolution table for medicationReference: "Medication/x" and fullUrl -> Medication
     medications: dict[str, JSON] = field(default_factory=dict)
+    # the Patient entry's fullUrl values: references to them name this patient
+    patient_urls: tuple[str, ...] = ()
 
     @property
     def patient_ref(self) -> str:
@@ -155,7 +157,12 @@ def raw_patient_from_resources(
     for resource in resources:
         if resource["resourceType"] == "Medication" and isinstance(resource.get("id"), str):
             medications[f"Medication/{resource['id']}"] = resource
-    return RawPatient(patient=patients[0], resources=resources, origin=origin, medications=medications)
+    urls = tuple(
+        sorted(url for url, r in (by_url or {}).items() if any(r is p for p in patients) and url.strip())
+    )
+    return RawPatient(
+        patient=patients[0], resources=resources, origin=origin, medications=medications, patient_urls=urls
+    )
 
 
 def raw_patient_from_bytes(data: bytes, origin: str = "<input>") -> RawPatient:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,12 +121,14 @@ def service(
             port=port,
             database_url=f"sqlite:///{tmp / 'cds.sqlite3'}",
             issuers=(
-                TrustedIssuer(es384.iss, str(tmp / "ehr-a.jwks.json")),
+                # ehr-a may have us fetch from the FHIR double (every path under it); ehr-b from nothing
+                TrustedIssuer(es384.iss, str(tmp / "ehr-a.jwks.json"), fhir_servers=(fhir_base,)),
                 TrustedIssuer(rs384.iss, f"{fhir_base}/jwks/ehr-b"),
             ),
             cors_origins=(EHR_ORIGIN,),
             as_of=AS_OF,
             max_body_bytes=2 * 1024 * 1024,
+            fhir_allow_private=True,  # the double listens on loopback
         )
         app = create_app(settings)
         with serve(app, port) as base, httpx.Client(timeout=30) as client:
@@ -140,3 +143,22 @@ def service(
                 fhir_log,
                 templates,
             )
+
+
+@contextmanager
+def extra_service(tmp: Path, fhir_servers: tuple[str, ...], **overrides: Any) -> Iterator[Service]:
+    """Another CDS service (real uvicorn) with its own signer, allowed to fetch from ``fhir_servers``."""
+    es384 = make_signer("https://ehr-c.example.org", "ES384")
+    (tmp / "ehr-c.jwks.json").write_bytes(orjson.dumps(jwks_of(es384)))
+    port = free_port()
+    settings = Settings(
+        port=port,
+        database_url=f"sqlite:///{tmp / 'extra.sqlite3'}",
+        issuers=(TrustedIssuer(es384.iss, str(tmp / "ehr-c.jwks.json"), fhir_servers=fhir_servers),),
+        as_of=AS_OF,
+        **overrides,
+    )
+    app = create_app(settings)
+    with serve(app, port) as base, httpx.Client(timeout=30) as client:
+        templates = prefetch_templates(load_library(default_rules_dir()))
+        yield Service(base, settings, app.state.runtime, client, es384, es384, "", FhirLog(), templates)

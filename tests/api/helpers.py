@@ -26,7 +26,6 @@ from joserfc.jwk import ECKey, RSAKey
 
 JSON = dict[str, Any]
 SAMPLES = Path(__file__).resolve().parents[2] / "fhir_samples"
-PATIENT_FIELD = {"AllergyIntolerance": "patient"}
 
 
 # ---- samples and FHIR search ----------------------------------------------------------------------
@@ -92,13 +91,9 @@ class FhirData:
     def search(self, rtype: str, params: list[tuple[str, str]]) -> list[JSON]:
         args = dict(params)
         patient = args.get("patient", "").removeprefix("Patient/")
-        field_name = PATIENT_FIELD.get(rtype, "subject")
-        found = [
-            r
-            for r in self.by_patient.get(patient, [])
-            if r["resourceType"] == rtype
-            and (r.get(field_name) or {}).get("reference") == f"Patient/{patient}"
-        ]
+        # every resource filed in the patient's chart, as an EHR returns it: a resource naming another
+        # patient in its subject (the gap-other-patient-data sample) comes back too
+        found = [r for r in self.by_patient.get(patient, []) if r["resourceType"] == rtype]
         if "code" in args:
             found = [r for r in found if _token_match(r, args["code"].split(","))]
         if args.get("_sort") == "-date":

@@ -205,9 +205,9 @@ def test_fhir_server_policy_guards_against_fetching_arbitrary_urls() -> None:
     assert not fhir_server_allowed("https://fhir.example.org/r4x/Patient/1", allow)
     assert not fhir_server_allowed("http://fhir.example.org/r4/Patient/1", allow)
     assert not fhir_server_allowed("https://fhir.example.org:8443/r4/Patient/1", allow)
-    # no allow-list: https anywhere, plain http only to loopback
-    assert fhir_server_allowed("https://ehr.example.org/fhir/Patient/1", ())
-    assert fhir_server_allowed("http://127.0.0.1:8080/fhir/Patient/1", ())
+    # no allow-list: nothing is fetched (a client must not choose which host we call)
+    assert not fhir_server_allowed("https://ehr.example.org/fhir/Patient/1", ())
+    assert not fhir_server_allowed("http://127.0.0.1:8080/fhir/Patient/1", ())
     assert not fhir_server_allowed("http://10.0.0.5/fhir/Patient/1", ())
     assert not fhir_server_allowed("http://169.254.169.254/latest/meta-data", ())
 

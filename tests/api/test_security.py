@@ -86,6 +86,14 @@ BAD_TOKENS: dict[str, Any] = {
     "untrusted issuer": lambda s: s.es384.token(s.url(PV), iss="https://evil.example"),
     "issued in the future": lambda s: s.es384.token(s.url(PV), iat=int(time.time()) + 3600),
     "lifetime above an hour": lambda s: s.es384.token(s.url(PV), exp=int(time.time()) + 7200),
+    "lifetime 301 s, above the 300 s maximum": lambda s: s.es384.token(
+        s.url(PV), iat=int(time.time()), exp=int(time.time()) + 301
+    ),
+    "issued 400 s ago, still valid for 60 s": lambda s: s.es384.token(
+        s.url(PV), iat=int(time.time()) - 400, exp=int(time.time()) + 60
+    ),
+    "aud with another path after the URL": lambda s: s.es384.token(s.url(PV) + "/x"),
+    "aud with a dot segment": lambda s: s.es384.token(s.url(PV) + "/."),
     "no jti": lambda s: s.es384.token(s.url(PV), jti=None),
     "no exp": lambda s: s.es384.token(s.url(PV), exp=None),
     "no kid": lambda s: s.es384.token(s.url(PV), h_kid=None),
@@ -139,3 +147,35 @@ def test_401_before_body_validation(service: Service) -> None:
 
 def test_discovery_is_open(service: Service) -> None:
     assert service.client.get(f"{service.base}/cds-services").status_code == 200
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+def test_bearer_scheme_is_case_insensitive(
+    scheme: str, service: Service, samples: dict[str, Sample], fhir_data: FhirData
+) -> None:
+    """RFC 7235 section 2.1: the authentication scheme is case-insensitive."""
+    token = service.es384.token(service.url(PV))
+    response = service.client.post(
+        service.url(PV),
+        content=_body(service, samples, fhir_data),
+        headers={"Authorization": f"{scheme} {token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "//"])
+def test_aud_equal_to_the_service_url_up_to_trailing_slashes_is_accepted(
+    suffix: str, service: Service, samples: dict[str, Sample], fhir_data: FhirData
+) -> None:
+    body = _body(service, samples, fhir_data)
+    assert _post(service, body, service.es384.token(service.url(PV) + suffix)).status_code == 200
+    assert _post(service, body, service.es384.token([service.url(PV) + suffix])).status_code == 200
+
+
+def test_lifetime_of_exactly_the_maximum_is_accepted(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData
+) -> None:
+    assert service.settings.max_token_lifetime_seconds == 300
+    now = int(time.time())
+    token = service.es384.token(service.url(PV), iat=now, exp=now + 300)
+    assert _post(service, _body(service, samples, fhir_data), token).status_code == 200
