@@ -192,7 +192,10 @@ def serve_command(
             "or use it with real patient data.",
             style="bold red",
         )
-    err.print(f"feedback and audit database: {settings.database_url}", markup=False)
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    logging.getLogger("cds.api").info("feedback and audit database: %s", shown)  # a JSON log line
     if workers == 1:
         from cds.api.app import create_app
 
