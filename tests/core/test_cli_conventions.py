@@ -133,7 +133,7 @@ def test_serve_keeps_its_database_in_the_user_data_directory_not_the_current_one
     env.pop("CDS_DATABASE_URL", None)
     port = free_port()
     proc = subprocess.Popen(
-        [*CDS, "serve", "--insecure-dev", "--port", str(port), "--log-level", "warning"],
+        [*CDS, "serve", "--insecure-dev", "--port", str(port), "--log-level", "info"],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
