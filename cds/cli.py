@@ -18,7 +18,7 @@ from rich.table import Table
 
 from cds.clikit import err, fail, load_rules_or_exit
 from cds.engine.library import RuleLibrary
-from cds.errors import CdsError, InputRejected
+from cds.errors import CdsError, InputRejected, outcome_of
 from cds.evaluate import Evaluator, Result, default_rules_dir, parse_as_of
 from cds.fhir.source import raw_patient_from_path, read_order
 
@@ -169,17 +169,17 @@ def evaluate(
     if not files:
         raise _fail("no patient files given (a directory had no *.json)")
     results: list[bytes] = []
-    rejected = 0
+    rejected = 0  # the exit code of the last rejection (0: none)
     for path in files:
         try:
             result = evaluator.evaluate(raw_patient_from_path(path), as_of=instant, order=draft, trace=trace)
         except InputRejected as exc:
-            rejected += 1
+            rejected = outcome_of(exc).exit_code
             err.print(f"error: {exc}", markup=False)
             continue
         except CdsError as exc:
             err.print(f"error: {path}: internal evaluation failure: {exc}", markup=False)
-            raise typer.Exit(1) from exc
+            raise typer.Exit(outcome_of(exc).exit_code) from exc
         if output_format == "json":
             results.append(result.evaluation.to_json())
         else:
@@ -192,7 +192,7 @@ def evaluate(
         else:
             sys.stdout.buffer.write(b"[\n" + b",\n".join(results) + b"\n]\n")
     if rejected:
-        raise typer.Exit(2)
+        raise typer.Exit(rejected)
 
 
 @rules_app.command("list")

@@ -20,17 +20,10 @@ import httpx
 import orjson
 
 from cds.api.services import PATIENT_KEY, PATIENT_TOKEN
+from cds.errors import BadPrefetch, DataUnavailable
 
 JSON = dict[str, Any]
 log = logging.getLogger("cds.api.fhir")
-
-
-class DataUnavailable(Exception):
-    """Required data is neither prefetched nor retrievable (HTTP 412)."""
-
-
-class BadPrefetch(Exception):
-    """A prefetch value is not FHIR JSON (HTTP 400)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +39,8 @@ def render_template(template: str, patient_id: str) -> str:
     return template.replace(PATIENT_TOKEN, patient_id)
 
 
-def _is_outcome(value: Any) -> bool:
+def is_outcome(value: Any) -> bool:
+    """Whether a prefetch or fetched value is an OperationOutcome (the client or server failed)."""
     return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
 
 
@@ -67,7 +61,7 @@ def _bundle_resources(bundle: JSON, key: str) -> list[JSON]:
             raise BadPrefetch(f"prefetch.{key}: a Bundle entry is not an object")
         resource = entry.get("resource")
         search = entry.get("search")
-        if (isinstance(search, dict) and search.get("mode") == "outcome") or _is_outcome(resource):
+        if (isinstance(search, dict) and search.get("mode") == "outcome") or is_outcome(resource):
             continue  # informational OperationOutcome inside a searchset
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             raise BadPrefetch(f"prefetch.{key}: a Bundle entry has no FHIR resource")
@@ -164,7 +158,7 @@ class FhirFetcher:
         """Resources of one prefetch or fetched value."""
         if value is None:
             return []
-        if _is_outcome(value):
+        if is_outcome(value):
             raise DataUnavailable(f"{key}: OperationOutcome")
         if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
             if fetched:
@@ -185,7 +179,7 @@ class FhirFetcher:
         for key in templates:
             if key not in prefetch:
                 to_fetch.append(key)
-            elif _is_outcome(prefetch[key]):
+            elif is_outcome(prefetch[key]):
                 log.info("prefetch key %s is an OperationOutcome; fetching it", key)
                 to_fetch.append(key)
             else:

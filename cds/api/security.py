@@ -28,14 +28,11 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from cds.api.settings import TrustedIssuer
+from cds.errors import Unauthorized
 
 log = logging.getLogger("cds.api.security")
 
 ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512")
-
-
-class Unauthorized(Exception):
-    """Authentication failed; the HTTP answer is a bare 401 whatever the reason."""
 
 
 class ReplayStore(Protocol):

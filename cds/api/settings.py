@@ -65,6 +65,8 @@ class Settings:
     clock_skew_seconds: int = 60
     max_token_lifetime_seconds: int = 3600
     jwks_cache_seconds: int = 3600
+    # Register order-select and order-sign under one id (her2-order-safety) instead of one id each.
+    shared_order_service: bool = False
 
     @property
     def base_url(self) -> str:

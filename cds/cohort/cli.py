@@ -80,8 +80,9 @@ def run(
     ] = False,
 ) -> None:
     """Evaluate every patient; write findings, patients, errors.jsonl, summary.json and report.html."""
-    from cds.cohort.runner import CohortError, Interrupted, RunOptions, run_cohort
     from cds.cohort.runner import Progress as Hooks
+    from cds.cohort.runner import RunOptions, run_cohort
+    from cds.errors import CohortError, Interrupted, outcome_of
 
     if output_format not in ("parquet", "csv"):
         raise _fail(f"--format must be parquet or csv, not {output_format!r}")
@@ -144,10 +145,10 @@ def run(
         with bar:
             summary = run_cohort(opts, hooks).data
     except CohortError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(str(exc), outcome_of(exc).exit_code) from exc
     except Interrupted as exc:
         err.print(str(exc), markup=False)
-        raise typer.Exit(130) from exc
+        raise typer.Exit(outcome_of(exc).exit_code) from exc
     failed = 0
     errors_path = out / "errors.jsonl"
     with errors_path.open("rb") as handle:

@@ -425,7 +425,7 @@ class _Parser:
                 return None
         if not self._valid(resource):
             if draft:
-                raise InputRejected(f"draft order: {self.skipped.pop().reason}")
+                raise InputRejected(self.skipped.pop().reason, origin="draft order")
             return None
         start, end, dose, unit, period = self._timing_and_dose(resource)
         if draft:
@@ -502,7 +502,7 @@ class _Parser:
                 self.skipped.append(Skipped(_ref(resource), reason))
         if order is not None:
             if not isinstance(order.get("resourceType"), str) or order["resourceType"] != "MedicationRequest":
-                raise InputRejected("draft order: not a MedicationRequest")
+                raise InputRejected("not a MedicationRequest", origin="draft order")
             record.draft = self.medication(order, draft=True)
         return record
 

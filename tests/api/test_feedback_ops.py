@@ -14,7 +14,7 @@ from cds.findings.cards import CARD_EXTENSION
 from .conftest import Service
 from .helpers import FhirData, Sample, hook_body, prefetch_for
 
-ORD = "her2-order-safety"
+ORD = "her2-order-sign"
 
 
 def _cards(service: Service, samples: dict[str, Sample], fhir_data: FhirData) -> list[dict[str, Any]]:
@@ -178,8 +178,8 @@ def test_discovery_conforms(service: Service) -> None:
     pairs = {(s["id"], s["hook"]) for s in body["services"]}
     assert pairs == {
         ("her2-therapy-review", "patient-view"),
-        ("her2-order-safety", "order-select"),
-        ("her2-order-safety", "order-sign"),
+        ("her2-order-select", "order-select"),
+        ("her2-order-sign", "order-sign"),
     }
     allowed_params = {"patient", "code", "_sort", "_count", "status", "category", "date"}
     for s in body["services"]:

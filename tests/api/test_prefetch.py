@@ -174,7 +174,7 @@ def test_order_hook_for_non_her2_drug_answers_no_cards(
     }
     prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
     response = service.call(
-        "her2-order-safety", hook_body("order-sign", sample.patient_id, prefetch=prefetch, order=order)
+        "her2-order-sign", hook_body("order-sign", sample.patient_id, prefetch=prefetch, order=order)
     )
     assert response.status_code == 200
     assert response.json() == {"cards": []}
@@ -191,7 +191,7 @@ def test_order_select_without_medication_selection_needs_no_data(service: Servic
     }
     body = hook_body("order-select", sample.patient_id, order=order)
     body["context"]["selections"] = ["ServiceRequest/echo"]
-    response = service.call("her2-order-safety", body)
+    response = service.call("her2-order-select", body)
     assert response.status_code == 200
     assert response.json() == {"cards": []}
 

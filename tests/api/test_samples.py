@@ -48,7 +48,7 @@ def test_order_hooks_every_order_sample(
     sample = samples[name]
     prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
     response = service.call(
-        "her2-order-safety", hook_body(hook, sample.patient_id, prefetch=prefetch, order=sample.order)
+        f"her2-{hook}", hook_body(hook, sample.patient_id, prefetch=prefetch, order=sample.order)
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -120,7 +120,7 @@ def test_alert_card_has_override_reasons(
     sample = samples["order-tdm1-name-confusion"]
     prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
     body = service.call(
-        "her2-order-safety", hook_body("order-sign", sample.patient_id, prefetch=prefetch, order=sample.order)
+        "her2-order-sign", hook_body("order-sign", sample.patient_id, prefetch=prefetch, order=sample.order)
     ).json()
     card = next(
         c for c in body["cards"] if c["extension"][CARD_EXTENSION]["codes"] == ["order.name-confusion"]

@@ -1,0 +1,131 @@
+"""One service call from body to cards: parse, plan (per hook), gather data, evaluate, render.
+
+Errors are raised as ``cds.errors`` classes; ``cds.api.handlers`` turns them into answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from pydantic import ValidationError
+
+from cds.api import wire
+from cds.api.audit import CallRecord
+from cds.api.fhir import FhirAccess, is_outcome
+from cds.api.hooks import HOOKS, Hook, Plan
+from cds.api.runtime import Runtime
+from cds.api.services import PATIENT_KEY, Service
+from cds.errors import BadPrefetch, DataUnavailable, NotJson, RequestRejected, WrongHook
+from cds.fhir.source import raw_patient_from_resources
+from cds.findings.cards import CardContext, Rendered, render
+from cds.findings.model import Finding
+
+JSON = dict[str, Any]
+log = logging.getLogger("cds.api")
+
+
+def parse_json(body: bytes) -> JSON:
+    """The request body as a JSON object (400 otherwise)."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise NotJson("request body is not JSON") from exc
+    if not isinstance(value, dict):
+        raise RequestRejected("request body must be a JSON object")
+    return value
+
+
+def read_request(body: bytes, service: Service, call: CallRecord) -> tuple[wire.HookRequest, Hook]:
+    """Validate the CDS Hooks request for ``service`` and plan it with the hook's handler."""
+    try:
+        request = wire.HookRequest.model_validate(parse_json(body))
+    except ValidationError as exc:
+        raise RequestRejected(wire.describe(exc)) from exc
+    call.hook, call.hook_instance = request.hook, request.hookInstance
+    hook = HOOKS.get(request.hook)
+    if request.hook not in service.hooks or hook is None:
+        raise WrongHook(f"service {service.id} answers {', '.join(service.hooks)}, not {request.hook}")
+    return request, hook
+
+
+def _dedupe(resources: list[JSON]) -> list[JSON]:
+    seen: set[tuple[str, str]] = set()
+    out: list[JSON] = []
+    for resource in resources:
+        rid = resource.get("id")
+        if isinstance(rid, str):
+            key = (str(resource["resourceType"]), rid)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(resource)
+    return out
+
+
+def _order_relevant(result_facts: Any) -> bool:
+    order = result_facts.order
+    return bool(order.present and (order.her2_directed or order.agent not in (None, "other")))
+
+
+async def gather(rt: Runtime, request: wire.HookRequest, patient_id: str) -> list[JSON]:
+    """The patient's resources: prefetch first, the client's FHIR server for the rest (412 if neither)."""
+    access = FhirAccess(
+        request.fhirServer, request.fhirAuthorization.access_token if request.fhirAuthorization else None
+    )
+    assert rt.fetcher is not None
+    prefetch = request.prefetch or {}
+    fetched = [k for k in rt.templates if k not in prefetch or is_outcome(prefetch[k])]
+    try:
+        data = await rt.fetcher.gather(rt.templates, request.prefetch, patient_id, access)
+    except DataUnavailable:
+        if fetched:
+            rt.metrics.fhir_fallback.labels("failed").inc()
+        raise
+    if fetched:
+        rt.metrics.fhir_fallback.labels("ok").inc()
+    patient = data[PATIENT_KEY][0]
+    if patient.get("resourceType") != "Patient" or patient.get("id") != patient_id:
+        raise BadPrefetch("the patient data is not the Patient of context.patientId")
+    return _dedupe([r for key in rt.templates for r in data[key]])
+
+
+def evaluate(
+    rt: Runtime, service: Service, plan: Plan, resources: list[JSON], hook_instance: str
+) -> Rendered:
+    """Run the engine (once, or once per draft order) and render the cards; called in a worker thread."""
+    as_of = rt.as_of or datetime.now(UTC).replace(microsecond=0)
+    raw = raw_patient_from_resources(resources, f"hook {hook_instance}")
+    groups: list[tuple[list[Finding], CardContext]] = []
+    base = CardContext(service.id, raw.patient_ref, rt.parameters, None, rt.ruleset_labels)
+    if plan.drafts is None:
+        groups.append((rt.evaluator.evaluate(raw, as_of=as_of).evaluation.findings, base))
+    for draft in plan.drafts or ():
+        result = rt.evaluator.evaluate(raw, as_of=as_of, order=draft)
+        if _order_relevant(result.facts):
+            ctx = CardContext(
+                service.id,
+                raw.patient_ref,
+                rt.parameters,
+                f"MedicationRequest/{draft.get('id')}",
+                rt.ruleset_labels,
+            )
+            groups.append((result.evaluation.findings, ctx))
+    return render(groups)
+
+
+async def answer(rt: Runtime, service: Service, body: bytes, call: CallRecord) -> Rendered:
+    """The cards for one CDS Hooks call."""
+    request, hook = read_request(body, service, call)
+    plan = hook.read(request.context, rt.library)
+    call.patient_id = plan.patient_id
+    log.debug("call %s %s patient %s", service.id, request.hookInstance, plan.patient_id)
+    if plan.nothing_to_check:
+        return Rendered([], [], [])
+    resources = await gather(rt, request, plan.patient_id)
+    return await anyio.to_thread.run_sync(
+        lambda: evaluate(rt, service, plan, resources, request.hookInstance)
+    )
