@@ -54,7 +54,8 @@ def serve_command(
             "--trusted-issuer",
             help="A CDS client allowed to call: 'ISS|JWKS' where JWKS is the client's JWK Set URL or a local "
             "file (exchanged out of band), optionally '|AUDIENCE_BASE' when the client puts another base URL "
-            "than --public-url in aud. Repeat for several clients. Token jku values are never fetched.",
+            "than --public-url in aud. Repeat for several clients. Token jku values are never fetched: with a "
+            "JWKS URL a jku must equal it; with a file the jku is ignored and the pinned keys (kid) decide.",
         ),
     ] = None,
     public_url: Annotated[
@@ -98,6 +99,14 @@ def serve_command(
             "port and path prefix must match). Without it: any https server, plain http only to loopback.",
         ),
     ] = None,
+    shared_order_service_id: Annotated[
+        bool,
+        typer.Option(
+            "--shared-order-service-id",
+            help="Register order-select and order-sign under one id (her2-order-safety) for clients that "
+            "replace stale guidance by service id. Default: one id and URL per hook.",
+        ),
+    ] = False,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug logs patient ids; info never does.")
     ] = "info",
@@ -123,6 +132,7 @@ def serve_command(
             max_body_bytes=max_body_bytes,
             fhir_timeout_seconds=fhir_timeout,
             fhir_servers=tuple(fhir_server or ()),
+            shared_order_service=shared_order_service_id,
         )
         settings.check()
         Store(settings.database_url).dispose()  # create the schema once before workers race for it
