@@ -13,15 +13,17 @@ import anyio.to_thread
 import orjson
 from pydantic import ValidationError
 
-from cds.api import wire
+from cds.api import notices, wire
 from cds.api.audit import CallRecord
 from cds.api.fhir import FhirAccess, is_outcome
 from cds.api.hooks import HOOKS, Hook, Plan
+from cds.api.hooks.orders import draft_ref
 from cds.api.runtime import Runtime
-from cds.api.services import PATIENT_KEY, Service
-from cds.errors import BadPrefetch, DataUnavailable, NotJson, RequestRejected, WrongHook
+from cds.api.services import PATIENT_KEY, PREFETCH_DATA, Service
+from cds.errors import BadPrefetch, DataUnavailable, InputRejected, NotJson, RequestRejected, WrongHook
+from cds.fhir.parse import DRAFT_ORIGIN
 from cds.fhir.source import raw_patient_from_resources
-from cds.findings.cards import CardContext, Rendered, render
+from cds.findings.cards import CARD_EXTENSION, CardContext, Rendered, render
 from cds.findings.model import Finding
 
 JSON = dict[str, Any]
@@ -103,18 +105,29 @@ def evaluate(
     base = CardContext(service.id, raw.patient_ref, rt.parameters, None, rt.ruleset_labels)
     if plan.drafts is None:
         groups.append((rt.evaluator.evaluate(raw, as_of=as_of).evaluation.findings, base))
+    unreadable = [notices.order_unreadable(service.id, raw.patient_ref, ref, ()) for ref in plan.unreadable]
     for draft in plan.drafts or ():
-        result = rt.evaluator.evaluate(raw, as_of=as_of, order=draft)
+        ref = draft_ref(draft)
+        try:
+            result = rt.evaluator.evaluate(raw, as_of=as_of, order=draft)
+        except InputRejected as exc:
+            if exc.origin != DRAFT_ORIGIN:
+                raise
+            unreadable.append(notices.order_unreadable(service.id, raw.patient_ref, ref, ()))
+            continue
         if _order_relevant(result.facts):
-            ctx = CardContext(
-                service.id,
-                raw.patient_ref,
-                rt.parameters,
-                f"MedicationRequest/{draft.get('id')}",
-                rt.ruleset_labels,
-            )
+            ignored = plan.ignored.get(ref, ())
+            ctx = CardContext(service.id, raw.patient_ref, rt.parameters, ref, rt.ruleset_labels, ignored)
             groups.append((result.evaluation.findings, ctx))
-    return render(groups)
+    return with_notices(render(groups), unreadable)
+
+
+def with_notices(rendered: Rendered, cards: list[JSON]) -> Rendered:
+    """The service's own warning cards first, then the rules' cards."""
+    if not cards:
+        return rendered
+    codes = [c["extension"][CARD_EXTENSION]["codes"][0] for c in cards]
+    return Rendered(cards + rendered.cards, rendered.system_actions, codes + rendered.codes)
 
 
 async def answer(rt: Runtime, service: Service, body: bytes, call: CallRecord) -> Rendered:
@@ -125,7 +138,17 @@ async def answer(rt: Runtime, service: Service, body: bytes, call: CallRecord) -
     log.debug("call %s %s patient %s", service.id, request.hookInstance, plan.patient_id)
     if plan.nothing_to_check:
         return Rendered([], [], [])
-    resources = await gather(rt, request, plan.patient_id)
+    patient_ref = f"Patient/{plan.patient_id}"
+    if not plan.drafts and plan.unreadable:  # nothing checkable: no need for the patient's data
+        cards = [notices.order_unreadable(service.id, patient_ref, ref, ()) for ref in plan.unreadable]
+        return with_notices(Rendered([], [], []), cards)
+    try:
+        resources = await gather(rt, request, plan.patient_id)
+    except DataUnavailable as exc:
+        if service.id not in rt.settings.warn_on_missing_data:
+            raise
+        which = PREFETCH_DATA.get(exc.origin or "", "the patient's record")
+        return with_notices(Rendered([], [], []), [notices.data_unavailable(service.id, patient_ref, which)])
     return await anyio.to_thread.run_sync(
         lambda: evaluate(rt, service, plan, resources, request.hookInstance)
     )

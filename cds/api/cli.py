@@ -54,8 +54,9 @@ def serve_command(
             "--trusted-issuer",
             help="A CDS client allowed to call: 'ISS|JWKS' where JWKS is the client's JWK Set URL or a local "
             "file (exchanged out of band), optionally '|AUDIENCE_BASE' when the client puts another base URL "
-            "than --public-url in aud. Repeat for several clients. Token jku values are never fetched: with a "
-            "JWKS URL a jku must equal it; with a file the jku is ignored and the pinned keys (kid) decide.",
+            "than --public-url in aud. Repeat for several clients. Token jku values are never fetched: "
+            "with a JWKS URL a jku must equal it; with a file the jku is ignored and the pinned keys "
+            "(kid) decide.",
         ),
     ] = None,
     public_url: Annotated[
@@ -107,6 +108,15 @@ def serve_command(
             "replace stale guidance by service id. Default: one id and URL per hook.",
         ),
     ] = False,
+    warn_on_missing_data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--warn-on-missing-data",
+            help="SERVICE_ID (repeatable) that answers 'data not obtainable' with one warning card "
+            "'HER2 safety checks could not run: <which data>' instead of 412, for EHRs that show an error "
+            "as 'no recommendations'.",
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug logs patient ids; info never does.")
     ] = "info",
@@ -133,6 +143,7 @@ def serve_command(
             fhir_timeout_seconds=fhir_timeout,
             fhir_servers=tuple(fhir_server or ()),
             shared_order_service=shared_order_service_id,
+            warn_on_missing_data=tuple(warn_on_missing_data or ()),
         )
         settings.check()
         Store(settings.database_url).dispose()  # create the schema once before workers race for it

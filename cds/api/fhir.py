@@ -185,13 +185,21 @@ class FhirFetcher:
             else:
                 pending[key] = prefetch[key]
         if prefetch.get(PATIENT_KEY, 0) is None:
-            raise DataUnavailable("prefetch.patient is null: the patient does not exist")
+            raise DataUnavailable("prefetch.patient is null: the patient does not exist", origin=PATIENT_KEY)
 
         async def from_prefetch(key: str) -> tuple[str, list[JSON]]:
-            return key, await self.interpret(key, pending[key], access, fetched=False)
+            try:
+                return key, await self.interpret(key, pending[key], access, fetched=False)
+            except DataUnavailable as exc:
+                exc.origin = exc.origin or key  # which data was missing, for the caller to name
+                raise
 
         async def from_server(key: str) -> tuple[str, list[JSON]]:
-            return key, await self.query(key, render_template(templates[key], patient_id), access)
+            try:
+                return key, await self.query(key, render_template(templates[key], patient_id), access)
+            except DataUnavailable as exc:
+                exc.origin = exc.origin or key
+                raise
 
         jobs = [from_prefetch(k) for k in pending] + [from_server(k) for k in to_fetch]
         try:
@@ -201,5 +209,5 @@ class FhirFetcher:
         for key, resources in done:
             results[key] = resources
         if not results.get(PATIENT_KEY):
-            raise DataUnavailable("no Patient resource")
+            raise DataUnavailable("no Patient resource", origin=PATIENT_KEY)
         return results

@@ -47,6 +47,19 @@ _OBSERVATION_GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = 
     ),
     ("cardiacAndWeightObservations", ("lvef", "weight"), ()),
 )
+# What each prefetch key holds, in the words a clinician reads on a "could not run" card.
+PREFETCH_DATA: dict[str, str] = {
+    PATIENT_KEY: "the patient record",
+    "tumorObservations": "HER2, hormone receptor and staging results",
+    "labObservations": "laboratory results",
+    "cardiacAndWeightObservations": "LVEF and body weight",
+    "conditions": "conditions",
+    "procedures": "procedures",
+    "allergies": "allergies",
+    "medicationRequests": "medication orders",
+    "medicationAdministrations": "medication administrations",
+    "medicationStatements": "medication statements",
+}
 _SEARCHES: tuple[tuple[str, str], ...] = (
     ("conditions", "Condition"),
     ("procedures", "Procedure"),

@@ -67,6 +67,9 @@ class Settings:
     jwks_cache_seconds: int = 3600
     # Register order-select and order-sign under one id (her2-order-safety) instead of one id each.
     shared_order_service: bool = False
+    # Services that answer "data not obtainable" with one warning card instead of 412 (for EHRs
+    # that show an error as "no recommendations").
+    warn_on_missing_data: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -95,6 +98,7 @@ class Settings:
         data["issuers"] = tuple(TrustedIssuer(**i) for i in data.get("issuers", ()))
         data["cors_origins"] = tuple(data.get("cors_origins", ()))
         data["fhir_servers"] = tuple(data.get("fhir_servers", ()))
+        data["warn_on_missing_data"] = tuple(data.get("warn_on_missing_data", ()))
         return cls(**data)
 
     @classmethod

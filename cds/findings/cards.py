@@ -104,6 +104,8 @@ class CardContext:
     parameters: Mapping[str, Any]
     draft_order_ref: str | None = None
     ruleset_labels: Mapping[str, str] = field(default_factory=dict)
+    # fields of the draft that were not valid FHIR R4 and that no rule reads: checked without them
+    ignored_fields: tuple[str, ...] = ()
 
 
 def _prune(value: Any) -> Any:
@@ -291,11 +293,15 @@ def card_for(finding: Finding, ctx: CardContext) -> JSON:
         if e.url.startswith(("https://", "http://"))
     ]
     label = ctx.ruleset_labels.get(rule.ruleset, f"HER2 CDS: {rule.ruleset} {rule.version}")
+    detail = detail_markdown(finding)
+    if ctx.ignored_fields:
+        named = ", ".join(f"`{f}`" for f in ctx.ignored_fields)
+        detail += f"\n\nIgnored in the draft order (not valid FHIR R4, not read by these checks): {named}."
     card: JSON = {
         "uuid": card_id,
         "summary": shorten(finding.summary),
         "indicator": INDICATOR[finding.severity],
-        "detail": detail_markdown(finding),
+        "detail": detail,
         "source": {
             "label": label,
             "url": finding.evidence[0].url if finding.evidence else SOURCE_URL,
@@ -331,6 +337,7 @@ def card_for(finding: Finding, ctx: CardContext) -> JSON:
                     }
                 ],
                 "draftOrder": ctx.draft_order_ref,
+                "ignoredFields": list(ctx.ignored_fields),
             }
         },
     }

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from cds.api import wire
 from cds.api.hooks import Hook, Plan, register
-from cds.api.hooks.orders import medication_drafts
+from cds.api.hooks.orders import medication_drafts, plan_drafts
 from cds.engine.library import RuleLibrary
 
 
-def _plan(context: wire.OrderSignContext, _library: RuleLibrary) -> Plan:
+def _plan(context: wire.OrderSignContext, library: RuleLibrary) -> Plan:
     drafts = medication_drafts(context.draftOrders.resources(), context.patientId)
-    return Plan(patient_id=context.patientId, drafts=tuple(drafts))
+    return plan_drafts(drafts, context.patientId, library)
 
 
 HOOK = register(Hook("order-sign", wire.OrderSignContext, _plan))
