@@ -20,6 +20,7 @@ from cds.api.hooks import HOOKS, Hook, Plan
 from cds.api.hooks.orders import draft_ref
 from cds.api.runtime import Runtime
 from cds.api.services import PATIENT_KEY, PREFETCH_DATA, Service
+from cds.engine.runtime import getter
 from cds.errors import BadPrefetch, DataUnavailable, InputRejected, NotJson, RequestRejected, WrongHook
 from cds.fhir.parse import DRAFT_ORIGIN
 from cds.fhir.source import raw_patient_from_resources
@@ -102,9 +103,18 @@ def evaluate(
     as_of = rt.as_of or datetime.now(UTC).replace(microsecond=0)
     raw = raw_patient_from_resources(resources, f"hook {hook_instance}")
     groups: list[tuple[list[Finding], CardContext]] = []
-    base = CardContext(service.id, raw.patient_ref, rt.parameters, None, rt.ruleset_labels)
     if plan.drafts is None:
-        groups.append((rt.evaluator.evaluate(raw, as_of=as_of).evaluation.findings, base))
+        result = rt.evaluator.evaluate(raw, as_of=as_of)
+        base = CardContext(
+            service.id,
+            raw.patient_ref,
+            rt.parameters,
+            None,
+            rt.ruleset_labels,
+            wording=rt.wording,
+            facts=getter(result.facts),
+        )
+        groups.append((result.evaluation.findings, base))
     unreadable = [notices.order_unreadable(service.id, raw.patient_ref, ref, ()) for ref in plan.unreadable]
     for draft in plan.drafts or ():
         ref = draft_ref(draft)
@@ -117,7 +127,16 @@ def evaluate(
             continue
         if _order_relevant(result.facts):
             ignored = plan.ignored.get(ref, ())
-            ctx = CardContext(service.id, raw.patient_ref, rt.parameters, ref, rt.ruleset_labels, ignored)
+            ctx = CardContext(
+                service.id,
+                raw.patient_ref,
+                rt.parameters,
+                ref,
+                rt.ruleset_labels,
+                ignored,
+                wording=rt.wording,
+                facts=getter(result.facts),
+            )
             groups.append((result.evaluation.findings, ctx))
     return with_notices(render(groups), unreadable)
 

@@ -22,6 +22,7 @@ from cds.api.settings import Settings
 from cds.api.store import Store
 from cds.engine.library import RuleLibrary, load_library
 from cds.evaluate import Evaluator, default_rules_dir, parse_as_of
+from cds.findings.wording import Wording, load_wording
 
 log = logging.getLogger("cds.api")
 
@@ -42,10 +43,16 @@ class Runtime:
     parameters: dict[str, Any]
     ruleset_labels: dict[str, str]
     as_of: datetime | None
+    wording: Wording
     http: httpx.AsyncClient | None = None
     fetcher: FhirFetcher | None = None
     verifier: JwtVerifier | None = None
     keys: KeyCache | None = field(default=None, repr=False)
+
+
+def drug_names(library: RuleLibrary) -> dict[str, str]:
+    """Agent key -> the name cards show, from the drug knowledge (short ``label``, else ``display``)."""
+    return {key: agent.label or agent.display for key, agent in library.valuesets.agents.items()}
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -67,6 +74,7 @@ def build_runtime(settings: Settings) -> Runtime:
         parameters=dict(library.parameters),
         ruleset_labels={r.name: f"HER2 CDS: {r.name} {r.version}" for r in library.rulesets},
         as_of=parse_as_of(settings.as_of) if settings.as_of else None,
+        wording=load_wording(rules_dir, drug_names(library)),
     )
     if settings.insecure_dev:
         log.warning("INSECURE DEV MODE: unsigned CDS Hooks calls are accepted. Never use with real patients.")

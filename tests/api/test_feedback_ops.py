@@ -135,7 +135,7 @@ def test_audit_row_per_call_without_phi(
     assert [r["status"] for r in rows] == [200, 400]
     ok = rows[0]
     assert ok["hook"] == "patient-view" and ok["hook_instance"] == body["hookInstance"]
-    assert ok["finding_codes"] == "rec.mbc2.tdm1,rec.mbc2.tdxd"
+    assert ok["finding_codes"] == "rec.mbc2.tdxd,rec.mbc2.tdm1"  # card order: preferred first
     assert "her2-therapy@" in ok["rulesets"] and ok["latency_ms"] > 0
     assert ok["patient_hash"] == store.patient_hash(s.patient_id) and len(ok["patient_hash"]) == 64
     assert ok["issuer"] == service.es384.iss

@@ -95,7 +95,7 @@ def test_recommendation_card_content(
     tdxd = next(c for c in cards if c["extension"][CARD_EXTENSION]["codes"] == ["rec.mbc2.tdxd"])
     assert tdxd["indicator"] == "info"
     assert tdxd["source"]["topic"]["code"] == "rec.mbc2.tdxd"
-    assert "**Based on**" in tdxd["detail"] and "`her2.category` = positive" in tdxd["detail"]
+    assert "**Based on**\n\n- HER2 status: positive\n- Setting: metastatic disease\n" in tdxd["detail"]
     assert "DESTINY-Breast03" in tdxd["detail"]
     assert any(link["label"] == "DESTINY-Breast03" for link in tdxd["links"])
     assert tdxd["selectionBehavior"] == "at-most-one"
