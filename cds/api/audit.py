@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio.to_thread
 
@@ -12,6 +13,7 @@ from cds.api.runtime import Runtime
 from cds.api.store import IssuedCard
 from cds.findings.cards import CARD_EXTENSION, Rendered
 
+JSON = dict[str, Any]
 log = logging.getLogger("cds.api")
 
 
@@ -29,6 +31,19 @@ class CallRecord:
     issuer: str | None = None
 
 
+def issued_cards(cards: list[JSON]) -> list[IssuedCard]:
+    """What the store remembers of each card: uuid, finding code, rule id and version, severity."""
+    out = []
+    for c in cards:
+        ext = c["extension"][CARD_EXTENSION]
+        out.append(
+            IssuedCard(
+                c["uuid"], ext["codes"][0], ext["rules"][0]["id"], ext["rules"][0]["version"], ext["severity"]
+            )
+        )
+    return out
+
+
 async def finish(
     rt: Runtime, call: CallRecord, status: int, rendered: Rendered | None, reason: str | None
 ) -> None:
@@ -38,15 +53,7 @@ async def finish(
         rt.metrics.requests.labels("feedback", service, "", str(status)).inc()
         return
     latency = (time.perf_counter() - call.started) * 1000
-    issued = [
-        IssuedCard(
-            c["uuid"],
-            c["extension"][CARD_EXTENSION]["codes"][0],
-            c["extension"][CARD_EXTENSION]["rules"][0]["id"],
-            c["extension"][CARD_EXTENSION]["rules"][0]["version"],
-        )
-        for c in (rendered.cards if rendered else [])
-    ]
+    issued = issued_cards(rendered.cards if rendered else [])
     rt.metrics.requests.labels("service", service, call.hook or "", str(status)).inc()
     if status == 200:
         rt.metrics.latency.labels(call.service_id, call.hook or "").observe(latency / 1000)

@@ -14,12 +14,13 @@ import orjson
 from pydantic import ValidationError
 
 from cds.api import notices, wire
-from cds.api.audit import CallRecord
+from cds.api.audit import CallRecord, issued_cards
 from cds.api.fhir import FhirAccess, is_outcome
 from cds.api.hooks import HOOKS, Hook, Plan
 from cds.api.hooks.orders import draft_ref
 from cds.api.runtime import Runtime
 from cds.api.services import PATIENT_KEY, PREFETCH_DATA, Service
+from cds.api.store import stamp
 from cds.engine.runtime import getter
 from cds.errors import BadPrefetch, DataUnavailable, InputRejected, NotJson, RequestRejected, WrongHook
 from cds.fhir.parse import DRAFT_ORIGIN
@@ -149,6 +150,38 @@ def with_notices(rendered: Rendered, cards: list[JSON]) -> Rendered:
     return Rendered(cards + rendered.cards, rendered.system_actions, codes + rendered.codes)
 
 
+INFO_KIND = "info"
+
+
+def _keep(rendered: Rendered, cards: list[JSON]) -> Rendered:
+    codes = [c["extension"][CARD_EXTENSION]["codes"][0] for c in cards]
+    return Rendered(cards, rendered.system_actions, codes)
+
+
+async def against_fatigue(rt: Runtime, service: Service, hook: str, rendered: Rendered) -> Rendered:
+    """Hold back what the clinician need not see again.
+
+    patient-view fires on every chart open: unless the service is configured for info cards, only
+    actionable cards are shown. A card overridden with a coded reason stays quiet for the same
+    patient, rule version and basis values (its uuid encodes them) for ``override_quiet_days``,
+    unless its severity rose; quieted cards are counted (metrics, feedback report).
+    """
+    cards = rendered.cards
+    if hook == "patient-view" and service.id not in rt.settings.info_cards:
+        cards = [c for c in cards if c["extension"][CARD_EXTENSION]["kind"] != INFO_KIND]
+    if rt.settings.override_quiet_days > 0 and cards:
+        issued = issued_cards(cards)
+        now = stamp(rt.clock())
+        quiet = await anyio.to_thread.run_sync(lambda: rt.store.quieted(service.id, issued, now))
+        if quiet:
+            held = [c for c in issued if c.uuid in quiet]
+            await anyio.to_thread.run_sync(lambda: rt.store.count_suppressed(service.id, held))
+            for c in held:
+                rt.metrics.suppressed.labels(service.id, c.code).inc()
+            cards = [c for c in cards if c["uuid"] not in quiet]
+    return rendered if cards is rendered.cards else _keep(rendered, cards)
+
+
 async def answer(rt: Runtime, service: Service, body: bytes, call: CallRecord) -> Rendered:
     """The cards for one CDS Hooks call."""
     request, hook = read_request(body, service, call)
@@ -168,6 +201,7 @@ async def answer(rt: Runtime, service: Service, body: bytes, call: CallRecord) -
             raise
         which = PREFETCH_DATA.get(exc.origin or "", "the patient's record")
         return with_notices(Rendered([], [], []), [notices.data_unavailable(service.id, patient_ref, which)])
-    return await anyio.to_thread.run_sync(
+    rendered = await anyio.to_thread.run_sync(
         lambda: evaluate(rt, service, plan, resources, request.hookInstance)
     )
+    return await against_fatigue(rt, service, request.hook, rendered)

@@ -117,6 +117,22 @@ def serve_command(
             "as 'no recommendations'.",
         ),
     ] = None,
+    info_cards: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--info-cards",
+            help="SERVICE_ID (repeatable) of a patient-view service that also shows info cards (continue, "
+            "not applicable). Default: patient-view shows only actionable cards.",
+        ),
+    ] = None,
+    override_quiet_days: Annotated[
+        float,
+        typer.Option(
+            "--override-quiet-days",
+            help="Days a card overridden with a reason is not shown again for the same patient, rule version "
+            "and basis values (it returns at once if a value changes or severity rises). 0 turns this off.",
+        ),
+    ] = 7.0,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug logs patient ids; info never does.")
     ] = "info",
@@ -144,6 +160,8 @@ def serve_command(
             fhir_servers=tuple(fhir_server or ()),
             shared_order_service=shared_order_service_id,
             warn_on_missing_data=tuple(warn_on_missing_data or ()),
+            info_cards=tuple(info_cards or ()),
+            override_quiet_days=override_quiet_days,
         )
         settings.check()
         Store(settings.database_url).dispose()  # create the schema once before workers race for it
@@ -221,6 +239,7 @@ def feedback_report(
                 "accepted": r.accepted,
                 "overridden": r.overridden,
                 "override_rate": r.override_rate,
+                "suppressed": r.suppressed,
                 "top_override_reasons": [{"reason": k, "count": n} for k, n in r.top_reasons],
             }
             for r in rows
@@ -239,6 +258,7 @@ def feedback_report(
         "accepted",
         "overridden",
         "override rate",
+        "suppressed",
         "reasons",
     ):
         table.add_column(col)
@@ -246,6 +266,14 @@ def feedback_report(
         rate = "-" if r.override_rate is None else f"{r.override_rate:.0%}"
         reasons = ", ".join(f"{k} ({n})" for k, n in r.top_reasons)
         table.add_row(
-            r.rule_id, r.rule_version, r.code, str(r.shown), str(r.accepted), str(r.overridden), rate, reasons
+            r.rule_id,
+            r.rule_version,
+            r.code,
+            str(r.shown),
+            str(r.accepted),
+            str(r.overridden),
+            rate,
+            str(r.suppressed),
+            reasons,
         )
     out.print(table)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ class Runtime:
     ruleset_labels: dict[str, str]
     as_of: datetime | None
     wording: Wording
+    # the service's clock (override-aware suppression); tests pin it
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     http: httpx.AsyncClient | None = None
     fetcher: FhirFetcher | None = None
     verifier: JwtVerifier | None = None

@@ -70,6 +70,11 @@ class Settings:
     # Services that answer "data not obtainable" with one warning card instead of 412 (for EHRs
     # that show an error as "no recommendations").
     warn_on_missing_data: tuple[str, ...] = ()
+    # patient-view services that also show info cards ("continue", "not applicable"); by default
+    # patient-view shows only actionable cards (alerts, gaps, recommendations)
+    info_cards: tuple[str, ...] = ()
+    # days a card overridden with a reason stays quiet (same patient, rule version, basis); 0: off
+    override_quiet_days: float = 7.0
 
     @property
     def base_url(self) -> str:
@@ -99,6 +104,7 @@ class Settings:
         data["cors_origins"] = tuple(data.get("cors_origins", ()))
         data["fhir_servers"] = tuple(data.get("fhir_servers", ()))
         data["warn_on_missing_data"] = tuple(data.get("warn_on_missing_data", ()))
+        data["info_cards"] = tuple(data.get("info_cards", ()))
         return cls(**data)
 
     @classmethod

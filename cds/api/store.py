@@ -73,6 +73,8 @@ issued_card = Table(
     Column("first_seen", String(32), nullable=False),
     Column("last_seen", String(32), nullable=False),
     Column("times_shown", Integer, nullable=False),
+    Column("times_suppressed", Integer, nullable=False, server_default="0"),
+    Column("severity", String(16)),
 )
 feedback = Table(
     "cds_feedback",
@@ -93,6 +95,16 @@ feedback = Table(
     Column("received_at", String(32), nullable=False),
     UniqueConstraint("service", "card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_event"),
 )
+# Cards a clinician overrode with a reason: not shown again for the same card (same patient, rule
+# version and basis values: the card uuid encodes them) until ``until``, unless severity rises.
+suppression = Table(
+    "cds_suppression",
+    metadata,
+    Column("card_uuid", String(100), primary_key=True),
+    Column("service", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("until", String(32), nullable=False),
+)
 seen_jti = Table(
     "cds_seen_jti",
     metadata,
@@ -103,7 +115,16 @@ seen_jti = Table(
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return stamp(datetime.now(UTC))
+
+
+def stamp(when: datetime) -> str:
+    """The stored form of an instant (UTC, fixed width, so strings compare like instants)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+NO_REASON = "dismissed, no reason"
 
 
 @dataclass(frozen=True)
@@ -114,6 +135,7 @@ class IssuedCard:
     code: str
     rule_id: str
     rule_version: str
+    severity: str = "info"
 
 
 @dataclass(frozen=True)
@@ -141,6 +163,7 @@ class RuleReport:
     accepted: int
     overridden: int
     top_reasons: tuple[tuple[str, int], ...]
+    suppressed: int = 0
 
     @property
     def override_rate(self) -> float | None:
@@ -256,6 +279,8 @@ class Store:
                             "first_seen": now,
                             "last_seen": now,
                             "times_shown": 1,
+                            "times_suppressed": 0,
+                            "severity": c.severity,
                         }
                         for c in cards
                     ]
@@ -273,10 +298,21 @@ class Store:
             rows = conn.execute(
                 select(issued_card).where(issued_card.c.service == service, issued_card.c.uuid.in_(uuids))
             ).all()
-        return {r.uuid: IssuedCard(r.uuid, r.code, r.rule_id, r.rule_version) for r in rows}
+        return {
+            r.uuid: IssuedCard(r.uuid, r.code, r.rule_id, r.rule_version, r.severity or "info") for r in rows
+        }
 
-    def add_feedback(self, service: str, items: Sequence[FeedbackItem], cards: dict[str, IssuedCard]) -> int:
-        """Store feedback; a repeated (card, outcome, timestamp) is ignored. Returns how many were new."""
+    def add_feedback(
+        self,
+        service: str,
+        items: Sequence[FeedbackItem],
+        cards: dict[str, IssuedCard],
+        quiet_until: str | None = None,
+    ) -> int:
+        """Store feedback; a repeated (card, outcome, timestamp) is ignored. Returns how many were new.
+
+        An override with a coded reason quiets that card until ``quiet_until`` (None: never).
+        """
         now = _now()
         rows = [
             {
@@ -304,7 +340,68 @@ class Store:
                     index_elements=["service", "card_uuid", "outcome", "outcome_timestamp"]
                 )
             )
+            quiet = [
+                {
+                    "card_uuid": i.card,
+                    "service": service,
+                    "severity": cards[i.card].severity,
+                    "until": quiet_until,
+                }
+                for i in items
+                if quiet_until and i.outcome == "overridden" and i.reason_code
+            ]
+            if quiet:
+                stmt = self._insert(suppression).values(quiet)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[suppression.c.card_uuid],
+                        set_={"until": stmt.excluded.until, "severity": stmt.excluded.severity},
+                    )
+                )
         return int(result.rowcount)
+
+    def quieted(self, service: str, cards: Sequence[IssuedCard], now: str) -> set[str]:
+        """The cards still quiet at ``now``: overridden with a reason, period not over, severity not risen."""
+        if not cards:
+            return set()
+        by_uuid = {c.uuid: c for c in cards}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(suppression).where(
+                    suppression.c.service == service,
+                    suppression.c.card_uuid.in_(sorted(by_uuid)),
+                    suppression.c.until > now,
+                )
+            ).all()
+        return {
+            r.card_uuid
+            for r in rows
+            if SEVERITY_RANK.get(by_uuid[r.card_uuid].severity, 0) <= SEVERITY_RANK.get(r.severity, 0)
+        }
+
+    def count_suppressed(self, service: str, cards: Sequence[IssuedCard]) -> None:
+        """Count cards held back by override-aware suppression (shown in the feedback report)."""
+        now = _now()
+        with self.engine.begin() as conn:
+            for c in cards:
+                stmt = self._insert(issued_card).values(
+                    uuid=c.uuid,
+                    service=service,
+                    code=c.code,
+                    rule_id=c.rule_id,
+                    rule_version=c.rule_version,
+                    first_seen=now,
+                    last_seen=now,
+                    times_shown=0,
+                    times_suppressed=1,
+                    severity=c.severity,
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[issued_card.c.uuid],
+                        set_={"times_suppressed": issued_card.c.times_suppressed + 1},
+                    )
+                )
 
     def report(self) -> list[RuleReport]:
         """Per rule version: cards shown, accepted, overridden and the most common override reasons."""
@@ -315,6 +412,7 @@ class Store:
                     issued_card.c.rule_version,
                     issued_card.c.code,
                     func.sum(issued_card.c.times_shown),
+                    func.sum(issued_card.c.times_suppressed),
                 ).group_by(issued_card.c.rule_id, issued_card.c.rule_version, issued_card.c.code)
             ).all()
             outcomes = conn.execute(
@@ -326,7 +424,7 @@ class Store:
                 select(
                     feedback.c.rule_id,
                     feedback.c.rule_version,
-                    func.coalesce(feedback.c.reason_code, "(comment only)"),
+                    func.coalesce(feedback.c.reason_code, NO_REASON),
                     func.count(),
                 )
                 .where(feedback.c.outcome == "overridden")
@@ -339,12 +437,19 @@ class Store:
         for rule_id, version, code, n in reasons:
             why.setdefault((rule_id, version), []).append((str(code), int(n)))
         out = []
-        for rule_id, version, code, n in shown:
+        for rule_id, version, code, n, quiet in shown:
             c = counts.get((rule_id, version), {})
             top = tuple(sorted(why.get((rule_id, version), []), key=lambda x: (-x[1], x[0]))[:3])
             out.append(
                 RuleReport(
-                    rule_id, version, code, int(n or 0), c.get("accepted", 0), c.get("overridden", 0), top
+                    rule_id,
+                    version,
+                    code,
+                    int(n or 0),
+                    c.get("accepted", 0),
+                    c.get("overridden", 0),
+                    top,
+                    int(quiet or 0),
                 )
             )
         out.sort(key=lambda r: (-(r.override_rate or 0.0), -r.shown, r.rule_id, r.rule_version))

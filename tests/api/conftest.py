@@ -166,5 +166,9 @@ def service(
     templates: dict[str, str],
     log_records: _Records,
 ) -> Iterator[Service]:
-    with running_service(tmp_path_factory.mktemp("cds-api"), fhir_side, templates) as running:
+    # shared by tests that repeat calls after sending feedback: override-aware suppression (tested
+    # on its own service in test_fatigue) would hide the cards they check
+    with running_service(
+        tmp_path_factory.mktemp("cds-api"), fhir_side, templates, override_quiet_days=0.0
+    ) as running:
         yield running

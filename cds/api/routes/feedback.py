@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -11,7 +13,7 @@ from cds.api import wire
 from cds.api.audit import finish
 from cds.api.call import parse_json
 from cds.api.deps import FeedbackCall, RuntimeDep
-from cds.api.store import FeedbackItem
+from cds.api.store import FeedbackItem, stamp
 from cds.errors import RequestRejected, UnknownCard
 
 router = APIRouter(tags=["CDS Hooks"])
@@ -59,6 +61,8 @@ async def cds_feedback(service_id: str, request: Request, call: FeedbackCall, rt
     if unknown:
         raise UnknownCard(f"{len(unknown)} card uuid(s) were not issued by {service_id}")
     items = [_item(f) for f in parsed.feedback]
-    stored = await anyio.to_thread.run_sync(lambda: rt.store.add_feedback(service_id, items, cards))
+    days = rt.settings.override_quiet_days
+    until = stamp(rt.clock() + timedelta(days=days)) if days > 0 else None
+    stored = await anyio.to_thread.run_sync(lambda: rt.store.add_feedback(service_id, items, cards, until))
     await finish(rt, call, 200, None, None)
     return JSONResponse({"stored": stored, "duplicates": len(items) - stored})
