@@ -47,10 +47,13 @@ def create_app(settings: Settings) -> FastAPI:
         description="CDS Hooks 2.0 services for HER2-positive breast cancer therapy and draft-order safety. "
         "See docs/cds-hooks.md.",
         lifespan=lifespan,
+        docs_url=None,  # served by routes.docs from local assets (no CDN)
+        redoc_url=None,
     )
     app.state.runtime = build_runtime(settings)
-    for module in (routes.discovery, routes.services, routes.feedback, routes.operations):
+    for module in (routes.discovery, routes.services, routes.feedback, routes.operations, routes.docs):
         app.include_router(module.router)
+    app.mount(routes.docs.ASSETS, routes.docs.assets(), name="docs-assets")
     handlers.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -92,6 +92,16 @@ def serve_command(
     fhir_timeout: Annotated[
         float, typer.Option("--fhir-timeout", help="Seconds allowed for all FHIR fallback fetches of a call.")
     ] = 4.0,
+    fhir_max_connections: Annotated[
+        int,
+        typer.Option("--fhir-max-connections", help="Open connections per worker for FHIR fallback fetches."),
+    ] = 64,
+    fhir_connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--fhir-connect-timeout", help="Seconds to open a connection to a FHIR server (fallback fetches)."
+        ),
+    ] = 1.0,
     fhir_server: Annotated[
         list[str] | None,
         typer.Option(
@@ -158,6 +168,8 @@ def serve_command(
             max_body_bytes=max_body_bytes,
             fhir_timeout_seconds=fhir_timeout,
             fhir_servers=tuple(fhir_server or ()),
+            fhir_max_connections=fhir_max_connections,
+            fhir_connect_timeout_seconds=fhir_connect_timeout,
             shared_order_service=shared_order_service_id,
             warn_on_missing_data=tuple(warn_on_missing_data or ()),
             info_cards=tuple(info_cards or ()),

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 import orjson
@@ -35,8 +35,13 @@ class FhirAccess:
 
 
 def render_template(template: str, patient_id: str) -> str:
-    """Fill the only token our templates use; ``patient_id`` was validated as a FHIR id."""
-    return template.replace(PATIENT_TOKEN, patient_id)
+    """Fill the only token our templates use (``patient_id`` was validated as a FHIR id) and
+    percent-encode each query value (``|`` in ``system|code`` tokens becomes ``%7C``)."""
+    path, _, query = template.replace(PATIENT_TOKEN, patient_id).partition("?")
+    if not query:
+        return path
+    pairs = [part.partition("=") for part in query.split("&")]
+    return path + "?" + "&".join(f"{name}={quote(value, safe=',')}" for name, _, value in pairs)
 
 
 def is_outcome(value: Any) -> bool:

@@ -90,10 +90,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the shared HTTP client (FHIR fallback, JWKS) and the JWT verifier; close them on exit."""
     rt: Runtime = app.state.runtime
     settings = rt.settings
-    timeout = httpx.Timeout(settings.fhir_timeout_seconds, connect=min(1.0, settings.fhir_timeout_seconds))
-    async with httpx.AsyncClient(
-        timeout=timeout, follow_redirects=False, limits=httpx.Limits(max_connections=64)
-    ) as client:
+    timeout = httpx.Timeout(
+        settings.fhir_timeout_seconds,
+        connect=min(settings.fhir_connect_timeout_seconds, settings.fhir_timeout_seconds),
+    )
+    limits = httpx.Limits(max_connections=settings.fhir_max_connections)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, limits=limits) as client:
         rt.http = client
         rt.fetcher = FhirFetcher(
             client,

@@ -62,6 +62,10 @@ class Settings:
     # empty: any https server, and plain http only to loopback (local development).
     fhir_servers: tuple[str, ...] = ()
     fhir_max_pages: int = 50
+    # the FHIR fallback's HTTP client: connections per worker, and seconds to connect (the whole
+    # fallback of a call is bounded by fhir_timeout_seconds)
+    fhir_max_connections: int = 64
+    fhir_connect_timeout_seconds: float = 1.0
     clock_skew_seconds: int = 60
     max_token_lifetime_seconds: int = 3600
     jwks_cache_seconds: int = 3600

@@ -39,6 +39,9 @@ def test_no_prefetch_fetches_everything_from_fhir_server(
     assert len(seen) > len(service.templates)
     assert any("_offset=20" in r for r in seen), "next links were not followed"
     assert set(service.fhir_log.auth[start:]) == {"Bearer fhir-access-token"}
+    # query values are percent-encoded: the | of system|code tokens travels as %7C
+    coded = [r for r in seen if "code=" in r and "_offset" not in r]
+    assert coded and all("http%3A%2F%2Floinc.org%7C" in r and "|" not in r for r in coded)
 
 
 def test_partial_prefetch_fetches_only_missing_keys(
