@@ -302,10 +302,11 @@ def clinical_content_markdown(library: RuleLibrary) -> str:
 
 
 # --- sub-commands owned by other packages: each registers itself on the line(s) below ---
-from cds.api.cli import feedback_app, serve_command  # noqa: E402
+from cds.api.cli import feedback_app, hooks_app, serve_command  # noqa: E402
 
 app.command("serve")(serve_command)
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(hooks_app, name="hooks")
 from cds.authoring.cli import register as _register_authoring  # noqa: E402
 
 _register_authoring(app, rules_app)

@@ -18,9 +18,10 @@ from rich.table import Table
 from cds.api.metrics import MULTIPROC_ENV
 from cds.api.settings import SETTINGS_ENV, Settings, TrustedIssuer
 from cds.api.store import Store
-from cds.errors import CdsError
+from cds.errors import CdsError, outcome_of
 
 feedback_app = typer.Typer(help="Clinician feedback on CDS Hooks cards.", no_args_is_help=True)
+hooks_app = typer.Typer(help="CDS Hooks integration helpers.", no_args_is_help=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, width=160)
 
@@ -289,3 +290,44 @@ def feedback_report(
             reasons,
         )
     out.print(table)
+
+
+@hooks_app.command("request")
+def hooks_request(
+    bundle: Annotated[Path, typer.Argument(help="A patient file (FHIR Bundle, resource array or NDJSON).")],
+    hook: Annotated[
+        str, typer.Option("--hook", help="patient-view, order-select or order-sign.")
+    ] = "patient-view",
+    order: Annotated[
+        Path | None, typer.Option("--order", help="The draft MedicationRequest (JSON) for the order hooks.")
+    ] = None,
+    user: Annotated[str, typer.Option("--user", help="context.userId.")] = "Practitioner/example",
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="Rules directory (default: the bundled rules/).")
+    ] = None,
+) -> None:
+    """Print a spec-valid CDS Hooks request for BUNDLE, prefetch filled from the service's own templates.
+
+    Example: ``cds hooks request fhir_samples/mbc-second-line.json > req.json`` then
+    ``curl -H 'Content-Type: application/json' -d @req.json http://127.0.0.1:8000/cds-services/her2-therapy-review``.
+    """
+    from cds.api.request import build_request
+    from cds.api.services import prefetch_templates
+    from cds.engine.library import load_library
+    from cds.evaluate import default_rules_dir
+    from cds.fhir.source import raw_patient_from_path, read_order
+
+    try:
+        raw = raw_patient_from_path(bundle)
+        draft = read_order(order.read_bytes(), str(order)) if order is not None else None
+        templates = prefetch_templates(load_library(rules or default_rules_dir()))
+        body = build_request(
+            raw.patient, [raw.patient, *raw.resources], templates, hook=hook, order=draft, user=user
+        )
+    except OSError as exc:
+        err.print(f"error: {exc.filename}: cannot read ({exc.strerror})", markup=False)
+        raise typer.Exit(2) from exc
+    except CdsError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(outcome_of(exc).exit_code) from exc
+    sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
