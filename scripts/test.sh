@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README step 2; .ci/run calls exactly this).
 # Installs into .venv (created if absent), makes sure headless Chromium is there for the browser
-# tests, then runs ruff, mypy --strict on cds/, and the whole pytest suite.
+# tests, starts a throw-away PostgreSQL server (scripts/postgres.sh), then runs ruff, mypy --strict
+# on cds/, and the whole pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +35,17 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     echo "warning: /usr/bin/chromium is missing; browser tests will be skipped" >&2
   fi
 fi
+
+# PostgreSQL for the database tests (audit, feedback and replay store shared by two instances):
+# installed from Debian packages when missing, run as a non-root user in a temp dir. CI must not
+# skip those tests, so a server that cannot start fails the run.
+if [ -z "${CDS_TEST_POSTGRES_URL:-}" ]; then
+  pg_dir="$(mktemp -d)"
+  CDS_TEST_POSTGRES_URL="$(bash scripts/postgres.sh start "$pg_dir/pg")"
+  export CDS_TEST_POSTGRES_URL
+  trap 'bash scripts/postgres.sh stop "$pg_dir/pg" || true; rm -rf "$pg_dir"' EXIT
+fi
+export CDS_REQUIRE_POSTGRES=1
 
 ruff check .
 mypy --strict cds

@@ -1,9 +1,10 @@
 """Persistence (SQLAlchemy 2 Core): audit rows, issued cards, feedback, the JWT replay store.
 
-SQLite by default (WAL, so several workers can write), PostgreSQL by URL. The schema is created
-on start. No PHI: the audit keeps a keyed hash of the patient id (the key is generated once and
-kept in the database, so hashes are stable across restarts but cannot be reversed by guessing
-ids), and feedback keeps whether a comment was written, not the comment (free text may hold PHI).
+SQLite by default (WAL, so several workers can write), PostgreSQL by URL. The schema is brought
+to the newest Alembic revision on start (``cds/api/migrations``). No PHI: the audit keeps a keyed
+hash of the patient id (the key is generated once and kept in the database, so hashes are stable
+across restarts but cannot be reversed by guessing ids), and feedback keeps whether a comment was
+written, not the comment (free text may hold PHI).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -32,10 +34,11 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 metadata = MetaData()
 
@@ -187,11 +190,11 @@ class Store:
         self._last_purge = 0.0
 
     def _create_schema(self) -> None:
-        for attempt in range(5):  # several workers may start at once
+        for attempt in range(5):  # several workers or instances may start at once
             try:
-                metadata.create_all(self.engine)
+                migrate(self.engine)
                 return
-            except OperationalError:
+            except (OperationalError, IntegrityError, ProgrammingError):
                 if attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
@@ -339,7 +342,9 @@ class Store:
                 .on_conflict_do_nothing(
                     index_elements=["service", "card_uuid", "outcome", "outcome_timestamp"]
                 )
+                .returning(feedback.c.id)  # rowcount of a multi-row insert is -1 on psycopg
             )
+            new = len(result.all())
             quiet = [
                 {
                     "card_uuid": i.card,
@@ -358,7 +363,7 @@ class Store:
                         set_={"until": stmt.excluded.until, "severity": stmt.excluded.severity},
                     )
                 )
-        return int(result.rowcount)
+        return new
 
     def quieted(self, service: str, cards: Sequence[IssuedCard], now: str) -> set[str]:
         """The cards still quiet at ``now``: overridden with a reason, period not over, severity not risen."""
@@ -463,6 +468,28 @@ class Store:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (``cds/api/migrations``).
+
+    A database made by ``create_all`` before migrations existed (tables, no ``alembic_version``)
+    is stamped as revision 0001 first, so its data is kept and only the later revisions run.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        tables = set(inspect(conn).get_table_names())
+        if "cds_audit" in tables and "alembic_version" not in tables:
+            command.stamp(config, "0001")
+        command.upgrade(config, "head")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
