@@ -218,7 +218,7 @@ def main() -> None:
                 request_body("patient-view", pv["patient_id"], pv["prefetch"], None),
             ),
             "order-sign (T-DM1 draft, sample prefetch)": (
-                f"{base}/cds-services/her2-order-safety",
+                f"{base}/cds-services/her2-order-sign",
                 request_body("order-sign", sign["patient_id"], sign["prefetch"], order),
             ),
         }

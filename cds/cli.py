@@ -31,6 +31,7 @@ from cds.clikit import (
     format_option,
     load_rules_or_exit,
 )
+from cds.errors import CdsError, InputRejected, outcome_of
 
 if TYPE_CHECKING:
     from cds.engine.library import RuleLibrary
@@ -205,7 +206,6 @@ def evaluate(
     include_drafts: DraftsOpt = False,
 ) -> None:
     """Evaluate patients and print findings (recommendations, safety alerts, data gaps)."""
-    from cds.errors import CdsError, InputRejected
     from cds.evaluate import Evaluator
     from cds.fhir.source import raw_patient_from_path, read_order
 
@@ -225,17 +225,19 @@ def evaluate(
         raise _fail("no patient files given (a directory had no *.json)")
     results: list[bytes] = []
     evaluations: list[Evaluation] = []
-    rejected = 0
+    rejected = 0  # the exit code of the last rejection (0: none)
+    rejected_count = 0
     for path in files:
         try:
             result = evaluator.evaluate(raw_patient_from_path(path), as_of=instant, order=draft, trace=trace)
         except InputRejected as exc:
-            rejected += 1
+            rejected = outcome_of(exc).exit_code
+            rejected_count += 1
             err.print(f"error: {exc}", markup=False)
             continue
         except CdsError as exc:
             err.print(f"error: {path}: internal evaluation failure: {exc}", markup=False)
-            raise typer.Exit(1) from exc
+            raise typer.Exit(outcome_of(exc).exit_code) from exc
         evaluations.append(result.evaluation)
         if output_format == "json":
             results.append(result.evaluation.to_json())
@@ -249,9 +251,9 @@ def evaluate(
         else:
             sys.stdout.buffer.write(b"[\n" + b",\n".join(results) + b"\n]\n")
     if output_format == "text" and len(files) > 1:
-        out.print(summary_line(evaluations, rejected), markup=False, soft_wrap=True)
+        out.print(summary_line(evaluations, rejected_count), markup=False, soft_wrap=True)
     if rejected:
-        raise typer.Exit(2)
+        raise typer.Exit(rejected)
 
 
 @rules_app.command("list")
@@ -377,10 +379,11 @@ def clinical_content_markdown(library: RuleLibrary) -> str:
 
 
 # --- sub-commands owned by other packages: each registers itself on the line(s) below ---
-from cds.api.cli import feedback_app, serve_command  # noqa: E402
+from cds.api.cli import feedback_app, hooks_app, serve_command  # noqa: E402
 
 app.command("serve")(serve_command)
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(hooks_app, name="hooks")
 from cds.authoring.cli import register as _register_authoring  # noqa: E402
 
 _register_authoring(app, rules_app)

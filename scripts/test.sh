@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command (README step 2; .ci/run calls exactly this).
 # Installs into .venv (created if absent), tries to make headless Chromium available for the browser
-# tests (scripts/ensure-chromium.sh; they skip with a reason if it cannot), then runs ruff, mypy
-# --strict on cds/, and the whole pytest suite.
+# tests (scripts/ensure-chromium.sh; they skip with a reason if it cannot), starts a throw-away
+# PostgreSQL server (scripts/postgres.sh), then runs ruff, mypy --strict on cds/, and the whole
+# pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,17 @@ python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e ".[dev]"
 
 bash scripts/ensure-chromium.sh
+
+# PostgreSQL for the database tests (audit, feedback and replay store shared by two instances):
+# installed from Debian packages when missing, run as a non-root user in a temp dir. CI must not
+# skip those tests, so a server that cannot start fails the run.
+if [ -z "${CDS_TEST_POSTGRES_URL:-}" ]; then
+  pg_dir="$(mktemp -d)"
+  CDS_TEST_POSTGRES_URL="$(bash scripts/postgres.sh start "$pg_dir/pg")"
+  export CDS_TEST_POSTGRES_URL
+  trap 'bash scripts/postgres.sh stop "$pg_dir/pg" || true; rm -rf "$pg_dir"' EXIT
+fi
+export CDS_REQUIRE_POSTGRES=1
 
 ruff check .
 mypy --strict cds

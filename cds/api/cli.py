@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import orjson
@@ -23,11 +24,12 @@ from cds import config
 from cds.api.logs import log_config
 from cds.api.settings import SETTINGS_ENV, Settings, TrustedIssuer, with_fhir_servers
 from cds.clikit import RulesOpt, format_option
-from cds.errors import CdsError
+from cds.errors import CdsError, outcome_of
 
 feedback_app = typer.Typer(
     help="Clinician feedback on CDS Hooks cards.", no_args_is_help=True, rich_markup_mode=None
 )
+hooks_app = typer.Typer(help="CDS Hooks integration helpers.", no_args_is_help=True, rich_markup_mode=None)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, width=160)
 
@@ -55,7 +57,9 @@ def serve_command(
             "--trusted-issuer",
             help="A CDS client allowed to call: 'ISS|JWKS' where JWKS is the client's JWK Set URL or a local "
             "file (exchanged out of band), optionally '|AUDIENCE_BASE' when the client puts another base URL "
-            "than --public-url in aud. Repeat for several clients. Token jku values are never fetched.",
+            "than --public-url in aud. Repeat for several clients. Token jku values are never fetched: "
+            "with a JWKS URL a jku must equal it; with a file the jku is ignored and the pinned keys "
+            "(kid) decide.",
         ),
     ] = None,
     public_url: Annotated[
@@ -91,6 +95,16 @@ def serve_command(
     fhir_timeout: Annotated[
         float, typer.Option("--fhir-timeout", help="Seconds allowed for all FHIR fallback fetches of a call.")
     ] = 4.0,
+    fhir_max_connections: Annotated[
+        int,
+        typer.Option("--fhir-max-connections", help="Open connections per worker for FHIR fallback fetches."),
+    ] = 64,
+    fhir_connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--fhir-connect-timeout", help="Seconds to open a connection to a FHIR server (fallback fetches)."
+        ),
+    ] = 1.0,
     fhir_server: Annotated[
         list[str] | None,
         typer.Option(
@@ -139,6 +153,39 @@ def serve_command(
             "Inferno sign for 300 s.",
         ),
     ] = 300,
+    shared_order_service_id: Annotated[
+        bool,
+        typer.Option(
+            "--shared-order-service-id",
+            help="Register order-select and order-sign under one id (her2-order-safety) for clients that "
+            "replace stale guidance by service id. Default: one id and URL per hook.",
+        ),
+    ] = False,
+    warn_on_missing_data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--warn-on-missing-data",
+            help="SERVICE_ID (repeatable) that answers 'data not obtainable' with one warning card "
+            "'HER2 safety checks could not run: <which data>' instead of 412, for EHRs that show an error "
+            "as 'no recommendations'.",
+        ),
+    ] = None,
+    info_cards: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--info-cards",
+            help="SERVICE_ID (repeatable) of a patient-view service that also shows info cards (continue, "
+            "not applicable). Default: patient-view shows only actionable cards.",
+        ),
+    ] = None,
+    override_quiet_days: Annotated[
+        float,
+        typer.Option(
+            "--override-quiet-days",
+            help="Days a card overridden with a reason is not shown again for the same patient, rule version "
+            "and basis values (it returns at once if a value changes or severity rises). 0 turns this off.",
+        ),
+    ] = 7.0,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug logs patient ids; info never does.")
     ] = "info",
@@ -176,6 +223,12 @@ def serve_command(
             fhir_max_response_resources=fhir_max_response_resources,
             fhir_max_call_bytes=fhir_max_call_bytes,
             fhir_max_call_resources=fhir_max_call_resources,
+            fhir_max_connections=fhir_max_connections,
+            fhir_connect_timeout_seconds=fhir_connect_timeout,
+            shared_order_service=shared_order_service_id,
+            warn_on_missing_data=tuple(warn_on_missing_data or ()),
+            info_cards=tuple(info_cards or ()),
+            override_quiet_days=override_quiet_days,
         )
         settings.check()
         database_file = config.sqlite_path(settings.database_url)
@@ -275,6 +328,7 @@ def feedback_report(
                 "accepted": r.accepted,
                 "overridden": r.overridden,
                 "override_rate": r.override_rate,
+                "suppressed": r.suppressed,
                 "top_override_reasons": [{"reason": k, "count": n} for k, n in r.top_reasons],
             }
             for r in rows
@@ -293,6 +347,7 @@ def feedback_report(
         "accepted",
         "overridden",
         "override rate",
+        "suppressed",
         "reasons",
     ):
         table.add_column(col)
@@ -300,6 +355,54 @@ def feedback_report(
         rate = "-" if r.override_rate is None else f"{r.override_rate:.0%}"
         reasons = ", ".join(f"{k} ({n})" for k, n in r.top_reasons)
         table.add_row(
-            r.rule_id, r.rule_version, r.code, str(r.shown), str(r.accepted), str(r.overridden), rate, reasons
+            r.rule_id,
+            r.rule_version,
+            r.code,
+            str(r.shown),
+            str(r.accepted),
+            str(r.overridden),
+            rate,
+            str(r.suppressed),
+            reasons,
         )
     out.print(table)
+
+
+@hooks_app.command("request")
+def hooks_request(
+    bundle: Annotated[Path, typer.Argument(help="A patient file (FHIR Bundle, resource array or NDJSON).")],
+    hook: Annotated[
+        str, typer.Option("--hook", help="patient-view, order-select or order-sign.")
+    ] = "patient-view",
+    order: Annotated[
+        Path | None, typer.Option("--order", help="The draft MedicationRequest (JSON) for the order hooks.")
+    ] = None,
+    user: Annotated[str, typer.Option("--user", help="context.userId.")] = "Practitioner/example",
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="Rules directory (default: the bundled rules/).")
+    ] = None,
+) -> None:
+    """Print a spec-valid CDS Hooks request for BUNDLE, prefetch filled from the service's own templates.
+
+    Example: ``cds hooks request fhir_samples/mbc-second-line.json > req.json`` then
+    ``curl -H 'Content-Type: application/json' -d @req.json http://127.0.0.1:8000/cds-services/her2-therapy-review``.
+    """
+    from cds.api.request import build_request
+    from cds.api.services import prefetch_templates
+    from cds.engine.library import load_library
+    from cds.fhir.source import raw_patient_from_path, read_order
+
+    try:
+        raw = raw_patient_from_path(bundle)
+        draft = read_order(order.read_bytes(), str(order)) if order is not None else None
+        templates = prefetch_templates(load_library(config.rules_dir(rules)))
+        body = build_request(
+            raw.patient, [raw.patient, *raw.resources], templates, hook=hook, order=draft, user=user
+        )
+    except OSError as exc:
+        err.print(f"error: {exc.filename}: cannot read ({exc.strerror})", markup=False)
+        raise typer.Exit(2) from exc
+    except CdsError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(outcome_of(exc).exit_code) from exc
+    sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")

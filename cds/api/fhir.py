@@ -26,7 +26,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 import httpx
 import orjson
@@ -34,28 +34,10 @@ import orjson
 from cds.api.netguard import guarded_transport
 from cds.api.services import PATIENT_KEY, PATIENT_TOKEN
 from cds.api.settings import Settings
+from cds.errors import BadPrefetch, DataUnavailable
 
 JSON = dict[str, Any]
 log = logging.getLogger("cds.api.fhir")
-
-
-UNAVAILABLE = "required patient data was not prefetched and could not be fetched"
-
-
-class DataUnavailable(Exception):
-    """Required data is neither prefetched nor retrievable (HTTP 412).
-
-    ``str()`` is the generic message the client sees (it must not reveal which hosts or ports are
-    reachable); ``detail`` says why, for the debug log.
-    """
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(UNAVAILABLE)
-        self.detail = detail
-
-
-class BadPrefetch(Exception):
-    """A prefetch value is not FHIR JSON (HTTP 400)."""
 
 
 @dataclass(frozen=True)
@@ -99,11 +81,17 @@ class _Call:
 
 
 def render_template(template: str, patient_id: str) -> str:
-    """Fill the only token our templates use; ``patient_id`` was validated as a FHIR id."""
-    return template.replace(PATIENT_TOKEN, patient_id)
+    """Fill the only token our templates use (``patient_id`` was validated as a FHIR id) and
+    percent-encode each query value (``|`` in ``system|code`` tokens becomes ``%7C``)."""
+    path, _, query = template.replace(PATIENT_TOKEN, patient_id).partition("?")
+    if not query:
+        return path
+    pairs = [part.partition("=") for part in query.split("&")]
+    return path + "?" + "&".join(f"{name}={quote(value, safe=',')}" for name, _, value in pairs)
 
 
-def _is_outcome(value: Any) -> bool:
+def is_outcome(value: Any) -> bool:
+    """Whether a prefetch or fetched value is an OperationOutcome (the client or server failed)."""
     return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
 
 
@@ -124,7 +112,7 @@ def _bundle_resources(bundle: JSON, key: str) -> list[JSON]:
             raise BadPrefetch(f"prefetch.{key}: a Bundle entry is not an object")
         resource = entry.get("resource")
         search = entry.get("search")
-        if (isinstance(search, dict) and search.get("mode") == "outcome") or _is_outcome(resource):
+        if (isinstance(search, dict) and search.get("mode") == "outcome") or is_outcome(resource):
             continue  # informational OperationOutcome inside a searchset
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             raise BadPrefetch(f"prefetch.{key}: a Bundle entry has no FHIR resource")
@@ -229,10 +217,12 @@ class FhirFetcher:
         """A fetcher with its own HTTP client: public addresses only unless --fhir-allow-private,
         no redirects, no proxy from the environment; close it with ``aclose``."""
         timeout = httpx.Timeout(
-            settings.fhir_timeout_seconds, connect=min(1.0, settings.fhir_timeout_seconds)
+            settings.fhir_timeout_seconds,
+            connect=min(settings.fhir_connect_timeout_seconds, settings.fhir_timeout_seconds),
         )
         client = httpx.AsyncClient(
             timeout=timeout,
+            limits=httpx.Limits(max_connections=settings.fhir_max_connections),
             follow_redirects=False,
             trust_env=False,
             transport=guarded_transport(allow_private=settings.fhir_allow_private),
@@ -329,7 +319,7 @@ class FhirFetcher:
         """Resources of one prefetch or fetched value."""
         if value is None:
             return []
-        if _is_outcome(value):
+        if is_outcome(value):
             raise DataUnavailable(f"{key}: OperationOutcome")
         if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
             if fetched:
@@ -368,19 +358,27 @@ class FhirFetcher:
         for key in templates:
             if key not in prefetch:
                 to_fetch.append(key)
-            elif _is_outcome(prefetch[key]):
+            elif is_outcome(prefetch[key]):
                 log.info("prefetch key %s is an OperationOutcome; fetching it", key)
                 to_fetch.append(key)
             else:
                 pending[key] = prefetch[key]
         if prefetch.get(PATIENT_KEY, 0) is None:
-            raise DataUnavailable("prefetch.patient is null: the patient does not exist")
+            raise DataUnavailable("prefetch.patient is null: the patient does not exist", origin=PATIENT_KEY)
 
         async def from_prefetch(key: str) -> tuple[str, list[JSON]]:
-            return key, await self.interpret(key, pending[key], call, fetched=False)
+            try:
+                return key, await self.interpret(key, pending[key], call, fetched=False)
+            except DataUnavailable as exc:
+                exc.origin = exc.origin or key  # which data was missing, for the caller to name
+                raise
 
         async def from_server(key: str) -> tuple[str, list[JSON]]:
-            return key, await self.query(key, render_template(templates[key], patient_id), call)
+            try:
+                return key, await self.query(key, render_template(templates[key], patient_id), call)
+            except DataUnavailable as exc:
+                exc.origin = exc.origin or key
+                raise
 
         async def all_or_nothing() -> list[tuple[str, list[JSON]]]:
             tasks = [asyncio.ensure_future(from_prefetch(k)) for k in pending]
@@ -398,5 +396,5 @@ class FhirFetcher:
         for key, resources in done:
             results[key] = resources
         if not results.get(PATIENT_KEY):
-            raise DataUnavailable("no Patient resource")
+            raise DataUnavailable("no Patient resource", origin=PATIENT_KEY)
         return results

@@ -38,6 +38,12 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.suppressed = Counter(
+            "cds_hooks_cards_suppressed",
+            "Cards not shown: overridden with a reason for the same patient, rule version and basis",
+            ["service", "code"],
+            registry=self.registry,
+        )
         self.fhir_fallback = Counter(
             "cds_hooks_fhir_fallback",
             "Service calls that fetched data from the client's FHIR server",

@@ -2,9 +2,11 @@
 
 1. the unverified ``iss`` must be on the allow-list (else we would not know which keys to use);
 2. the header must name an asymmetric algorithm we accept (``none`` and HMAC are refused, which
-   also blocks key-confusion attacks) and a ``kid``; a ``jku``, if sent, must equal the JWKS URL
-   configured for that issuer: keys are never fetched from a URL a token names;
-3. the signature must verify with that issuer's key for ``kid``;
+   also blocks key-confusion attacks) and a ``kid``; keys are never fetched from a URL a token
+   names: with a JWKS URL configured, a ``jku``, if sent, must equal it; with keys pinned from a
+   file the ``jku`` is ignored (EHRs such as the reference sandbox always send one, and an
+   air-gapped site cannot reach it), and the pinned keys decide;
+3. the signature must verify with that issuer's key for ``kid`` (a pinned set must hold the kid);
 4. ``aud`` must be this endpoint's URL (trailing slashes ignored, nothing else normalized), ``exp``
    in the future, ``iat``/``nbf`` not in the future, lifetime ``exp - iat`` at most the configured
    maximum (default 5 minutes: the sandbox and Inferno sign for exactly 5 minutes; it also bounds
@@ -30,14 +32,11 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from cds.api.settings import TrustedIssuer
+from cds.errors import Unauthorized
 
 log = logging.getLogger("cds.api.security")
 
 ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512")
-
-
-class Unauthorized(Exception):
-    """Authentication failed; the HTTP answer is a bare 401 whatever the reason."""
 
 
 class ReplayStore(Protocol):
@@ -143,9 +142,11 @@ class JwtVerifier:
         issuer = self.keys.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
             raise Unauthorized("issuer not trusted")
-        if "jku" in header and header["jku"] != issuer.jwks:
+        if issuer.jwks_is_url and "jku" in header and header["jku"] != issuer.jwks:
             raise Unauthorized("jku is not the configured JWKS URL of this issuer")
         keys = await self.keys.key_set(issuer, kid)
+        if not any(k.kid == kid for k in keys.keys):
+            raise Unauthorized("no key with this kid")
         try:
             verified = jwt.decode(token, keys, algorithms=[alg])
         except (JoseError, ValueError, KeyError) as exc:

@@ -47,6 +47,19 @@ _OBSERVATION_GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = 
     ),
     ("cardiacAndWeightObservations", ("lvef", "weight"), ()),
 )
+# What each prefetch key holds, in the words a clinician reads on a "could not run" card.
+PREFETCH_DATA: dict[str, str] = {
+    PATIENT_KEY: "the patient record",
+    "tumorObservations": "HER2, hormone receptor and staging results",
+    "labObservations": "laboratory results",
+    "cardiacAndWeightObservations": "LVEF and body weight",
+    "conditions": "conditions",
+    "procedures": "procedures",
+    "allergies": "allergies",
+    "medicationRequests": "medication orders",
+    "medicationAdministrations": "medication administrations",
+    "medicationStatements": "medication statements",
+}
 _SEARCHES: tuple[tuple[str, str], ...] = (
     ("conditions", "Condition"),
     ("procedures", "Procedure"),
@@ -68,33 +81,57 @@ class Service:
     usage: str
 
 
-SERVICES: tuple[Service, ...] = (
-    Service(
-        id="her2-therapy-review",
-        hooks=("patient-view",),
-        title="HER2 breast cancer therapy review and safety monitoring",
-        description=(
-            "When a patient's record is opened: the guideline-recommended next HER2-directed regimen "
-            "(first/second/later line, early-setting residual disease, HER2-low), safety alerts for "
-            "patients on T-DM1, T-DXd, trastuzumab or pertuzumab (platelets, liver tests, LVEF, ILD), "
-            "and the data gaps that block a safe recommendation."
-        ),
-        usage="FHIR R4. Needs read access to the patient's Conditions, Observations, medications, "
-        "Procedures and AllergyIntolerances (prefetch or fhirAuthorization).",
+_THERAPY_REVIEW = Service(
+    id="her2-therapy-review",
+    hooks=("patient-view",),
+    title="HER2 breast cancer therapy review and safety monitoring",
+    description=(
+        "When a patient's record is opened: the guideline-recommended next HER2-directed regimen "
+        "(first/second/later line, early-setting residual disease, HER2-low), safety alerts for "
+        "patients on T-DM1, T-DXd, trastuzumab or pertuzumab (platelets, liver tests, LVEF, ILD), "
+        "and the data gaps that block a safe recommendation."
     ),
-    Service(
-        id="her2-order-safety",
-        hooks=("order-select", "order-sign"),
-        title="HER2 draft-order safety check",
-        description=(
-            "For draft MedicationRequests of T-DM1, T-DXd, trastuzumab or pertuzumab: dose against the "
-            "label levels per kg, T-DM1/T-DXd/trastuzumab name confusion, HER2 status, required labs, "
-            "LVEF and pregnancy test before this dose. order-sign cards supersede order-select cards."
-        ),
-        usage="FHIR R4 draftOrders with MedicationRequest entries; same data access as her2-therapy-review.",
-    ),
+    usage="FHIR R4. Needs read access to the patient's Conditions, Observations, medications, "
+    "Procedures and AllergyIntolerances (prefetch or fhirAuthorization).",
 )
-BY_ID = {s.id: s for s in SERVICES}
+_ORDER_DESCRIPTION = (
+    "For draft MedicationRequests of T-DM1, T-DXd, trastuzumab or pertuzumab: dose against the "
+    "label levels per kg, T-DM1/T-DXd/trastuzumab name confusion, HER2 status, required labs, "
+    "LVEF and pregnancy test before this dose."
+)
+_ORDER_USAGE = "FHIR R4 draftOrders with MedicationRequest entries; same data access as her2-therapy-review."
+_ORDER_SELECT = Service(
+    id="her2-order-select",
+    hooks=("order-select",),
+    title="HER2 draft-order safety check (order selected)",
+    description=_ORDER_DESCRIPTION,
+    usage=_ORDER_USAGE,
+)
+_ORDER_SIGN = Service(
+    id="her2-order-sign",
+    hooks=("order-sign",),
+    title="HER2 draft-order safety check (before signing)",
+    description=_ORDER_DESCRIPTION,
+    usage=_ORDER_USAGE,
+)
+SHARED_ORDER_ID = "her2-order-safety"
+_ORDER_SHARED = Service(
+    id=SHARED_ORDER_ID,
+    hooks=("order-select", "order-sign"),
+    title="HER2 draft-order safety check",
+    description=_ORDER_DESCRIPTION + " order-sign cards supersede order-select cards (one service id).",
+    usage=_ORDER_USAGE,
+)
+
+
+def services(*, shared_order_id: bool = False) -> tuple[Service, ...]:
+    """The services to publish: one id (and URL) per hook by default, because clients that key
+    services by id or URL (the reference sandbox among them) keep only one hook per id; with
+    ``shared_order_id`` order-select and order-sign share ``her2-order-safety``, for clients that
+    replace stale guidance by service id."""
+    if shared_order_id:
+        return (_THERAPY_REVIEW, _ORDER_SHARED)
+    return (_THERAPY_REVIEW, _ORDER_SELECT, _ORDER_SIGN)
 
 
 def _loinc_list(codes: list[str]) -> str:
@@ -118,14 +155,14 @@ def prefetch_templates(library: RuleLibrary) -> dict[str, str]:
     return templates
 
 
-def discovery(library: RuleLibrary) -> dict[str, list[dict[str, object]]]:
+def discovery(library: RuleLibrary, published: tuple[Service, ...]) -> dict[str, list[dict[str, object]]]:
     """The ``GET /cds-services`` body: one entry per (service, hook)."""
     templates = prefetch_templates(library)
     rulesets = [f"{r.name}@{r.version}" for r in library.rulesets]
-    services: list[dict[str, object]] = []
-    for service in SERVICES:
+    entries: list[dict[str, object]] = []
+    for service in published:
         for hook in service.hooks:
-            services.append(
+            entries.append(
                 {
                     "hook": hook,
                     "title": service.title,
@@ -136,5 +173,5 @@ def discovery(library: RuleLibrary) -> dict[str, list[dict[str, object]]]:
                 }
             )
             if rulesets:
-                services[-1]["extension"] = {"org.her2-cds.rulesets": rulesets}
-    return {"services": services}
+                entries[-1]["extension"] = {"org.her2-cds.rulesets": rulesets}
+    return {"services": entries}

@@ -87,9 +87,23 @@ class Settings:
     fhir_max_response_resources: int = 10_000
     fhir_max_call_bytes: int = 32 * 1024 * 1024
     fhir_max_call_resources: int = 20_000
+    # the FHIR fallback's HTTP client: connections per worker, and seconds to connect (the whole
+    # fallback of a call is bounded by fhir_timeout_seconds)
+    fhir_max_connections: int = 64
+    fhir_connect_timeout_seconds: float = 1.0
     clock_skew_seconds: int = 60
     max_token_lifetime_seconds: int = 300
     jwks_cache_seconds: int = 3600
+    # Register order-select and order-sign under one id (her2-order-safety) instead of one id each.
+    shared_order_service: bool = False
+    # Services that answer "data not obtainable" with one warning card instead of 412 (for EHRs
+    # that show an error as "no recommendations").
+    warn_on_missing_data: tuple[str, ...] = ()
+    # patient-view services that also show info cards ("continue", "not applicable"); by default
+    # patient-view shows only actionable cards (alerts, gaps, recommendations)
+    info_cards: tuple[str, ...] = ()
+    # days a card overridden with a reason stays quiet (same patient, rule version, basis); 0: off
+    override_quiet_days: float = 7.0
 
     @property
     def base_url(self) -> str:
@@ -144,6 +158,8 @@ class Settings:
         )
         data["cors_origins"] = tuple(data.get("cors_origins", ()))
         data["fhir_servers"] = tuple(data.get("fhir_servers", ()))
+        data["warn_on_missing_data"] = tuple(data.get("warn_on_missing_data", ()))
+        data["info_cards"] = tuple(data.get("info_cards", ()))
         return cls(**data)
 
     @classmethod

@@ -1,9 +1,10 @@
 """Persistence (SQLAlchemy 2 Core): audit rows, issued cards, feedback, the JWT replay store.
 
-SQLite by default (WAL, so several workers can write), PostgreSQL by URL. The schema is created
-on start. No PHI: the audit keeps a keyed hash of the patient id (the key is generated once and
-kept in the database, so hashes are stable across restarts but cannot be reversed by guessing
-ids), and feedback keeps whether a comment was written, not the comment (free text may hold PHI).
+SQLite by default (WAL, so several workers can write), PostgreSQL by URL. The schema is brought
+to the newest Alembic revision on start (``cds/api/migrations``). No PHI: the audit keeps a keyed
+hash of the patient id (the key is generated once and kept in the database, so hashes are stable
+across restarts but cannot be reversed by guessing ids), and feedback keeps whether a comment was
+written, not the comment (free text may hold PHI).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -32,10 +34,11 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 metadata = MetaData()
 
@@ -73,6 +76,8 @@ issued_card = Table(
     Column("first_seen", String(32), nullable=False),
     Column("last_seen", String(32), nullable=False),
     Column("times_shown", Integer, nullable=False),
+    Column("times_suppressed", Integer, nullable=False, server_default="0"),
+    Column("severity", String(16)),
 )
 feedback = Table(
     "cds_feedback",
@@ -93,6 +98,16 @@ feedback = Table(
     Column("received_at", String(32), nullable=False),
     UniqueConstraint("service", "card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_event"),
 )
+# Cards a clinician overrode with a reason: not shown again for the same card (same patient, rule
+# version and basis values: the card uuid encodes them) until ``until``, unless severity rises.
+suppression = Table(
+    "cds_suppression",
+    metadata,
+    Column("card_uuid", String(100), primary_key=True),
+    Column("service", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("until", String(32), nullable=False),
+)
 seen_jti = Table(
     "cds_seen_jti",
     metadata,
@@ -103,7 +118,16 @@ seen_jti = Table(
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return stamp(datetime.now(UTC))
+
+
+def stamp(when: datetime) -> str:
+    """The stored form of an instant (UTC, fixed width, so strings compare like instants)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+NO_REASON = "dismissed, no reason"
 
 
 @dataclass(frozen=True)
@@ -114,6 +138,7 @@ class IssuedCard:
     code: str
     rule_id: str
     rule_version: str
+    severity: str = "info"
 
 
 @dataclass(frozen=True)
@@ -141,6 +166,7 @@ class RuleReport:
     accepted: int
     overridden: int
     top_reasons: tuple[tuple[str, int], ...]
+    suppressed: int = 0
 
     @property
     def override_rate(self) -> float | None:
@@ -164,11 +190,11 @@ class Store:
         self._last_purge = 0.0
 
     def _create_schema(self) -> None:
-        for attempt in range(5):  # several workers may start at once
+        for attempt in range(5):  # several workers or instances may start at once
             try:
-                metadata.create_all(self.engine)
+                migrate(self.engine)
                 return
-            except OperationalError:
+            except (OperationalError, IntegrityError, ProgrammingError):
                 if attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
@@ -256,6 +282,8 @@ class Store:
                             "first_seen": now,
                             "last_seen": now,
                             "times_shown": 1,
+                            "times_suppressed": 0,
+                            "severity": c.severity,
                         }
                         for c in cards
                     ]
@@ -273,10 +301,21 @@ class Store:
             rows = conn.execute(
                 select(issued_card).where(issued_card.c.service == service, issued_card.c.uuid.in_(uuids))
             ).all()
-        return {r.uuid: IssuedCard(r.uuid, r.code, r.rule_id, r.rule_version) for r in rows}
+        return {
+            r.uuid: IssuedCard(r.uuid, r.code, r.rule_id, r.rule_version, r.severity or "info") for r in rows
+        }
 
-    def add_feedback(self, service: str, items: Sequence[FeedbackItem], cards: dict[str, IssuedCard]) -> int:
-        """Store feedback; a repeated (card, outcome, timestamp) is ignored. Returns how many were new."""
+    def add_feedback(
+        self,
+        service: str,
+        items: Sequence[FeedbackItem],
+        cards: dict[str, IssuedCard],
+        quiet_until: str | None = None,
+    ) -> int:
+        """Store feedback; a repeated (card, outcome, timestamp) is ignored. Returns how many were new.
+
+        An override with a coded reason quiets that card until ``quiet_until`` (None: never).
+        """
         now = _now()
         rows = [
             {
@@ -303,8 +342,71 @@ class Store:
                 .on_conflict_do_nothing(
                     index_elements=["service", "card_uuid", "outcome", "outcome_timestamp"]
                 )
+                .returning(feedback.c.id)  # rowcount of a multi-row insert is -1 on psycopg
             )
-        return int(result.rowcount)
+            new = len(result.all())
+            quiet = [
+                {
+                    "card_uuid": i.card,
+                    "service": service,
+                    "severity": cards[i.card].severity,
+                    "until": quiet_until,
+                }
+                for i in items
+                if quiet_until and i.outcome == "overridden" and i.reason_code
+            ]
+            if quiet:
+                stmt = self._insert(suppression).values(quiet)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[suppression.c.card_uuid],
+                        set_={"until": stmt.excluded.until, "severity": stmt.excluded.severity},
+                    )
+                )
+        return new
+
+    def quieted(self, service: str, cards: Sequence[IssuedCard], now: str) -> set[str]:
+        """The cards still quiet at ``now``: overridden with a reason, period not over, severity not risen."""
+        if not cards:
+            return set()
+        by_uuid = {c.uuid: c for c in cards}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(suppression).where(
+                    suppression.c.service == service,
+                    suppression.c.card_uuid.in_(sorted(by_uuid)),
+                    suppression.c.until > now,
+                )
+            ).all()
+        return {
+            r.card_uuid
+            for r in rows
+            if SEVERITY_RANK.get(by_uuid[r.card_uuid].severity, 0) <= SEVERITY_RANK.get(r.severity, 0)
+        }
+
+    def count_suppressed(self, service: str, cards: Sequence[IssuedCard]) -> None:
+        """Count cards held back by override-aware suppression (shown in the feedback report)."""
+        now = _now()
+        with self.engine.begin() as conn:
+            for c in cards:
+                stmt = self._insert(issued_card).values(
+                    uuid=c.uuid,
+                    service=service,
+                    code=c.code,
+                    rule_id=c.rule_id,
+                    rule_version=c.rule_version,
+                    first_seen=now,
+                    last_seen=now,
+                    times_shown=0,
+                    times_suppressed=1,
+                    severity=c.severity,
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[issued_card.c.uuid],
+                        set_={"times_suppressed": issued_card.c.times_suppressed + 1},
+                    )
+                )
 
     def report(self) -> list[RuleReport]:
         """Per rule version: cards shown, accepted, overridden and the most common override reasons."""
@@ -315,6 +417,7 @@ class Store:
                     issued_card.c.rule_version,
                     issued_card.c.code,
                     func.sum(issued_card.c.times_shown),
+                    func.sum(issued_card.c.times_suppressed),
                 ).group_by(issued_card.c.rule_id, issued_card.c.rule_version, issued_card.c.code)
             ).all()
             outcomes = conn.execute(
@@ -326,7 +429,7 @@ class Store:
                 select(
                     feedback.c.rule_id,
                     feedback.c.rule_version,
-                    func.coalesce(feedback.c.reason_code, "(comment only)"),
+                    func.coalesce(feedback.c.reason_code, NO_REASON),
                     func.count(),
                 )
                 .where(feedback.c.outcome == "overridden")
@@ -339,12 +442,19 @@ class Store:
         for rule_id, version, code, n in reasons:
             why.setdefault((rule_id, version), []).append((str(code), int(n)))
         out = []
-        for rule_id, version, code, n in shown:
+        for rule_id, version, code, n, quiet in shown:
             c = counts.get((rule_id, version), {})
             top = tuple(sorted(why.get((rule_id, version), []), key=lambda x: (-x[1], x[0]))[:3])
             out.append(
                 RuleReport(
-                    rule_id, version, code, int(n or 0), c.get("accepted", 0), c.get("overridden", 0), top
+                    rule_id,
+                    version,
+                    code,
+                    int(n or 0),
+                    c.get("accepted", 0),
+                    c.get("overridden", 0),
+                    top,
+                    int(quiet or 0),
                 )
             )
         out.sort(key=lambda r: (-(r.override_rate or 0.0), -r.shown, r.rule_id, r.rule_version))
@@ -358,6 +468,28 @@ class Store:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (``cds/api/migrations``).
+
+    A database made by ``create_all`` before migrations existed (tables, no ``alembic_version``)
+    is stamped as revision 0001 first, so its data is kept and only the later revisions run.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        tables = set(inspect(conn).get_table_names())
+        if "cds_audit" in tables and "alembic_version" not in tables:
+            command.stamp(config, "0001")
+        command.upgrade(config, "head")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -20,14 +20,14 @@ from typing import Any
 
 from cds.engine.conditions import Compare, Condition, Group, _allowed, _compare
 from cds.engine.runtime import project
+from cds.errors import AnalysisTooComplex
 from cds.facts.model import PatientFacts, leaf_paths
 
 MAX_CONJUNCTIONS = 512
 _OTHER_TEXT = "other-value"  # a text value no rule mentions (stands for "anything else")
 
 
-class TooComplex(ValueError):
-    """The condition expands to more conjunctions than the analysis will enumerate."""
+TooComplex = AnalysisTooComplex  # the name the authoring modules use
 
 
 @dataclass(frozen=True)

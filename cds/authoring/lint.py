@@ -21,10 +21,10 @@ import yaml
 from cds import config
 from cds.authoring import analysis, gitutil
 from cds.authoring.cohort import load_cohort, run_patient
-from cds.engine.conditions import Compare, ConditionError, evaluate
+from cds.engine.conditions import Compare, evaluate
 from cds.engine.library import CompiledRule, CompiledRuleset, RuleLibrary, load_library
 from cds.engine.runtime import getter
-from cds.errors import ConfigurationError, Diagnostic, InputRejected, RuleDefinitionError
+from cds.errors import ConditionError, ConfigurationError, Diagnostic, InputRejected, RuleDefinitionError
 from cds.evaluate import Evaluator
 from cds.facts.model import PatientFacts, leaf_paths
 

@@ -59,8 +59,7 @@ def case_facts(
             return PatientFacts.model_validate(case.facts)
         except ValidationError as exc:
             first = exc.errors()[0]
-            return (f"facts snapshot is not valid: {first['msg']} at "
-                    f"{'.'.join(str(p) for p in first['loc'])}")
+            return f"facts snapshot is not valid: {first['msg']} at {'.'.join(str(p) for p in first['loc'])}"
     assert case.bundle is not None
     base = ruleset.source.parent
     bundle = (base / case.bundle) if (base / case.bundle).exists() else Path(case.bundle)
@@ -85,8 +84,9 @@ def run_case(
     problems: list[str] = []
     facts = case_facts(ruleset, case, library, evaluator)
     if isinstance(facts, str):
-        return CaseOutcome(ruleset.name, ruleset.source.name, case.name, False, tuple(case.expect.fired), (),
-                           (facts,))
+        return CaseOutcome(
+            ruleset.name, ruleset.source.name, case.name, False, tuple(case.expect.fired), (), (facts,)
+        )
     got = _codes_for(ruleset, library, evaluator.engine, facts)
     reference = {rid for name, rid in fire_in_python(library, facts) if name == ruleset.name}
     durable = {f.rule_id for f in evaluator.engine.fire(facts) if f.ruleset.name == ruleset.name}
@@ -125,8 +125,11 @@ def explain_outcome(library: RuleLibrary, evaluator: Evaluator, outcome: CaseOut
     from cds.authoring.explain import describe_failure, failing, label_for
     from cds.engine.runtime import getter
 
-    lines = [f"expected: {', '.join(outcome.expected) or '(nothing)'}",
-             f"got:      {', '.join(outcome.got) or '(nothing)'}", *outcome.problems]
+    lines = [
+        f"expected: {', '.join(outcome.expected) or '(nothing)'}",
+        f"got:      {', '.join(outcome.got) or '(nothing)'}",
+        *outcome.problems,
+    ]
     ruleset = next((rs for rs in library.rulesets if rs.name == outcome.ruleset), None)
     case = next((c for c in ruleset.spec.tests if c.name == outcome.name), None) if ruleset else None
     if ruleset is None or case is None:

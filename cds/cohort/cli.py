@@ -77,8 +77,9 @@ def run(
     ] = False,
 ) -> None:
     """Evaluate every patient; write findings, patients, errors.jsonl, summary.json and report.html."""
-    from cds.cohort.runner import CohortError, Interrupted, RunOptions, run_cohort
     from cds.cohort.runner import Progress as Hooks
+    from cds.cohort.runner import RunOptions, run_cohort
+    from cds.errors import CohortError, Interrupted, outcome_of
 
     if scheduler and dask_local:
         raise _fail("use --scheduler or --dask-local, not both")
@@ -136,10 +137,10 @@ def run(
         with bar:
             summary = run_cohort(opts, hooks).data
     except CohortError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(str(exc), outcome_of(exc).exit_code) from exc
     except Interrupted as exc:
         err.print(str(exc), markup=False)
-        raise typer.Exit(130) from exc
+        raise typer.Exit(outcome_of(exc).exit_code) from exc
     failed = 0
     errors_path = out / "errors.jsonl"
     with errors_path.open("rb") as handle:

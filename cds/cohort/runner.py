@@ -38,19 +38,8 @@ from cds.cohort.spill import (
     stored_stats,
 )
 from cds.cohort.worker import FileSource, PartResult, RulesSpec, SpillSource, Task, materialise, run_task
-
-
-class CohortError(Exception):
-    """The cohort cannot run as asked (bad input path, resume mismatch, scheduler unreachable)."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C: the run stopped; finished partitions are kept for --resume."""
-
-    def __init__(self, done: int, total: int) -> None:
-        super().__init__(f"interrupted: {done} of {total} partitions finished; rerun with --resume")
-        self.done = done
-        self.total = total
+from cds.errors import CohortError as CohortError
+from cds.errors import Interrupted as Interrupted
 
 
 @dataclass

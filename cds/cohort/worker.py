@@ -24,7 +24,7 @@ from cds.cohort.outputs import FINDINGS_SCHEMA, PATIENTS_SCHEMA
 from cds.cohort.sources import open_binary
 from cds.cohort.spill import Partition, read_partition
 from cds.engine.library import load_library
-from cds.errors import InputRejected
+from cds.errors import OUTCOMES, EvaluationError, InputRejected, outcome_of
 from cds.evaluate import Evaluator, Result
 from cds.fhir.source import raw_patient_from_bytes, raw_patient_from_resources
 
@@ -297,13 +297,14 @@ def run_task(task: Task) -> PartResult:
             result = evaluator.evaluate(_raw(unit), as_of=task.as_of)
         except InputRejected as exc:
             counts["rejected"] += 1
-            errors.append(_error("rejected-patient", origin, key, str(exc)))
+            errors.append(_error(outcome_of(exc).cohort_kind, origin, key, str(exc)))
             continue
         except Exception as exc:
             # An engine failure must neither stop the cohort nor vanish: it is counted as a rejection
             # of kind evaluation-failed, and the run reports it (exit 1).
             counts["rejected"] += 1
-            errors.append(_error("evaluation-failed", origin, key, f"{type(exc).__name__}: {exc}"))
+            kind = OUTCOMES[EvaluationError.code].cohort_kind
+            errors.append(_error(kind, origin, key, f"{type(exc).__name__}: {exc}"))
             continue
         ev = result.evaluation
         patient = ev.patient.removeprefix("Patient/")

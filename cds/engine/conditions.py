@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from cds.engine.schema import OPERATORS
+from cds.errors import ConditionError
 
 Scalar = float | int | bool | str
 
@@ -55,14 +56,6 @@ class Group:
 
 
 Condition = Union[Compare, Group]  # noqa: UP007 - recursive alias
-
-
-class ConditionError(ValueError):
-    """A condition is malformed; ``field`` names where."""
-
-    def __init__(self, message: str, field: str) -> None:
-        self.field = field
-        super().__init__(message)
 
 
 def _fmt(value: Any) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from cds.engine.conditions import Condition, ConditionError, parse_condition, paths_of, to_durable
+from cds.engine.conditions import Condition, parse_condition, paths_of, to_durable
 from cds.engine.schema import EvidenceRegistry, Policy, Rule, RuleFile
-from cds.errors import ConfigurationError, Diagnostic, RuleDefinitionError
+from cds.errors import ConditionError, ConfigurationError, Diagnostic, RuleDefinitionError
 from cds.facts.model import leaf_paths
 from cds.facts.params import DERIVATION_PARAMETERS, Params
 from cds.fhir.valuesets import ValueSets, load_valuesets

@@ -75,6 +75,9 @@ def parse_when(value: Any) -> When | None:
     return When(parsed.astimezone(UTC))
 
 
+DRAFT_ORIGIN = "draft order"  # the origin of an InputRejected about the draft order, not the patient
+
+
 @lru_cache(maxsize=64)
 def _model_class(resource_type: str) -> Any:
     from fhir.resources.R4B import get_fhir_model_class
@@ -429,7 +432,7 @@ class _Parser:
                 return None
         if not self._valid(resource):
             if draft:
-                raise InputRejected(f"draft order: {self.skipped.pop().reason}")
+                raise InputRejected(self.skipped.pop().reason, origin=DRAFT_ORIGIN)
             return None
         start, end, dose, unit, period = self._timing_and_dose(resource)
         if draft:
@@ -507,7 +510,7 @@ class _Parser:
         drop_unusable_numbers(record)
         if order is not None:
             if not isinstance(order.get("resourceType"), str) or order["resourceType"] != "MedicationRequest":
-                raise InputRejected("draft order: not a MedicationRequest")
+                raise InputRejected("not a MedicationRequest", origin=DRAFT_ORIGIN)
             record.draft = self.medication(order, draft=True)
             if problem := medication_number_problem(record.draft):
                 raise InputRejected(f"draft order: {problem}")

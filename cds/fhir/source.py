@@ -88,9 +88,9 @@ def decode_json(data: bytes, origin: str) -> Any:
                 try:
                     items.append(orjson.loads(line))
                 except orjson.JSONDecodeError as exc:
-                    raise InputRejected(f"{origin}: not JSON or NDJSON (line {number}: {exc})") from exc
+                    raise InputRejected(f"not JSON or NDJSON (line {number}: {exc})", origin=origin) from exc
             return items
-        raise InputRejected(f"{origin}: not JSON ({first_error})") from first_error
+        raise InputRejected(f"not JSON ({first_error})", origin=origin) from first_error
 
 
 def _resources_of(doc: Any, origin: str) -> tuple[list[JSON], dict[str, JSON]]:
@@ -98,11 +98,11 @@ def _resources_of(doc: Any, origin: str) -> tuple[list[JSON], dict[str, JSON]]:
     by_url: dict[str, JSON] = {}
     if isinstance(doc, dict):
         if not isinstance(doc.get("resourceType"), str):
-            raise InputRejected(f"{origin}: not FHIR (a JSON object without resourceType)")
+            raise InputRejected("not FHIR (a JSON object without resourceType)", origin=origin)
         if doc["resourceType"] == "Bundle":
             entries = doc.get("entry") or []
             if not isinstance(entries, list):
-                raise InputRejected(f"{origin}: not FHIR (Bundle.entry is not a list)")
+                raise InputRejected("not FHIR (Bundle.entry is not a list)", origin=origin)
             resources: list[JSON] = []
             for entry in entries:
                 if not isinstance(entry, dict):
@@ -119,7 +119,7 @@ def _resources_of(doc: Any, origin: str) -> tuple[list[JSON], dict[str, JSON]]:
         resources = []
         for index, item in enumerate(doc):
             if not isinstance(item, dict) or not isinstance(item.get("resourceType"), str):
-                raise InputRejected(f"{origin}: not FHIR (array item {index} is not a resource)")
+                raise InputRejected(f"not FHIR (array item {index} is not a resource)", origin=origin)
             if item["resourceType"] == "Bundle":
                 inner, urls = _resources_of(item, origin)
                 resources.extend(inner)
@@ -127,7 +127,7 @@ def _resources_of(doc: Any, origin: str) -> tuple[list[JSON], dict[str, JSON]]:
             else:
                 resources.append(item)
         return resources, by_url
-    raise InputRejected(f"{origin}: not FHIR (expected a Bundle, a resource or an array of resources)")
+    raise InputRejected("not FHIR (expected a Bundle, a resource or an array of resources)", origin=origin)
 
 
 def _check_types(resources: Iterable[JSON], origin: str) -> None:
@@ -136,7 +136,7 @@ def _check_types(resources: Iterable[JSON], origin: str) -> None:
         if not isinstance(rtype, str) or not is_r4_resource_type(rtype):
             era = PRE_R4_TYPES.get(str(rtype))
             hint = f" (a {era} resource: this file is not FHIR R4)" if era else ""
-            raise InputRejected(f"{origin}: resource type {rtype!r} does not exist in FHIR R4{hint}")
+            raise InputRejected(f"resource type {rtype!r} does not exist in FHIR R4{hint}", origin=origin)
 
 
 def raw_patient_from_resources(
@@ -147,9 +147,9 @@ def raw_patient_from_resources(
     patients = [r for r in resources if r["resourceType"] == "Patient"]
     ids = sorted({str(p.get("id")) for p in patients})
     if not patients:
-        raise InputRejected(f"{origin}: no Patient resource (one patient per evaluation)")
+        raise InputRejected("no Patient resource (one patient per evaluation)", origin=origin)
     if len(ids) > 1:
-        raise InputRejected(f"{origin}: {len(ids)} Patient resources; evaluate one patient at a time")
+        raise InputRejected(f"{len(ids)} Patient resources; evaluate one patient at a time", origin=origin)
     medications: dict[str, JSON] = {}
     for url, resource in (by_url or {}).items():
         if resource.get("resourceType") == "Medication":
@@ -177,9 +177,9 @@ def raw_patient_from_path(path: Path) -> RawPatient:
     try:
         data = path.read_bytes()
     except IsADirectoryError as exc:
-        raise InputRejected(f"{path}: is a directory, not a patient file") from exc
+        raise InputRejected("is a directory, not a patient file", origin=str(path)) from exc
     except OSError as exc:
-        raise InputRejected(f"{path}: cannot read ({exc.strerror})") from exc
+        raise InputRejected(f"cannot read ({exc.strerror})", origin=str(path)) from exc
     return raw_patient_from_bytes(data, str(path))
 
 
@@ -190,6 +190,6 @@ def read_order(data: bytes, origin: str) -> JSON:
     orders = [r for r in resources if r.get("resourceType") == "MedicationRequest"]
     if len(orders) != 1:
         raise InputRejected(
-            f"{origin}: a draft order must be exactly one MedicationRequest (found {len(orders)})"
+            f"a draft order must be exactly one MedicationRequest (found {len(orders)})", origin=origin
         )
     return orders[0]

@@ -6,16 +6,10 @@ A value whose unit is missing or not listed is *unusable*: the caller records a
 
 from __future__ import annotations
 
+from cds.errors import UnitUnrecognized
 from cds.fhir.valuesets import Analyte
 
-
-class UnitUnrecognized(ValueError):
-    """The unit of a value is missing or not one of the analyte's accepted spellings."""
-
-    def __init__(self, analyte: str, unit: str | None) -> None:
-        self.analyte = analyte
-        self.unit = unit
-        super().__init__(f"{analyte}: unit {unit!r} is not recognised")
+__all__ = ["UnitUnrecognized", "conversion_factor", "to_canonical"]
 
 
 def _fold(unit: str) -> str:

@@ -49,6 +49,7 @@ class Agent:
     match_first: bool
     counts_as: tuple[str, ...]
     covers_words: tuple[str, ...] = ()
+    label: str = ""  # the short name a clinician reads on cards (T-DM1); "" = ``display``
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,7 @@ def load_valuesets(directory: Path) -> ValueSets:
             covers_words=tuple(
                 w.lower() for w in _str_list(raw.get("covers_words"), f"{where}.covers_words")
             ),
+            label=str(raw.get("label", "")),
         )
     concepts = {
         name: _concept(name, raw, f"concepts.yaml concepts.{name}")

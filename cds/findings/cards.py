@@ -12,13 +12,14 @@ empty are omitted (CDS Hooks "no null or empty values").
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from cds.findings.model import Finding
+from cds.findings.wording import Wording, capitalised, clinical_text
 
 JSON = dict[str, Any]
 
@@ -30,7 +31,6 @@ UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
 SOURCE_URL = "https://her2-cds.org/rules"
 SUMMARY_MAX = 139
-BASIS_RESOURCES_SHOWN = 3  # cards render in narrow EHR sidebars; `cds evaluate` lists every resource
 _CARD_NAMESPACE = uuid.UUID("6f0c9a4e-2f5b-4d8e-9a51-3c1f1f0d2b7e")
 
 INDICATOR = {"critical": "critical", "warning": "warning", "info": "info"}
@@ -104,6 +104,11 @@ class CardContext:
     parameters: Mapping[str, Any]
     draft_order_ref: str | None = None
     ruleset_labels: Mapping[str, str] = field(default_factory=dict)
+    # fields of the draft that were not valid FHIR R4 and that no rule reads: checked without them
+    ignored_fields: tuple[str, ...] = ()
+    wording: Wording = field(default_factory=Wording)
+    # the evaluated facts by path (dates of the basis values); None: values without dates
+    facts: Callable[[str], Any] | None = None
 
 
 def _prune(value: Any) -> Any:
@@ -131,32 +136,22 @@ def stable_uuid(*parts: Any) -> str:
     return str(uuid.uuid5(_CARD_NAMESPACE, orjson.dumps(parts, option=orjson.OPT_SORT_KEYS).decode()))
 
 
-def _value_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list | dict):
-        return orjson.dumps(value).decode()
-    return str(value)
-
-
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def detail_markdown(finding: Finding) -> str:
-    """The card detail: the finding's explanation, its basis facts with resources, evidence and rule."""
-    lines = [finding.detail.strip()]
+def detail_markdown(finding: Finding, ctx: CardContext | None = None) -> str:
+    """The card detail in clinical words: the explanation, what it is based on (values and dates,
+    no resource ids: those are in the extension), the evidence, and the rule that produced it."""
+    wording = ctx.wording if ctx is not None else Wording()
+    facts = ctx.facts if ctx is not None else None
+    lines = [capitalised(clinical_text(finding.detail.strip()))]
     if finding.review_required:
         lines += ["", "**Review required:** verify against the current label before acting."]
-    if finding.basis:
+    basis = [line for b in finding.basis if (line := wording.basis_line(b, facts))]
+    if basis:
         lines += ["", "**Based on**", ""]
-        for b in finding.basis:
-            shown = ", ".join(b.resources[:BASIS_RESOURCES_SHOWN])
-            more = len(b.resources) - BASIS_RESOURCES_SHOWN
-            where = f" ({shown}{f', +{more} more' if more > 0 else ''})" if b.resources else ""
-            lines.append(f"- `{b.fact}` = {_md_escape(_value_text(b.value))}{where}")
+        lines += [f"- {_md_escape(line)}" for line in dict.fromkeys(basis)]
     if finding.evidence:
         lines += ["", "**Evidence**", ""]
         for e in finding.evidence:
@@ -167,7 +162,7 @@ def detail_markdown(finding: Finding) -> str:
         f"Rule `{rule.id}` v{rule.version} ({rule.ruleset}, evidence {rule.evidence_status}); "
         f"finding `{finding.code}`.",
     ]
-    return "\n".join(line for line in lines if line is not None).strip()
+    return "\n".join(lines).strip()
 
 
 def _dose(drug: Drug, parameters: Mapping[str, Any]) -> float | None:
@@ -250,26 +245,38 @@ def _suggestions(finding: Finding, ctx: CardContext, card_id: str) -> list[JSON]
     return out
 
 
-def system_actions(finding: Finding, ctx: CardContext) -> list[JSON]:
-    """Proposed (draft) ServiceRequests for a data gap that names one test; the client decides."""
+def gap_test_suggestion(finding: Finding, ctx: CardContext, card_id: str) -> JSON | None:
+    """For a data gap that names one test: a suggestion to order it (a proposed ServiceRequest).
+
+    A suggestion, not a systemAction: the clinician chooses whether to order it (systemActions are
+    applied without the clinician, so they are only for what needs no choice).
+    """
     test = GAP_TESTS.get(finding.code)
     if test is None:
-        return []
+        return None
     loinc, display = test
-    return [
-        {
-            "type": "create",
-            "description": f"Propose {display} ({finding.code})",
-            "resource": {
-                "resourceType": "ServiceRequest",
-                "status": "draft",
-                "intent": "proposal",
-                "code": {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display},
-                "subject": {"reference": ctx.patient_ref},
-                "reasonCode": [{"coding": [{"system": FINDING_CODE_SYSTEM, "code": finding.code}]}],
-            },
-        }
-    ]
+    return {
+        "label": shorten(f"Order {display}", 80),
+        "uuid": stable_uuid(card_id, "order-test", loinc),
+        "isRecommended": True,
+        "actions": [
+            {
+                "type": "create",
+                "description": f"Propose {display}",
+                "resource": {
+                    "resourceType": "ServiceRequest",
+                    "status": "draft",
+                    "intent": "proposal",
+                    "code": {
+                        "coding": [{"system": LOINC, "code": loinc, "display": display}],
+                        "text": display,
+                    },
+                    "subject": {"reference": ctx.patient_ref},
+                    "reasonCode": [{"coding": [{"system": FINDING_CODE_SYSTEM, "code": finding.code}]}],
+                },
+            }
+        ],
+    }
 
 
 def card_for(finding: Finding, ctx: CardContext) -> JSON:
@@ -285,17 +292,24 @@ def card_for(finding: Finding, ctx: CardContext) -> JSON:
         [b.model_dump(mode="json") for b in finding.basis],
     )
     suggestions = _suggestions(finding, ctx, card_id)
+    test = gap_test_suggestion(finding, ctx, card_id)
+    if test is not None:
+        suggestions.append(test)
     links = [
         {"label": shorten(e.label, 80), "url": e.url, "type": "absolute"}
         for e in finding.evidence
         if e.url.startswith(("https://", "http://"))
     ]
     label = ctx.ruleset_labels.get(rule.ruleset, f"HER2 CDS: {rule.ruleset} {rule.version}")
+    detail = detail_markdown(finding, ctx)
+    if ctx.ignored_fields:
+        named = ", ".join(f"`{f}`" for f in ctx.ignored_fields)
+        detail += f"\n\nIgnored in the draft order (not valid FHIR R4, not read by these checks): {named}."
     card: JSON = {
         "uuid": card_id,
         "summary": shorten(finding.summary),
         "indicator": INDICATOR[finding.severity],
-        "detail": detail_markdown(finding),
+        "detail": detail,
         "source": {
             "label": label,
             "url": finding.evidence[0].url if finding.evidence else SOURCE_URL,
@@ -331,6 +345,9 @@ def card_for(finding: Finding, ctx: CardContext) -> JSON:
                     }
                 ],
                 "draftOrder": ctx.draft_order_ref,
+                # the FHIR resources behind each basis fact (ids stay out of the card text)
+                "basis": [{"fact": b.fact, "resources": list(b.resources)} for b in finding.basis],
+                "ignoredFields": list(ctx.ignored_fields),
             }
         },
     }
@@ -347,28 +364,30 @@ class Rendered:
     codes: list[str]
 
 
+_STRENGTH_ORDER = {"preferred": 0, "alternative": 1, "consider": 2, None: 3}
+
+
+def card_order(finding: Finding) -> tuple[int, int, int, str, str]:
+    """Cards: severity first, then kind, then preferred before alternative, then code."""
+    severity, kind, code, rule = finding.sort_key()
+    return (severity, kind, _STRENGTH_ORDER.get(finding.strength, 3), code, rule)
+
+
 def render(groups: Iterable[tuple[Sequence[Finding], CardContext]]) -> Rendered:
-    """Cards for several evaluations (one per draft order), de-duplicated by card uuid, in finding order.
+    """Cards for several evaluations (one per draft order), de-duplicated by card uuid.
 
     A patient-level finding seen in two evaluations yields one card: its uuid does not depend on
     the draft order, while order findings carry the draft in their basis and stay distinct.
     """
     cards: list[JSON] = []
-    actions: list[JSON] = []
     seen: set[str] = set()
-    seen_actions: set[str] = set()
     ordered: list[tuple[Finding, CardContext]] = [(f, ctx) for findings, ctx in groups for f in findings]
-    ordered.sort(key=lambda pair: pair[0].sort_key())
+    ordered.sort(key=lambda pair: card_order(pair[0]))
     for finding, ctx in ordered:
         card = card_for(finding, ctx)
         if card["uuid"] in seen:
             continue
         seen.add(card["uuid"])
         cards.append(card)
-        for action in system_actions(finding, ctx):
-            key = orjson.dumps(action, option=orjson.OPT_SORT_KEYS).decode()
-            if key not in seen_actions:
-                seen_actions.add(key)
-                actions.append(action)
     codes = [c["extension"][CARD_EXTENSION]["codes"][0] for c in cards]
-    return Rendered(cards=cards, system_actions=actions, codes=codes)
+    return Rendered(cards=cards, system_actions=[], codes=codes)

@@ -103,46 +103,77 @@ def log_records() -> Iterator[_Records]:
     logger.setLevel(old)
 
 
-@pytest.fixture(scope="session")
-def service(
-    tmp_path_factory: pytest.TempPathFactory,
-    fhir_data: FhirData,
-    templates: dict[str, str],
-    log_records: _Records,
+@dataclass
+class FhirSide:
+    """The FHIR server double and the two EHR identities every service instance trusts."""
+
+    base: str
+    log: FhirLog
+    es384: Signer
+    rs384: Signer
+    es384_jwks_file: Path
+
+
+@contextmanager
+def running_service(
+    tmp: Path, fhir: FhirSide, templates: dict[str, str], name: str = "cds", **overrides: Any
 ) -> Iterator[Service]:
-    tmp: Path = tmp_path_factory.mktemp("cds-api")
+    """A CDS service under real uvicorn trusting both EHR identities; ``overrides`` change Settings."""
+    port = free_port()
+    options: dict[str, Any] = {
+        "port": port,
+        "database_url": f"sqlite:///{tmp / f'{name}.sqlite3'}",
+        "issuers": (
+            # ehr-a may have us fetch from the FHIR double (every path under it); ehr-b from nothing
+            TrustedIssuer(fhir.es384.iss, str(fhir.es384_jwks_file), fhir_servers=(fhir.base,)),
+            TrustedIssuer(fhir.rs384.iss, f"{fhir.base}/jwks/ehr-b"),
+        ),
+        "fhir_allow_private": True,  # the double listens on loopback
+        "cors_origins": (EHR_ORIGIN,),
+        "as_of": AS_OF,
+        "max_body_bytes": 2 * 1024 * 1024,
+    }
+    options.update(overrides)
+    settings = Settings(**options)
+    app = create_app(settings)
+    with serve(app, settings.port) as base, httpx.Client(timeout=30) as client:
+        yield Service(
+            base,
+            settings,
+            app.state.runtime,
+            client,
+            fhir.es384,
+            fhir.rs384,
+            f"{fhir.base}/fhir",
+            fhir.log,
+            templates,
+        )
+
+
+@pytest.fixture(scope="session")
+def fhir_side(tmp_path_factory: pytest.TempPathFactory, fhir_data: FhirData) -> Iterator[FhirSide]:
+    tmp: Path = tmp_path_factory.mktemp("fhir-side")
     es384 = make_signer("https://ehr-a.example.org", "ES384")
     rs384 = make_signer("https://ehr-b.example.org", "RS384")
     (tmp / "ehr-a.jwks.json").write_bytes(orjson.dumps(jwks_of(es384)))
     fhir_app, fhir_log = fhir_double(fhir_data, {"ehr-b": jwks_of(rs384)})
-    fhir_port, port = free_port(), free_port()
-    with serve(fhir_app, fhir_port) as fhir_base:
-        settings = Settings(
-            port=port,
-            database_url=f"sqlite:///{tmp / 'cds.sqlite3'}",
-            issuers=(
-                # ehr-a may have us fetch from the FHIR double (every path under it); ehr-b from nothing
-                TrustedIssuer(es384.iss, str(tmp / "ehr-a.jwks.json"), fhir_servers=(fhir_base,)),
-                TrustedIssuer(rs384.iss, f"{fhir_base}/jwks/ehr-b"),
-            ),
-            cors_origins=(EHR_ORIGIN,),
-            as_of=AS_OF,
-            max_body_bytes=2 * 1024 * 1024,
-            fhir_allow_private=True,  # the double listens on loopback
-        )
-        app = create_app(settings)
-        with serve(app, port) as base, httpx.Client(timeout=30) as client:
-            yield Service(
-                base,
-                settings,
-                app.state.runtime,
-                client,
-                es384,
-                rs384,
-                f"{fhir_base}/fhir",
-                fhir_log,
-                templates,
-            )
+    with serve(fhir_app, free_port()) as fhir_base:
+        yield FhirSide(fhir_base, fhir_log, es384, rs384, tmp / "ehr-a.jwks.json")
+
+
+@pytest.fixture(scope="session")
+def service(
+    tmp_path_factory: pytest.TempPathFactory,
+    fhir_side: FhirSide,
+    templates: dict[str, str],
+    log_records: _Records,
+) -> Iterator[Service]:
+    # shared by tests that repeat calls after sending feedback: override-aware suppression (tested
+    # on its own service in test_fatigue) would hide the cards they check
+    with running_service(
+        tmp_path_factory.mktemp("cds-api"), fhir_side, templates, override_quiet_days=0.0
+    ) as running:
+        yield running
 
 
 @contextmanager

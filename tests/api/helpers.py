@@ -288,6 +288,9 @@ def hook_body(
 # ---- conformance -----------------------------------------------------------------------------------------
 
 EXT = "org.her2-cds.finding"
+RESOURCE_ID = re.compile(
+    r"\b(Observation|Condition|Procedure|Medication[A-Za-z]*|AllergyIntolerance|Patient|ServiceRequest)/[A-Za-z0-9]"
+)
 
 
 def _no_empty(value: Any, where: str, problems: list[str]) -> None:
@@ -314,6 +317,11 @@ def card_problems(body: JSON) -> list[str]:
     for i, card in enumerate(body["cards"]):
         at = f"cards[{i}]"
         _no_empty(card, at, problems)
+        for text in (card.get("summary", ""), card.get("detail", "")):
+            if RESOURCE_ID.search(text):
+                problems.append(f"{at}: a resource id in the card text (ids belong in the extension)")
+        if card.get("detail", "x")[:1].islower():
+            problems.append(f"{at}.detail starts in lower case")
         uuids.append(card.get("uuid", ""))
         if not isinstance(card.get("summary"), str) or not 0 < len(card["summary"]) <= 139:
             problems.append(f"{at}.summary missing or longer than 139")

@@ -14,7 +14,8 @@ from .helpers import FhirData, Sample, hook_body, prefetch_for
 
 JSON = dict[str, Any]
 PV = "her2-therapy-review"
-ORD = "her2-order-safety"
+ORD = "her2-order-select"
+SIGN = "her2-order-sign"
 
 
 def _pv(samples: dict[str, Sample], fhir_data: FhirData, service: Service) -> JSON:
@@ -161,7 +162,7 @@ def test_sandbox_quirks_are_accepted(
         order=s.order,
     )
     del body["context"]["draftOrders"]["type"]
-    response = service.call(ORD, body)
+    response = service.call(SIGN, body)
     assert response.status_code == 200, response.text
     assert response.json()["cards"]
 

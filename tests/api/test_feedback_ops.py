@@ -14,7 +14,7 @@ from cds.findings.cards import CARD_EXTENSION
 from .conftest import Service
 from .helpers import FhirData, Sample, hook_body, prefetch_for
 
-ORD = "her2-order-safety"
+ORD = "her2-order-sign"
 
 
 def _cards(service: Service, samples: dict[str, Sample], fhir_data: FhirData) -> list[dict[str, Any]]:
@@ -135,7 +135,7 @@ def test_audit_row_per_call_without_phi(
     assert [r["status"] for r in rows] == [200, 400]
     ok = rows[0]
     assert ok["hook"] == "patient-view" and ok["hook_instance"] == body["hookInstance"]
-    assert ok["finding_codes"] == "rec.mbc2.tdm1,rec.mbc2.tdxd"
+    assert ok["finding_codes"] == "rec.mbc2.tdxd,rec.mbc2.tdm1"  # card order: preferred first
     assert "her2-therapy@" in ok["rulesets"] and ok["latency_ms"] > 0
     assert ok["patient_hash"] == store.patient_hash(s.patient_id) and len(ok["patient_hash"]) == 64
     assert ok["issuer"] == service.es384.iss
@@ -178,8 +178,8 @@ def test_discovery_conforms(service: Service) -> None:
     pairs = {(s["id"], s["hook"]) for s in body["services"]}
     assert pairs == {
         ("her2-therapy-review", "patient-view"),
-        ("her2-order-safety", "order-select"),
-        ("her2-order-safety", "order-sign"),
+        ("her2-order-select", "order-select"),
+        ("her2-order-sign", "order-sign"),
     }
     allowed_params = {"patient", "code", "_sort", "_count", "status", "category", "date"}
     for s in body["services"]:

@@ -39,6 +39,9 @@ def test_no_prefetch_fetches_everything_from_fhir_server(
     assert len(seen) > len(service.templates)
     assert any("_offset=20" in r for r in seen), "next links were not followed"
     assert set(service.fhir_log.auth[start:]) == {"Bearer fhir-access-token"}
+    # query values are percent-encoded: the | of system|code tokens travels as %7C
+    coded = [r for r in seen if "code=" in r and "_offset" not in r]
+    assert coded and all("http%3A%2F%2Floinc.org%7C" in r and "|" not in r for r in coded)
 
 
 def test_partial_prefetch_fetches_only_missing_keys(
@@ -174,7 +177,7 @@ def test_order_hook_for_non_her2_drug_answers_no_cards(
     }
     prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
     response = service.call(
-        "her2-order-safety", hook_body("order-sign", sample.patient_id, prefetch=prefetch, order=order)
+        "her2-order-sign", hook_body("order-sign", sample.patient_id, prefetch=prefetch, order=order)
     )
     assert response.status_code == 200
     assert response.json() == {"cards": []}
@@ -191,7 +194,7 @@ def test_order_select_without_medication_selection_needs_no_data(service: Servic
     }
     body = hook_body("order-select", sample.patient_id, order=order)
     body["context"]["selections"] = ["ServiceRequest/echo"]
-    response = service.call("her2-order-safety", body)
+    response = service.call("her2-order-select", body)
     assert response.status_code == 200
     assert response.json() == {"cards": []}
 

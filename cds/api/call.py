@@ -1,0 +1,211 @@
+"""One service call from body to cards: parse, plan (per hook), gather data, evaluate, render.
+
+Errors are raised as ``cds.errors`` classes; ``cds.api.handlers`` turns them into answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from pydantic import ValidationError
+
+from cds import config
+from cds.api import notices, strictjson, wire
+from cds.api.audit import CallRecord, issued_cards
+from cds.api.fhir import FhirAccess, is_outcome
+from cds.api.hooks import HOOKS, Hook, Plan
+from cds.api.hooks.orders import draft_ref
+from cds.api.runtime import Runtime
+from cds.api.services import PATIENT_KEY, PREFETCH_DATA, Service
+from cds.api.store import stamp
+from cds.engine.runtime import getter
+from cds.errors import BadPrefetch, DataUnavailable, InputRejected, NotJson, RequestRejected, WrongHook
+from cds.fhir.parse import DRAFT_ORIGIN
+from cds.fhir.source import raw_patient_from_resources
+from cds.findings.cards import CARD_EXTENSION, CardContext, Rendered, render
+from cds.findings.model import Finding
+
+JSON = dict[str, Any]
+log = logging.getLogger("cds.api")
+
+
+def parse_json(body: bytes) -> JSON:
+    """The request body as a JSON object (400 otherwise)."""
+    try:
+        value = strictjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise NotJson("request body is not JSON") from exc
+    if not isinstance(value, dict):
+        raise RequestRejected("request body must be a JSON object")
+    return value
+
+
+def read_request(body: bytes, service: Service, call: CallRecord) -> tuple[wire.HookRequest, Hook]:
+    """Validate the CDS Hooks request for ``service`` and plan it with the hook's handler."""
+    try:
+        request = wire.HookRequest.model_validate(parse_json(body))
+    except ValidationError as exc:
+        raise RequestRejected(wire.describe(exc)) from exc
+    call.hook, call.hook_instance = request.hook, request.hookInstance
+    hook = HOOKS.get(request.hook)
+    if request.hook not in service.hooks or hook is None:
+        raise WrongHook(f"service {service.id} answers {', '.join(service.hooks)}, not {request.hook}")
+    return request, hook
+
+
+def _dedupe(resources: list[JSON]) -> list[JSON]:
+    seen: set[tuple[str, str]] = set()
+    out: list[JSON] = []
+    for resource in resources:
+        rid = resource.get("id")
+        if isinstance(rid, str):
+            key = (str(resource["resourceType"]), rid)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(resource)
+    return out
+
+
+def _order_relevant(result_facts: Any) -> bool:
+    order = result_facts.order
+    return bool(order.present and (order.her2_directed or order.agent not in (None, "other")))
+
+
+async def gather(
+    rt: Runtime, request: wire.HookRequest, patient_id: str, issuer: str | None
+) -> list[JSON]:
+    """The patient's resources: prefetch first, the client's FHIR server for the rest (412 if neither)."""
+    access = FhirAccess(
+        request.fhirServer,
+        request.fhirAuthorization.access_token if request.fhirAuthorization else None,
+        issuer,
+    )
+    assert rt.fetcher is not None
+    prefetch = request.prefetch or {}
+    fetched = [k for k in rt.templates if k not in prefetch or is_outcome(prefetch[k])]
+    try:
+        data = await rt.fetcher.gather(rt.templates, request.prefetch, patient_id, access)
+    except DataUnavailable:
+        if fetched:
+            rt.metrics.fhir_fallback.labels("failed").inc()
+        raise
+    if fetched:
+        rt.metrics.fhir_fallback.labels("ok").inc()
+    patient = data[PATIENT_KEY][0]
+    if patient.get("resourceType") != "Patient" or patient.get("id") != patient_id:
+        raise BadPrefetch("the patient data is not the Patient of context.patientId")
+    return _dedupe([r for key in rt.templates for r in data[key]])
+
+
+def evaluate(
+    rt: Runtime, service: Service, plan: Plan, resources: list[JSON], hook_instance: str
+) -> Rendered:
+    """Run the engine (once, or once per draft order) and render the cards; called in a worker thread."""
+    as_of = rt.as_of or config.now()
+    raw = raw_patient_from_resources(resources, f"hook {hook_instance}")
+    groups: list[tuple[list[Finding], CardContext]] = []
+    if plan.drafts is None:
+        result = rt.evaluator.evaluate(raw, as_of=as_of)
+        base = CardContext(
+            service.id,
+            raw.patient_ref,
+            rt.parameters,
+            None,
+            rt.ruleset_labels,
+            wording=rt.wording,
+            facts=getter(result.facts),
+        )
+        groups.append((result.evaluation.findings, base))
+    unreadable = [notices.order_unreadable(service.id, raw.patient_ref, ref, ()) for ref in plan.unreadable]
+    for draft in plan.drafts or ():
+        ref = draft_ref(draft)
+        try:
+            result = rt.evaluator.evaluate(raw, as_of=as_of, order=draft)
+        except InputRejected as exc:
+            if exc.origin != DRAFT_ORIGIN:
+                raise
+            unreadable.append(notices.order_unreadable(service.id, raw.patient_ref, ref, ()))
+            continue
+        if _order_relevant(result.facts):
+            ignored = plan.ignored.get(ref, ())
+            ctx = CardContext(
+                service.id,
+                raw.patient_ref,
+                rt.parameters,
+                ref,
+                rt.ruleset_labels,
+                ignored,
+                wording=rt.wording,
+                facts=getter(result.facts),
+            )
+            groups.append((result.evaluation.findings, ctx))
+    return with_notices(render(groups), unreadable)
+
+
+def with_notices(rendered: Rendered, cards: list[JSON]) -> Rendered:
+    """The service's own warning cards first, then the rules' cards."""
+    if not cards:
+        return rendered
+    codes = [c["extension"][CARD_EXTENSION]["codes"][0] for c in cards]
+    return Rendered(cards + rendered.cards, rendered.system_actions, codes + rendered.codes)
+
+
+INFO_KIND = "info"
+
+
+def _keep(rendered: Rendered, cards: list[JSON]) -> Rendered:
+    codes = [c["extension"][CARD_EXTENSION]["codes"][0] for c in cards]
+    return Rendered(cards, rendered.system_actions, codes)
+
+
+async def against_fatigue(rt: Runtime, service: Service, hook: str, rendered: Rendered) -> Rendered:
+    """Hold back what the clinician need not see again.
+
+    patient-view fires on every chart open: unless the service is configured for info cards, only
+    actionable cards are shown. A card overridden with a coded reason stays quiet for the same
+    patient, rule version and basis values (its uuid encodes them) for ``override_quiet_days``,
+    unless its severity rose; quieted cards are counted (metrics, feedback report).
+    """
+    cards = rendered.cards
+    if hook == "patient-view" and service.id not in rt.settings.info_cards:
+        cards = [c for c in cards if c["extension"][CARD_EXTENSION]["kind"] != INFO_KIND]
+    if rt.settings.override_quiet_days > 0 and cards:
+        issued = issued_cards(cards)
+        now = stamp(rt.clock())
+        quiet = await anyio.to_thread.run_sync(lambda: rt.store.quieted(service.id, issued, now))
+        if quiet:
+            held = [c for c in issued if c.uuid in quiet]
+            await anyio.to_thread.run_sync(lambda: rt.store.count_suppressed(service.id, held))
+            for c in held:
+                rt.metrics.suppressed.labels(service.id, c.code).inc()
+            cards = [c for c in cards if c["uuid"] not in quiet]
+    return rendered if cards is rendered.cards else _keep(rendered, cards)
+
+
+async def answer(rt: Runtime, service: Service, body: bytes, call: CallRecord) -> Rendered:
+    """The cards for one CDS Hooks call."""
+    request, hook = read_request(body, service, call)
+    plan = hook.read(request.context, rt.library)
+    call.patient_id = plan.patient_id
+    log.debug("call %s %s patient %s", service.id, request.hookInstance, plan.patient_id)
+    if plan.nothing_to_check:
+        return Rendered([], [], [])
+    patient_ref = f"Patient/{plan.patient_id}"
+    if not plan.drafts and plan.unreadable:  # nothing checkable: no need for the patient's data
+        cards = [notices.order_unreadable(service.id, patient_ref, ref, ()) for ref in plan.unreadable]
+        return with_notices(Rendered([], [], []), cards)
+    try:
+        resources = await gather(rt, request, plan.patient_id, call.issuer)
+    except DataUnavailable as exc:
+        if service.id not in rt.settings.warn_on_missing_data:
+            raise
+        which = PREFETCH_DATA.get(exc.origin or "", "the patient's record")
+        return with_notices(Rendered([], [], []), [notices.data_unavailable(service.id, patient_ref, which)])
+    rendered = await anyio.to_thread.run_sync(
+        lambda: evaluate(rt, service, plan, resources, request.hookInstance)
+    )
+    return await against_fatigue(rt, service, request.hook, rendered)
