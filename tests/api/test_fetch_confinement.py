@@ -15,11 +15,13 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from cds.api.fhir import UNAVAILABLE
 from cds.api.netguard import GuardedBackend, guarded_transport
+from cds.errors import DataUnavailable
 
 from .conftest import Service, extra_service
 from .helpers import FhirData, Sample, free_port, hook_body, prefetch_for, searchset, serve
+
+UNAVAILABLE = DataUnavailable.GENERIC
 
 PV = "her2-therapy-review"
 BIG = "tdm1-platelets-not-recovered"  # 58 resources

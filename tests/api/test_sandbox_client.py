@@ -81,6 +81,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, fhir_side: Any) -> Iterato
         cors_origins=(ORIGIN,),
         as_of=AS_OF,
         fhir_servers=(f"{fhir_side.base}/fhir",),
+        fhir_allow_private=True,  # the FHIR double listens on loopback
         warn_on_missing_data=("her2-therapy-review", "her2-order-select", "her2-order-sign"),
     )
     with serve(create_app(settings), port) as base, httpx.Client(timeout=30) as client:

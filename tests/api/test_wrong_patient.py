@@ -54,7 +54,7 @@ def variants_server() -> Iterator[str]:
 
 def _expect(case: str, without: list[str]) -> list[str]:
     if case.startswith("self"):
-        return sorted([HOLD, "info.on-therapy"])
+        return [HOLD]  # patient-view shows actionable cards only (no "continue" info card)
     return sorted([*without, GAP])
 
 
@@ -94,7 +94,7 @@ def test_versioned_subject_on_a_draft_order_is_this_patient(
     order = {**s.order, "subject": {"reference": f"Patient/{s.patient_id}/_history/4"}}
     prefetch = prefetch_for(fhir_data, service.templates, s.patient_id)
     response = service.call(
-        "her2-order-safety", hook_body("order-sign", s.patient_id, prefetch=prefetch, order=order)
+        "her2-order-sign", hook_body("order-sign", s.patient_id, prefetch=prefetch, order=order)
     )
     assert response.status_code == 200, response.text
     assert card_codes(response.json()) == s.expected
