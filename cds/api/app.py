@@ -327,7 +327,10 @@ def create_app(settings: Settings) -> FastAPI:
         def run() -> Rendered:
             raw = raw_patient_from_resources(resources, f"hook {call.hookInstance}")
             groups: list[tuple[list[Finding], CardContext]] = []
-            base = CardContext(service_id, raw.patient_ref, rt.parameters, None, rt.ruleset_labels)
+            catalogue = rt.evaluator.library.catalogue
+            base = CardContext(
+                service_id, raw.patient_ref, rt.parameters, None, rt.ruleset_labels, catalogue
+            )
             if not drafts:
                 groups.append((rt.evaluator.evaluate(raw, as_of=as_of).evaluation.findings, base))
             for draft in drafts:
@@ -339,6 +342,7 @@ def create_app(settings: Settings) -> FastAPI:
                         rt.parameters,
                         f"MedicationRequest/{draft.get('id')}",
                         rt.ruleset_labels,
+                        catalogue,
                     )
                     groups.append((result.evaluation.findings, ctx))
             return render(groups)
