@@ -483,7 +483,8 @@ def derive_therapy(
         lines_facts.her2_directed = len(her2_lines)
         lines_facts.non_her2 = len(other_lines)
         if other_lines:
-            lines_facts.non_her2_regimens = ", ".join(sorted({a for line in other_lines for a in line.agents}))
+            other_agents = {a for line in other_lines for a in line.agents}
+            lines_facts.non_her2_regimens = ", ".join(sorted(other_agents))
             provenance["lines.non_her2"] = [ref for line in other_lines for ref in line.refs]
         # a line without any HER2-directed agent is not a HER2 line (clinical-spec §10.7)
         lines_facts.effective = len(her2_lines) + (1 if lines_facts.early_relapse else 0)

@@ -80,7 +80,6 @@ class AgentSpec(_Strict):
     covers: list[str] = Field(default_factory=list)
     route: Route
     dose: DoseSpec | None = None
-    her2_categories: list[str] = Field(default_factory=list)
     safety_rulesets: list[str] = Field(default_factory=list)
     early_relapse: Literal["anchor", "extends"] | None = None
     allergy_group: str | None = None

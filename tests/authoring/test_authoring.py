@@ -174,15 +174,18 @@ def test_version_bump_check_against_git(rules: Path) -> None:
         check=True,
     )
     path = rules / "tdm1-safety.yaml"
+    major, minor, _patch = (int(p) for p in yaml.safe_load(path.read_text())["version"].split("."))
     path.write_text(
         path.read_text().replace("platelets_grade3_below: {value: 50,", "platelets_grade3_below: {value: 55,")
     )
     errors = [d.message for d in lint(rules, cohort=None, base="HEAD").of("error")]
     assert any(
-        "content of approved ruleset changed since HEAD but version is still 2.0.0" in e for e in errors
+        f"content of approved ruleset changed since HEAD but version is still {major}.{minor}.{_patch}" in e
+        for e in errors
     )
     subprocess.run(["git", "-C", str(rules), "checkout", "-q", "--", "."], check=True)
-    assert edit.set_parameters(rules, {"platelets_grade3_below": 55}) == {"tdm1-safety.yaml": "2.1.0"}
+    bumped = f"{major}.{minor + 1}.0"
+    assert edit.set_parameters(rules, {"platelets_grade3_below": 55}) == {"tdm1-safety.yaml": bumped}
     assert lint(rules, cohort=None, base="HEAD").ok
 
 

@@ -12,7 +12,10 @@ import pytest
 from cds import Evaluator, PatientFacts
 from cds.findings.build import build_findings
 
-MBC_TDM1: dict[str, Any] = {"setting": "metastatic", "therapy": {"on": {"tdm1": True}, "started": {"tdm1": True}}}
+MBC_TDM1: dict[str, Any] = {
+    "setting": "metastatic",
+    "therapy": {"on": {"tdm1": True}, "started": {"tdm1": True}},
+}
 EBC_TDM1: dict[str, Any] = {"setting": "early", "therapy": {"on": {"tdm1": True}, "started": {"tdm1": True}}}
 TDXD: dict[str, Any] = {"setting": "metastatic", "therapy": {"on": {"tdxd": True}}}
 FRESH = {"age_days": 1}
@@ -174,6 +177,7 @@ CASES = [
             order={
                 "present": True,
                 "agent": "tdm1",
+                "agents": {"tdm1": True},
                 "her2_directed": True,
                 "dose_fit": "at-level",
                 "cycle_number": 15,
@@ -188,6 +192,7 @@ CASES = [
             order={
                 "present": True,
                 "agent": "tdm1",
+                "agents": {"tdm1": True},
                 "her2_directed": True,
                 "dose_fit": "at-level",
                 "cycle_number": 14,
