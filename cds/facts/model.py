@@ -73,7 +73,8 @@ class LinesFacts(_Facts):
         0, description="HER2-directed metastatic lines + 1 if early_relapse (other lines do not count)"
     )
     early_relapse: bool = Field(
-        False, description="metastatic within early_relapse_months of (neo)adjuvant trastuzumab"
+        False,
+        description="metastatic within early_relapse_months of the last (neo)adjuvant anchor agent",
     )
     last_her2_directed: bool = Field(
         False, description="the latest line was HER2-directed (or early relapse)"
@@ -228,7 +229,9 @@ class ConditionFacts(_Facts):
 class AllergyFacts(_Facts):
     """Taxane allergy (clinical-spec §2)."""
 
-    taxane: bool = Field(False, description="allergy to both paclitaxel and docetaxel, or to the class")
+    taxane: bool = Field(
+        False, description="allergy to every taxane molecule of the catalogue, or to the class"
+    )
     single_taxane: str | None = Field(None, description="the one taxane allergy, when only one")
     other_taxane: str | None = Field(None, description="the taxane still usable, when only one is allergenic")
 
