@@ -345,6 +345,10 @@ def _other_agent_fit(
     """Another HER2-directed agent or product whose level the dose fits (name confusion). Forms of
     the ordered agents (Phesgo for pertuzumab) are not "another drug"."""
     mine = set(catalogue.items[item].agents)
+    # agents given together as one fixed-dose product (Phesgo) are partners, not look-alikes
+    for product in catalogue.products.values():
+        if len(product.agents) > 1 and mine & set(product.agents):
+            mine |= set(product.agents)
     for other in sorted(catalogue.items):
         entry = catalogue.items[other]
         if other == item or set(entry.agents) & mine or not any(

@@ -398,3 +398,26 @@ def test_first_line_without_prior_lines_is_not_reviewed(evaluator: Evaluator) ->
 def test_facts_name_no_drug_outside_the_catalogue(evaluator: Evaluator) -> None:
     f: PatientFacts = facts(evaluator, breast(), admin("a1", "2026-10-20", text="Kadcyla", dose=3.6))
     assert set(f.therapy.on) == set(evaluator.library.catalogue.agents)
+
+
+def test_pertuzumab_at_a_subcutaneous_trastuzumab_dose_is_out_of_range_not_a_name_confusion(
+    evaluator: Evaluator,
+) -> None:
+    draft = request("draft", AS_OF, text="pertuzumab", dose=600, unit="mg", status="draft")
+    f = facts(evaluator, breast(), order=draft)
+    assert (f.order.agent, f.order.dose_fit, f.order.matches_other_agent) == (
+        "pertuzumab",
+        "between-levels",
+        None,
+    )
+
+
+def test_trastuzumab_at_the_tdm1_level_is_a_name_confusion(evaluator: Evaluator) -> None:
+    draft = request("draft", AS_OF, text="Herceptin", dose=3.6, status="draft", weeks=3)
+    f = facts(evaluator, breast(), order=draft)
+    assert (f.order.agent, f.order.product, f.order.dose_fit, f.order.matches_other_agent) == (
+        "trastuzumab",
+        "herceptin",
+        "below-min",
+        "tdm1",
+    )
