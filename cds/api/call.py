@@ -118,6 +118,7 @@ def evaluate(
             rt.ruleset_labels,
             wording=rt.wording,
             facts=getter(result.facts),
+            catalogue=rt.library.catalogue,
         )
         groups.append((result.evaluation.findings, base))
     unreadable = [notices.order_unreadable(service.id, raw.patient_ref, ref, ()) for ref in plan.unreadable]
@@ -141,6 +142,7 @@ def evaluate(
                 ignored,
                 wording=rt.wording,
                 facts=getter(result.facts),
+                catalogue=rt.library.catalogue,
             )
             groups.append((result.evaluation.findings, ctx))
     return with_notices(render(groups), unreadable)

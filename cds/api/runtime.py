@@ -54,8 +54,8 @@ class Runtime:
 
 
 def drug_names(library: RuleLibrary) -> dict[str, str]:
-    """Agent key -> the name cards show, from the drug knowledge (short ``label``, else ``display``)."""
-    return {key: agent.label or agent.display for key, agent in library.valuesets.agents.items()}
+    """Agent key -> the name cards show (T-DM1), from the drug catalogue."""
+    return {key: library.catalogue.display(key) for key in library.catalogue.agent_ids()}
 
 
 def build_runtime(settings: Settings) -> Runtime:

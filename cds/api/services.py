@@ -1,7 +1,9 @@
 """The service catalogue published at discovery, and the prefetch templates each service needs.
 
 The Observation codes in the templates come from the loaded value sets, so a pharmacist adding a
-LOINC code to ``rules/valuesets/observations.yaml`` widens the prefetch with no code change.
+LOINC code to ``rules/valuesets/observations.yaml`` widens the prefetch with no code change; the
+drug names in the descriptions come from the drug catalogue (``rules/catalogue/``). Medication
+searches are not filtered by code: a record naming a drug only in text must still arrive.
 Templates only use ``{{context.patientId}}``, type-level search, reference and token (system|code)
 parameters and ``_sort=-date`` (SPEC §Prefetch query restrictions).
 """
@@ -67,6 +69,7 @@ _SEARCHES: tuple[tuple[str, str], ...] = (
     ("medicationRequests", "MedicationRequest"),
     ("medicationAdministrations", "MedicationAdministration"),
     ("medicationStatements", "MedicationStatement"),
+    ("medicationDispenses", "MedicationDispense"),
 )
 
 
@@ -88,15 +91,15 @@ _THERAPY_REVIEW = Service(
     description=(
         "When a patient's record is opened: the guideline-recommended next HER2-directed regimen "
         "(first/second/later line, early-setting residual disease, HER2-low), safety alerts for "
-        "patients on T-DM1, T-DXd, trastuzumab or pertuzumab (platelets, liver tests, LVEF, ILD), "
+        "patients on {monitored} (platelets, liver tests, LVEF, ILD), "
         "and the data gaps that block a safe recommendation."
     ),
     usage="FHIR R4. Needs read access to the patient's Conditions, Observations, medications, "
     "Procedures and AllergyIntolerances (prefetch or fhirAuthorization).",
 )
 _ORDER_DESCRIPTION = (
-    "For draft MedicationRequests of T-DM1, T-DXd, trastuzumab or pertuzumab: dose against the "
-    "label levels per kg, T-DM1/T-DXd/trastuzumab name confusion, HER2 status, required labs, "
+    "For draft MedicationRequests of {monitored}: dose against the "
+    "label levels per kg or fixed mg, {confusable} name confusion, HER2 status, required labs, "
     "LVEF and pregnancy test before this dose."
 )
 _ORDER_USAGE = "FHIR R4 draftOrders with MedicationRequest entries; same data access as her2-therapy-review."
@@ -155,6 +158,24 @@ def prefetch_templates(library: RuleLibrary) -> dict[str, str]:
     return templates
 
 
+def _or_list(names: list[str]) -> str:
+    return names[0] if len(names) < 2 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _drug_words(library: RuleLibrary) -> dict[str, str]:
+    """Drug names in the service descriptions, from the catalogue: the agents with safety rules,
+    and the per-kg HER2-directed agents that can be confused with one another."""
+    catalogue = library.catalogue
+    monitored = [a for a in catalogue.with_class("her2_directed") if catalogue.agents[a].safety_rulesets]
+    per_kg = [
+        a for a in monitored if (dose := catalogue.agents[a].dose) is not None and dose.basis == "mg/kg"
+    ]
+    return {
+        "monitored": _or_list([catalogue.display(a) for a in monitored]),
+        "confusable": "/".join(catalogue.display(a) for a in per_kg),
+    }
+
+
 def discovery(library: RuleLibrary, published: tuple[Service, ...]) -> dict[str, list[dict[str, object]]]:
     """The ``GET /cds-services`` body: one entry per (service, hook)."""
     templates = prefetch_templates(library)
@@ -166,7 +187,7 @@ def discovery(library: RuleLibrary, published: tuple[Service, ...]) -> dict[str,
                 {
                     "hook": hook,
                     "title": service.title,
-                    "description": service.description,
+                    "description": service.description.format(**_drug_words(library)),
                     "id": service.id,
                     "prefetch": dict(templates),
                     "usageRequirements": service.usage,

@@ -54,14 +54,33 @@ def domain_of(annotation: Any) -> Domain:
     return Domain("text", nullable)
 
 
-_DOMAINS: dict[str, Domain] | None = None
+class _Domains(dict[str, Domain]):
+    """Domains by fact path; agent-keyed paths (``therapy.on.<agent>``) share one domain, stored
+    under the wildcard agent ``*``, so any catalogue agent resolves without a library."""
+
+    def __missing__(self, path: str) -> Domain:
+        parts = path.split(".")
+        for index in range(len(parts)):
+            candidate = ".".join([*parts[:index], "*", *parts[index + 1 :]])
+            if dict.__contains__(self, candidate):
+                return dict.__getitem__(self, candidate)
+        raise KeyError(path)
+
+    def get(self, path: str, default: Any = None) -> Any:
+        try:
+            return self[path]
+        except KeyError:
+            return default
+
+
+_DOMAINS: _Domains | None = None
 
 
 def domains() -> dict[str, Domain]:
     """Domain of every fact path (cached: the fact model is fixed for a process)."""
     global _DOMAINS
     if _DOMAINS is None:
-        _DOMAINS = {path: domain_of(ann) for path, ann in leaf_paths().items()}
+        _DOMAINS = _Domains({path: domain_of(ann) for path, ann in leaf_paths(agents=("*",)).items()})
     return _DOMAINS
 
 

@@ -226,7 +226,7 @@ def diff_cmd(
 
 def new_cmd(
     source: Annotated[
-        str, typer.Option("--from", help="ruleset:rule-id to copy, e.g. her2-therapy:rec.mbc2.tdm1")
+        str, typer.Option("--from", help="ruleset:rule-id to copy, e.g. her2-therapy:rec.mbc1.thp")
     ],
     new_id: Annotated[str | None, typer.Option("--id", help="Id (and finding code) of the new rule.")] = None,
     into: Annotated[

@@ -27,6 +27,7 @@ from cds.engine.runtime import getter
 from cds.errors import ConditionError, ConfigurationError, Diagnostic, InputRejected, RuleDefinitionError
 from cds.evaluate import Evaluator
 from cds.facts.model import PatientFacts, leaf_paths
+from cds.knowledge.catalogue import Catalogue
 
 ALL_STATUSES = frozenset({"draft", "in-review", "approved", "retired"})
 WORKING_STATUSES = config.WORKING_STATUSES
@@ -36,14 +37,7 @@ TRANSITIONS = {
     "approved": {"approved", "draft", "in-review", "retired"},
     "retired": {"retired", "draft"},
 }
-REGIMEN_DRUGS = {
-    "thp": {"trastuzumab", "pertuzumab"},
-    "t-dxd+pertuzumab": {"tdxd", "pertuzumab"},
-    "t-dxd": {"tdxd"},
-    "t-dm1": {"tdm1"},
-    "tucatinib+trastuzumab+capecitabine": {"trastuzumab"},
-}
-HER2_DRUGS = {"tdm1", "tdxd", "trastuzumab", "pertuzumab"}
+AGENT_VALUED = {"order.agent", "order.product", "order.matches_other_agent"}  # catalogue ids
 AVOID_ACTIONS = {"review", "hold", "hold-reduce", "discontinue"}
 PLACEHOLDER = re.compile(r"\{(\$?[a-z_][a-z0-9_.]*)\}")
 CONTENT_EXCLUDED = {"tests", "status", "approved_by", "approved_on"}
@@ -103,16 +97,19 @@ def rule_lines(path: Path) -> dict[str, int]:
     return out
 
 
-def _drugs(compiled: CompiledRule) -> set[str]:
+def _drugs(compiled: CompiledRule, catalogue: Catalogue) -> set[str]:
+    """The catalogue agents a recommendation's regimen gives, or an alert is about."""
     then = compiled.rule.then
-    if then.kind == "recommendation" and then.regimen:
-        return REGIMEN_DRUGS.get(then.regimen, set())
+    if then.kind == "recommendation" and then.regimen and then.regimen in catalogue.regimens:
+        return set(catalogue.regimens[then.regimen].agents)
     if then.kind == "alert" and then.applies_to:
-        return set(HER2_DRUGS) if then.applies_to == "her2" else {then.applies_to}
+        if then.applies_to in catalogue.agents:
+            return {then.applies_to}
+        return set(catalogue.with_class(then.applies_to))
     return set()
 
 
-def conflict_reason(a: CompiledRule, b: CompiledRule) -> str | None:
+def conflict_reason(a: CompiledRule, b: CompiledRule, catalogue: Catalogue) -> str | None:
     """Why two rules must not fire for the same patient, or None if they may."""
     ta, tb = a.rule.then, b.rule.then
     if ta.code == tb.code and (ta.action, ta.strength, ta.regimen, ta.resolved_severity()) != (
@@ -133,7 +130,7 @@ def conflict_reason(a: CompiledRule, b: CompiledRule) -> str | None:
             and tl.kind == "alert"
             and tl.action in AVOID_ACTIONS
         ):
-            shared = _drugs(rec) & _drugs(alert)
+            shared = _drugs(rec, catalogue) & _drugs(alert, catalogue)
             if shared:
                 return (
                     f"preferred recommendation {tr.code} ({tr.regimen}) and {tl.action} alert "
@@ -178,7 +175,7 @@ def _compares(cond: Any) -> Iterable[Any]:
 
 def check_rules(library: RuleLibrary, report: LintReport) -> None:
     """Per-rule checks: can fire, placeholders, enumeration values, evidence, applies_to."""
-    paths = leaf_paths()
+    paths = leaf_paths(agents=library.catalogue.agent_ids())
     descriptions = _descriptions()
     for rs in library.rulesets:
         if rs.spec.status == "retired":
@@ -224,6 +221,8 @@ def check_rules(library: RuleLibrary, report: LintReport) -> None:
                     else None
                 )
                 values = cmp.value if isinstance(cmp.value, list) else [cmp.value]
+                if cmp.path in AGENT_VALUED:
+                    words = {*library.catalogue.items, "other", "ambiguous"}
                 for v in values:
                     if words and isinstance(v, str) and v not in words:
                         report.add(
@@ -234,15 +233,6 @@ def check_rules(library: RuleLibrary, report: LintReport) -> None:
                             field_="when",
                             line=line,
                         )
-            if then.applies_to and then.applies_to not in (*HER2_DRUGS, "her2"):
-                report.add(
-                    file,
-                    f"applies_to {then.applies_to!r} is not one of "
-                    f"{', '.join(sorted((*HER2_DRUGS, 'her2')))}",
-                    rule=rid,
-                    field_="then.applies_to",
-                    line=line,
-                )
             if not then.evidence:
                 report.add(
                     file,
@@ -275,7 +265,7 @@ def conflicting_pairs(
     out = []
     for i, (rs_a, id_a, a) in enumerate(rules):
         for rs_b, id_b, b in rules[i + 1 :]:
-            reason = conflict_reason(a, b)
+            reason = conflict_reason(a, b, library.catalogue)
             if reason is None:
                 continue
             try:

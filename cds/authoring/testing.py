@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -50,13 +51,31 @@ def _codes_for(
     return [f.code for f in findings]
 
 
+def expand_dotted(facts: dict[str, Any]) -> dict[str, Any]:
+    """Snapshot keys may be dotted (``therapy: {on.tdm1: true, started.tdm1: true}``): agent-keyed
+    facts read naturally in a flow mapping; nested dicts are merged."""
+    out: dict[str, Any] = {}
+    for key, value in facts.items():
+        node = out
+        *parents, leaf = str(key).split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        if isinstance(value, dict):
+            merged = expand_dotted(value)
+            existing = node.get(leaf)
+            node[leaf] = {**existing, **merged} if isinstance(existing, dict) else merged
+        else:
+            node[leaf] = value
+    return out
+
+
 def case_facts(
     ruleset: CompiledRuleset, case: TestCase, library: RuleLibrary, evaluator: Evaluator
 ) -> PatientFacts | str:
     """The facts a case runs on (its snapshot, or its bundle evaluated as of its date); str = why not."""
     if case.facts is not None:
         try:
-            return PatientFacts.model_validate(case.facts)
+            return PatientFacts.model_validate(expand_dotted(case.facts))
         except ValidationError as exc:
             first = exc.errors()[0]
             return f"facts snapshot is not valid: {first['msg']} at {'.'.join(str(p) for p in first['loc'])}"

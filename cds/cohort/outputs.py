@@ -55,12 +55,8 @@ PATIENTS_SCHEMA = pa.schema(
         ("progression", pa.string()),
         ("current_regimen", pa.string()),
         ("on_drug", pa.string()),
-        ("on_tdm1", pa.bool_()),
-        ("on_tdxd", pa.bool_()),
-        ("on_trastuzumab", pa.bool_()),
-        ("on_pertuzumab", pa.bool_()),
-        ("tdm1_dose_level", pa.int32()),
-        ("tdxd_dose_level", pa.int32()),
+        ("on_agents", pa.string()),  # catalogue agent ids, space-separated (any agent, no fixed list)
+        ("dose_levels", pa.string()),  # "<agent>=<level>" of the last dose given, space-separated
         ("platelets", pa.float64()),
         ("platelets_date", pa.string()),
         ("anc", pa.float64()),

@@ -199,7 +199,7 @@ code{font-size:12px}#filter{padding:5px;width:320px;margin:6px 0}
 <div class="meta" id="worklist-count">{{ worklist|length }} of {{ needs_action }} patients needing action shown
 {%- if worklist|length < needs_action %} (most urgent first; the rest are in patients.{{ fmt }} where needs_action is true){% endif %}.
 Click a column to sort; type to filter.</div>
-<input id="filter" placeholder="filter, e.g. alert.tdm1 or T-DXd" aria-label="filter worklist">
+<input id="filter" placeholder="filter by finding code, drug or text" aria-label="filter worklist">
 <table id="worklist"><thead><tr>
 <th data-type="text">patient</th><th data-type="num">severity</th><th data-type="text">actions</th><th data-type="text">HER2</th>
 <th data-type="text">setting</th><th data-type="num">line</th><th data-type="text">on drug</th><th data-type="num">platelets</th>

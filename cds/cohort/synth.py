@@ -24,6 +24,9 @@ from typing import IO, Any
 
 import orjson
 
+from cds.evaluate import default_rules_dir
+from cds.knowledge.catalogue import Catalogue, load_catalogue
+
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -43,8 +46,8 @@ SCENARIOS: dict[str, tuple[float, str, str, str | None]] = {
     "mbc-untreated": (0.04, "positive", "metastatic", "rec.mbc1.thp"),
     "mbc-first-line-stable": (0.14, "positive", "metastatic", "info.on-therapy"),
     "mbc-progressed-first-line": (0.05, "positive", "metastatic", "rec.mbc2.tdm1"),
-    "mbc-on-tdm1": (0.06, "positive", "metastatic", None),
-    "mbc-on-tdxd": (0.08, "positive", "metastatic", None),
+    "mbc-second-line-adc-a": (0.06, "positive", "metastatic", None),
+    "mbc-second-line-adc-b": (0.08, "positive", "metastatic", None),
     "mbc-later-line": (0.03, "positive", "metastatic", "rec.mbc3.tucatinib"),
     "her2-low-mbc": (0.08, "low", "metastatic", "rec.her2low.tdxd"),
     "her2-zero": (0.05, "zero", "metastatic", "info.her2-negative"),
@@ -62,33 +65,63 @@ PLATELET_UNITS = [
     ("x10E3/uL", 1.0, 0.05),
     ("thou/uL", 1.0, 0.05),
 ]
-# key -> (RxNorm code, display, text-only variants seen in feeds)
-DRUGS: dict[str, tuple[str, str, list[str]]] = {
-    "trastuzumab": ("224905", "trastuzumab", ["Herceptin", "trastuzumab-dkst (Ogivri)", "Kanjinti"]),
-    "pertuzumab": ("1298944", "pertuzumab", ["Perjeta"]),
-    "docetaxel": ("72962", "docetaxel", ["Taxotere"]),
-    "paclitaxel": ("56946", "paclitaxel", ["Taxol"]),
-    "tdm1": ("1371041", "ado-trastuzumab emtansine", ["Kadcyla", "T-DM1"]),
-    "tdxd": (
-        "2267576",
-        "fam-trastuzumab deruxtecan-nxki 100 MG Injection",
-        ["Enhertu", "trastuzumab deruxtecan"],
-    ),
-    "capecitabine": ("194000", "capecitabine", ["Xeloda"]),
-    "tucatinib": ("2361290", "tucatinib 150 MG Oral Tablet", ["Tukysa"]),
-    "letrozole": ("72965", "letrozole", ["Femara"]),
-    "anastrozole": ("84857", "anastrozole", ["Arimidex"]),
-}
-MG_PER_KG = {"trastuzumab": 6.0, "tdm1": 3.6, "tdxd": 5.4}
-FIXED_MG = {
-    "pertuzumab": 420.0,
-    "docetaxel": 130.0,
-    "paclitaxel": 140.0,
-    "capecitabine": 2000.0,
-    "tucatinib": 600.0,
-    "letrozole": 2.5,
-    "anastrozole": 1.0,
-}
+# The scenarios give regimens of the drug catalogue, found by their shape (drugs, codes, names and
+# doses are read from rules/catalogue/, never written here): the first-line regimen is the one
+# with a taxane and HER2 antibodies; ADC A and B are the single-agent regimens whose agent has
+# reduction levels, in id order.
+FIRST_LINE, ADC_A, ADC_B = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class SynthDrug:
+    """How the generator writes one catalogue agent: code, name, text variants, dose."""
+
+    code: str | None
+    display: str
+    names: tuple[str, ...]
+    dose: float | None
+    per_kg: bool
+
+
+def regimen_roles(catalogue: Catalogue) -> tuple[str, str, str]:
+    """(first line, ADC A, ADC B) regimen ids of the catalogue (see FIRST_LINE)."""
+    agents = catalogue.agents
+    first = next(
+        k
+        for k, r in sorted(catalogue.regimens.items())
+        if any("taxane" in agents[a].classes for a in r.agents)
+        and sum("her2_directed" in agents[a].classes for a in r.agents) >= 2
+    )
+    adcs = [
+        k
+        for k, r in sorted(catalogue.regimens.items())
+        if len(r.agents) == 1 and (dose := agents[r.agents[0]].dose) is not None and dose.reductions
+    ]
+    return first, adcs[0], adcs[1]
+
+
+def synth_drugs(catalogue: Catalogue) -> dict[str, SynthDrug]:
+    """Every catalogue agent as the generator writes it: its ingredient code (else a product
+    code), its generic name, brand and biosimilar names as text-only variants, and its usual
+    dose (the every-3-weeks maintenance level; fixed-dose agents in mg; none when the catalogue
+    holds no dose, e.g. body-surface chemotherapy)."""
+    out: dict[str, SynthDrug] = {}
+    for key, agent in catalogue.agents.items():
+        products = [p for p in catalogue.products.values() if p.agents == [key]]
+        codes = [*agent.rxnorm, *(c for p in products for c in p.rxnorm)]
+        names = [n for p in products for n in p.names] + [agent.display]
+        dose: float | None = None
+        if agent.dose is not None:
+            levels = agent.dose.levels_for(3)
+            dose = levels[-1] if not agent.dose.reductions else levels[0]
+        out[key] = SynthDrug(
+            codes[0] if codes else None,
+            agent.name,
+            tuple(dict.fromkeys(names)),
+            dose,
+            agent.dose is not None and agent.dose.basis == "mg/kg",
+        )
+    return out
 
 
 def concept(system: str, code: str, display: str | None = None, text: str | None = None) -> JSON:
@@ -108,8 +141,10 @@ NEGATIVE = concept(SNOMED, "260385009", "Negative (qualifier value)")
 class Chart:
     """The resources of one synthetic patient, with dates counted back from the as-of day."""
 
-    def __init__(self, pid: str, rng: random.Random, as_of: date) -> None:
+    def __init__(self, pid: str, rng: random.Random, as_of: date, catalogue: Catalogue) -> None:
         self.pid, self.rng, self.as_of = pid, rng, as_of
+        self.catalogue = catalogue
+        self.drugs = synth_drugs(catalogue)
         self.ref = {"reference": f"Patient/{pid}"}
         self.resources: list[JSON] = []
         self.counter = 0
@@ -386,25 +421,34 @@ class Chart:
                 status="entered-in-error",
             )
 
+    def regimen(self, role: int) -> list[str]:
+        """The agents of the catalogue regimen playing a role (FIRST_LINE, ADC_A, ADC_B)."""
+        return list(self.catalogue.regimens[regimen_roles(self.catalogue)[role]].agents)
+
+    def in_class(self, agents: list[str], klass: str) -> list[str]:
+        """The agents of a list that belong to a drug class."""
+        return [a for a in agents if klass in self.catalogue.agents[a].classes]
+
     def drug(self, key: str) -> JSON:
-        code, display, names = DRUGS[key]
-        if self.rng.random() < 0.15:
-            return {"text": self.rng.choice(names)}
-        return concept(RXNORM, code, display, display.capitalize())
+        spec = self.drugs[key]
+        if self.rng.random() < 0.15 or spec.code is None:
+            return {"text": self.rng.choice(spec.names)}
+        return concept(RXNORM, spec.code, spec.display, spec.display.capitalize())
 
     def give(self, key: str, days_ago: list[int], as_orders: bool = False) -> None:
         """Doses of one drug: administrations (mg, or mg/kg) or, in some feeds, completed orders."""
         medication = self.drug(key)
-        per_kg = MG_PER_KG.get(key)
+        spec = self.drugs[key]
         for when in days_ago:
-            if per_kg is not None:
+            dose: JSON | None = None
+            if spec.dose is not None and spec.per_kg:
                 dose = (
-                    {"value": per_kg, "unit": "mg/kg", "system": UCUM, "code": "mg/kg"}
+                    {"value": spec.dose, "unit": "mg/kg", "system": UCUM, "code": "mg/kg"}
                     if self.rng.random() < 0.4
-                    else {"value": round(per_kg * self.weight), "unit": "mg", "system": UCUM, "code": "mg"}
+                    else {"value": round(spec.dose * self.weight), "unit": "mg", "system": UCUM, "code": "mg"}
                 )
-            else:
-                dose = {"value": FIXED_MG[key], "unit": "mg", "system": UCUM, "code": "mg"}
+            elif spec.dose is not None:
+                dose = {"value": spec.dose, "unit": "mg", "system": UCUM, "code": "mg"}
             stamp = f"{self.day(when)}T10:30:00Z"
             if as_orders:
                 self.add(
@@ -418,7 +462,7 @@ class Chart:
                         "dosageInstruction": [
                             {
                                 "timing": {"repeat": {"frequency": 1, "period": 3, "periodUnit": "wk"}},
-                                "doseAndRate": [{"doseQuantity": dose}],
+                                **({"doseAndRate": [{"doseQuantity": dose}]} if dose else {}),
                             }
                         ],
                     },
@@ -431,7 +475,7 @@ class Chart:
                         "medicationCodeableConcept": medication,
                         "subject": self.ref,
                         "effectiveDateTime": stamp,
-                        "dosage": {"dose": dose},
+                        **({"dosage": {"dose": dose}} if dose else {}),
                     },
                 )
             if self.rng.random() < 0.3:
@@ -481,15 +525,37 @@ def _lvef_series(c: Chart, baseline_days_ago: int, drop: float = 0.0) -> None:
     c.lvef(c.rng.randint(5, 60), base - drop)
 
 
+def _antibodies(c: Chart) -> list[str]:
+    """The HER2 antibodies of the first-line regimen (its agents that are not taxanes)."""
+    thp = c.regimen(FIRST_LINE)
+    return [a for a in thp if a not in c.in_class(thp, "taxane")]
+
+
+def _first_line(
+    c: Chart, start: int, taxane_cycles: int, antibody_cycles: int, taxane_orders: bool = False
+) -> None:
+    """The first-line regimen: its taxane for ``taxane_cycles``, its antibodies for longer."""
+    thp = c.regimen(FIRST_LINE)
+    for agent in c.in_class(thp, "taxane"):
+        c.give(agent, cycles(start, taxane_cycles), as_orders=taxane_orders)
+    for agent in _antibodies(c):
+        c.give(agent, cycles(start, antibody_cycles))
+
+
 def _ebc_adjuvant_hp(c: Chart) -> None:
     bc = c.breast_cancer(300)
     del bc
     c.her2("3+", 298, er=c.rng.random() < 0.6, pr=c.rng.random() < 0.5)
     start = c.rng.randint(120, 250)
-    c.give("docetaxel", cycles(start, 6), as_orders=c.rng.random() < 0.3)
-    c.give("trastuzumab", cycles(start, 17))
+    thp = c.regimen(FIRST_LINE)
+    taxanes = c.in_class(thp, "taxane")
+    for agent in taxanes:
+        c.give(agent, cycles(start, 6), as_orders=c.rng.random() < 0.3)
+    antibodies = [a for a in thp if a not in taxanes]
+    c.give(antibodies[0], cycles(start, 17))
     if c.rng.random() < 0.5:
-        c.give("pertuzumab", cycles(start, 17))
+        for agent in antibodies[1:]:
+            c.give(agent, cycles(start, 17))
     _lvef_series(c, start + 7, drop=c.rng.choice([0, 0, 0, 3, 5, 12, 17]))
     c.weigh(c.rng.randint(1, 40))
     c.labs(c.rng.randint(1, 30))
@@ -502,9 +568,7 @@ def _ebc_residual(c: Chart) -> None:
     c.tnm("21906-3", "Regional lymph nodes.clinical [Class] Cancer", 236, c.rng.choice(["cN0", "cN1"]))
     c.lvef(232, round(c.rng.uniform(58, 66)))
     start = 225
-    c.give("docetaxel", cycles(start, 6))
-    c.give("trastuzumab", cycles(start, 6))
-    c.give("pertuzumab", cycles(start, 6))
+    _first_line(c, start, 6, 6)
     surgery = c.rng.randint(20, 75)
     c.surgery(surgery)
     c.tnm("21899-0", "Primary tumor.pathology Cancer", surgery, c.rng.choice(["ypT1c", "ypT1b", "ypT2"]))
@@ -516,7 +580,7 @@ def _ebc_residual(c: Chart) -> None:
 def _ebc_surveillance(c: Chart) -> None:
     c.breast_cancer(1400)
     c.her2("3+", 1398)
-    c.give("trastuzumab", cycles(1380, 18))
+    c.give(_antibodies(c)[0], cycles(1380, 18))
     c.lvef(1385, 62)
     c.labs(c.rng.randint(30, 200))
 
@@ -543,9 +607,7 @@ def _mbc_first_line_stable(c: Chart) -> None:
     bc = _mbc_base(c, since)
     start = since - 10
     n = start // 21 + 1
-    c.give("docetaxel", cycles(start, 6), as_orders=c.rng.random() < 0.2)
-    c.give("trastuzumab", cycles(start, n))
-    c.give("pertuzumab", cycles(start, n))
+    _first_line(c, start, 6, n, taxane_orders=c.rng.random() < 0.2)
     c.status(c.rng.randint(10, 60), False, bc)
     _lvef_series(c, start + 5, drop=c.rng.choice([0, 0, 0, 2, 4, 8, 12, 18]))
     c.weigh(c.rng.randint(1, 45))
@@ -556,28 +618,25 @@ def _mbc_progressed(c: Chart) -> None:
     since = c.rng.randint(250, 420)
     bc = _mbc_base(c, since)
     start = since - 10
-    c.give("docetaxel", cycles(start, 6))
-    c.give("trastuzumab", cycles(start, 11))
-    c.give("pertuzumab", cycles(start, 11))
+    _first_line(c, start, 6, 11)
     c.status(c.rng.randint(3, 20), True, bc)
     _lvef_series(c, start + 5)
     c.weigh(c.rng.randint(1, 20))
     c.labs(c.rng.randint(1, 5))
 
 
-def _second_line(c: Chart, drug: str, tox: dict[str, float], ild: bool = False) -> None:
+def _second_line(c: Chart, drug: int, tox: dict[str, float], ild: bool = False) -> None:
     since = c.rng.randint(420, 700)
     bc = _mbc_base(c, since)
     first = since - 10
-    c.give("docetaxel", cycles(first, 6))
-    c.give("trastuzumab", cycles(first, 8))
-    c.give("pertuzumab", cycles(first, 8))
+    _first_line(c, first, 6, 8)
     progressed = first - 8 * 21
     c.status(progressed, True, bc)
     c.lvef(first + 5, round(c.rng.uniform(56, 66)))
     start = progressed - 14
     c.labs(start + 3)
-    c.give(drug, cycles(start, start // 21 + 1))
+    for agent in c.regimen(drug):
+        c.give(agent, cycles(start, start // 21 + 1))
     _lvef_series(c, start + 4, drop=c.rng.choice([0, 0, 0, 3, 6, 12]))
     c.status(c.rng.randint(20, 60), False, bc)
     if ild:
@@ -586,7 +645,7 @@ def _second_line(c: Chart, drug: str, tox: dict[str, float], ild: bool = False) 
     _current_labs(c, tox)
 
 
-def _mbc_on_tdm1(c: Chart) -> None:
+def _mbc_adc_a(c: Chart) -> None:
     roll = c.rng.random()
     tox: dict[str, float] = {}
     if roll < 0.12:
@@ -599,10 +658,10 @@ def _mbc_on_tdm1(c: Chart) -> None:
         tox = {"ast": c.rng.uniform(5.5, 12), "alt": c.rng.uniform(5.5, 10)}
     elif roll < 0.34:
         tox = {"bili": c.rng.uniform(1.7, 2.8)}
-    _second_line(c, "tdm1", tox)
+    _second_line(c, ADC_A, tox)
 
 
-def _mbc_on_tdxd(c: Chart) -> None:
+def _mbc_adc_b(c: Chart) -> None:
     roll = c.rng.random()
     tox: dict[str, float] = {}
     if roll < 0.10:
@@ -611,20 +670,19 @@ def _mbc_on_tdxd(c: Chart) -> None:
         tox = {"anc": c.rng.uniform(0.2, 0.45)}
     elif roll < 0.18:
         tox = {"plt": c.rng.uniform(26, 49)}
-    _second_line(c, "tdxd", tox, ild=c.rng.random() < 0.03)
+    _second_line(c, ADC_B, tox, ild=c.rng.random() < 0.03)
 
 
 def _mbc_later_line(c: Chart) -> None:
     since = c.rng.randint(700, 900)
     bc = _mbc_base(c, since, brain=c.rng.random() < 0.3)
     first = since - 10
-    c.give("docetaxel", cycles(first, 6))
-    c.give("trastuzumab", cycles(first, 10))
-    c.give("pertuzumab", cycles(first, 10))
+    _first_line(c, first, 6, 10)
     c.status(first - 220, True, bc)
     c.lvef(first + 3, 63)
     second = first - 240
-    c.give("tdxd", cycles(second, 14))
+    for agent in c.regimen(ADC_B):
+        c.give(agent, cycles(second, 14))
     c.lvef(second + 3, 61)
     c.status(c.rng.randint(5, 30), True, bc)
     c.weigh(c.rng.randint(1, 20))
@@ -637,7 +695,9 @@ def _her2_low(c: Chart) -> None:
     bc = c.breast_cancer(since + 400)
     c.metastasis(since)
     c.her2(score, since + 3, ish=False if score == "2+" else None, er=True, pr=c.rng.random() < 0.7)
-    c.give(c.rng.choice(["letrozole", "anastrozole"]), cycles(since - 5, 12, every=28), as_orders=True)
+    oral = [a for a in c.catalogue.with_class("endocrine") if c.catalogue.agents[a].route == "oral"]
+    endocrine = sorted(oral)
+    c.give(c.rng.choice(endocrine), cycles(since - 5, 12, every=28), as_orders=True)
     c.status(c.rng.randint(5, 40), True, bc)
     c.labs(c.rng.randint(1, 10))
 
@@ -647,7 +707,8 @@ def _her2_zero(c: Chart) -> None:
     c.breast_cancer(since + 300)
     c.metastasis(since)
     c.her2("0", since + 3, er=c.rng.random() < 0.6, pr=False)
-    c.give("paclitaxel", cycles(since - 7, 6, every=7), as_orders=True)
+    taxane = [a for a in c.catalogue.with_class("taxane") if a not in c.regimen(FIRST_LINE)]
+    c.give(c.rng.choice(taxane), cycles(since - 7, 6, every=7), as_orders=True)
     c.labs(c.rng.randint(1, 15))
 
 
@@ -678,8 +739,8 @@ BUILDERS: dict[str, Callable[[Chart], None]] = {
     "mbc-untreated": _mbc_untreated,
     "mbc-first-line-stable": _mbc_first_line_stable,
     "mbc-progressed-first-line": _mbc_progressed,
-    "mbc-on-tdm1": _mbc_on_tdm1,
-    "mbc-on-tdxd": _mbc_on_tdxd,
+    "mbc-second-line-adc-a": _mbc_adc_a,
+    "mbc-second-line-adc-b": _mbc_adc_b,
     "mbc-later-line": _mbc_later_line,
     "her2-low-mbc": _her2_low,
     "her2-zero": _her2_zero,
@@ -689,12 +750,12 @@ BUILDERS: dict[str, Callable[[Chart], None]] = {
 }
 
 
-def make_patient(seed: int, index: int, as_of: date) -> tuple[str, list[JSON]]:
+def make_patient(seed: int, index: int, as_of: date, catalogue: Catalogue) -> tuple[str, list[JSON]]:
     """(scenario, resources) of patient ``index`` of the cohort with ``seed``."""
     rng = random.Random(f"{seed}:{index}")
     names = list(SCENARIOS)
     scenario = rng.choices(names, weights=[SCENARIOS[n][0] for n in names])[0]
-    chart = Chart(f"syn{seed}-{index:07d}", rng, as_of)
+    chart = Chart(f"syn{seed}-{index:07d}", rng, as_of, catalogue)
     male = (scenario == "no-breast-cancer" and rng.random() < 0.5) or rng.random() < 0.01
     chart.patient(
         "male" if male else "female",
@@ -755,8 +816,11 @@ def write_cohort(
     gz: bool = False,
     max_lines: int = 1_000_000,
     on_progress: Callable[[int], None] | None = None,
+    rules: Path | None = None,
 ) -> SynthStats:
-    """Write ``patients`` synthetic patients as Bulk NDJSON into ``out`` (plus synth-truth.csv)."""
+    """Write ``patients`` synthetic patients as Bulk NDJSON into ``out`` (plus synth-truth.csv).
+    Drugs, codes, names and doses come from the drug catalogue of ``rules`` (default: bundled)."""
+    catalogue = load_catalogue((rules or default_rules_dir()) / "catalogue")
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.ndjson*"):
         old.unlink()
@@ -766,7 +830,7 @@ def write_cohort(
     with (out / "synth-truth.csv").open("w", encoding="utf-8") as truth:
         truth.write("patient,scenario,her2_category,setting,signature\n")
         for index in range(patients):
-            scenario, chart = make_patient(seed, index, as_of)
+            scenario, chart = make_patient(seed, index, as_of, catalogue)
             for resource in chart:
                 writer.write(resource)
             resources += len(chart)

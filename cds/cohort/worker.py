@@ -27,6 +27,7 @@ from cds.engine.library import load_library
 from cds.errors import OUTCOMES, EvaluationError, InputRejected, outcome_of
 from cds.evaluate import Evaluator, Result
 from cds.fhir.source import raw_patient_from_bytes, raw_patient_from_resources
+from cds.knowledge.catalogue import Catalogue
 
 # One patient's input: (key, origin, data). ``data`` is a whole document (a Bundle: bytes) or the
 # raw NDJSON lines of one patient (list of bytes).
@@ -192,23 +193,17 @@ def finding_rows(patient: str, result: Result) -> list[dict[str, Any]]:
 ACTION_KINDS = {"alert", "data-gap", "recommendation"}
 
 
-def patient_row(patient: str, origin: str, result: Result, digest: str) -> dict[str, Any]:
+def patient_row(
+    patient: str, origin: str, result: Result, digest: str, catalogue: Catalogue
+) -> dict[str, Any]:
     """One row per evaluated patient: HER2, setting, line, on-drug, latest labs and the findings tally.
 
     Empty text is written as null, so the CSV and Parquet outputs read back identically."""
     facts = result.facts
     findings = result.evaluation.findings
     therapy = facts.therapy
-    on = [
-        name
-        for name, flag in (
-            ("T-DM1", therapy.on_tdm1),
-            ("T-DXd", therapy.on_tdxd),
-            ("trastuzumab", therapy.on_trastuzumab),
-            ("pertuzumab", therapy.on_pertuzumab),
-        )
-        if flag
-    ]
+    on = sorted(a for a, flag in therapy.on.items() if flag and a in catalogue.agents)
+    levels = sorted((a, v) for a, v in therapy.dose_level.items() if v is not None)
     severities = [f.severity for f in findings]
     worst = next((s for s in ("critical", "warning", "info") if s in severities), None)
     action = [f.code for f in findings if f.kind in ACTION_KINDS]
@@ -231,13 +226,9 @@ def patient_row(patient: str, origin: str, result: Result, digest: str) -> dict[
         "line": facts.lines.effective if facts.setting == "metastatic" else None,
         "progression": facts.progression,
         "current_regimen": facts.lines.current_regimen,
-        "on_drug": ", ".join(on) or None,
-        "on_tdm1": therapy.on_tdm1,
-        "on_tdxd": therapy.on_tdxd,
-        "on_trastuzumab": therapy.on_trastuzumab,
-        "on_pertuzumab": therapy.on_pertuzumab,
-        "tdm1_dose_level": therapy.tdm1_dose_level,
-        "tdxd_dose_level": therapy.tdxd_dose_level,
+        "on_drug": ", ".join(catalogue.display(a) for a in on) or None,
+        "on_agents": " ".join(on) or None,
+        "dose_levels": " ".join(f"{a}={v}" for a, v in levels) or None,
         "platelets": labs.platelets.value,
         "platelets_date": labs.platelets.date,
         "anc": labs.anc.value,
@@ -313,7 +304,7 @@ def run_task(task: Task) -> PartResult:
         counts["findings"] += len(ev.findings)
         counts["skipped_resources"] += len(ev.skipped)
         findings.extend(finding_rows(patient, result))
-        patients.append(patient_row(patient, origin, result, digest))
+        patients.append(patient_row(patient, origin, result, digest, evaluator.library.catalogue))
         for s in ev.skipped:
             errors.append(_error("skipped-resource", origin, ev.patient, s.reason, s.resource))
     return PartResult(

@@ -1,7 +1,8 @@
 """Load, validate and compile a rules directory into a ``RuleLibrary``.
 
-A rules directory holds ruleset files (``*.yaml``), ``evidence.yaml`` (the evidence registry)
-and ``valuesets/``. Loading checks everything a pharmacist can get wrong and reports each problem
+A rules directory holds ruleset files (``*.yaml``), ``evidence.yaml`` (the evidence registry),
+``valuesets/`` and the drug catalogue ``catalogue/`` (agents, products, regimens). Loading checks
+everything a pharmacist can get wrong and reports each problem
 with file, line, rule and field: schema errors, unknown fact paths, operators or parameters,
 type mismatches, unknown evidence keys, parameters declared twice, missing derivation
 parameters. Parameters share one namespace across the directory.
@@ -23,6 +24,7 @@ from cds.errors import ConditionError, ConfigurationError, Diagnostic, RuleDefin
 from cds.facts.model import leaf_paths
 from cds.facts.params import DERIVATION_PARAMETERS, Params
 from cds.fhir.valuesets import ValueSets, load_valuesets
+from cds.knowledge.catalogue import CLASSES, Catalogue, load_catalogue
 
 DEFAULT_STATUSES = frozenset({"approved"})
 MAX_RULES_PER_RULESET = 50  # durable_rules fails around 480 rules per ruleset (issue #312)
@@ -72,6 +74,11 @@ class RuleLibrary:
     valuesets: ValueSets
     policies: list[Policy] = field(default_factory=list)
     excluded: list[tuple[str, str, str]] = field(default_factory=list)  # (name, version, status) not loaded
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The drug and regimen catalogue loaded from this rules directory."""
+        return self.valuesets.catalogue
 
     @property
     def params(self) -> Params:
@@ -159,8 +166,9 @@ def _compile(
     raw: Any,
     node: yaml.Node | None,
     diags: list[Diagnostic],
+    catalogue: Catalogue,
 ) -> CompiledRuleset | None:
-    fact_types = leaf_paths()
+    fact_types = leaf_paths(agents=catalogue.agent_ids())
     rules: dict[str, CompiledRule] = {}
     name = str(path)
     for index, rule in enumerate(spec.rules):
@@ -186,6 +194,27 @@ def _compile(
                         line=_line_of(node, ("rules", index, "then", "evidence")),
                     )
                 )
+        if rule.then.regimen is not None and rule.then.regimen not in catalogue.regimens:
+            diags.append(
+                Diagnostic(
+                    name,
+                    f"unknown regimen {rule.then.regimen!r} (add it to catalogue/regimens.yaml)",
+                    rule=rule.id,
+                    field="then.regimen",
+                    line=_line_of(node, ("rules", index, "then", "regimen")),
+                )
+            )
+        applies = rule.then.applies_to
+        if applies is not None and applies not in catalogue.agents and applies not in CLASSES:
+            diags.append(
+                Diagnostic(
+                    name,
+                    f"applies_to {applies!r} is neither a catalogue agent nor a drug class",
+                    rule=rule.id,
+                    field="then.applies_to",
+                    line=_line_of(node, ("rules", index, "then", "applies_to")),
+                )
+            )
         if not rule.then.evidence and rule.then.kind in ("recommendation", "alert"):
             diags.append(
                 Diagnostic(
@@ -247,7 +276,8 @@ def load_library(
         raise RuleDefinitionError(
             [Diagnostic(str(evidence_path), f"invalid evidence registry: {exc}")]
         ) from exc
-    valuesets = load_valuesets(directory / "valuesets")
+    catalogue = load_catalogue(directory / "catalogue")
+    valuesets = load_valuesets(directory / "valuesets", catalogue)
 
     parsed: list[tuple[RuleFile, Path, Any, yaml.Node | None]] = []
     for path in files:
@@ -294,7 +324,7 @@ def load_library(
             )
             continue
         names[spec.ruleset] = path.name
-        result = _compile(spec, path, params, evidence, raw, node, diags)
+        result = _compile(spec, path, params, evidence, raw, node, diags, catalogue)
         if result is None:
             continue
         if spec.status in wanted:

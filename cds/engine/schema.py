@@ -20,7 +20,6 @@ Kind = Literal["recommendation", "alert", "data-gap", "info"]
 Severity = Literal["critical", "warning", "info"]
 Strength = Literal["preferred", "alternative", "consider"]
 Action = Literal["continue", "repeat", "hold", "hold-reduce", "discontinue", "review"]
-Regimen = Literal["thp", "t-dxd+pertuzumab", "t-dxd", "t-dm1", "tucatinib+trastuzumab+capecitabine"]
 OPERATORS = ("==", "!=", "<", "<=", ">", ">=", "in", "between", "exists", "missing")
 
 
@@ -51,13 +50,15 @@ class Then(_Strict):
     kind: Kind
     severity: Severity | None = None  # derived from action/kind when absent (clinical-spec §3)
     strength: Strength | None = None
-    regimen: Regimen | None = None
+    regimen: str | None = Field(None, description="a regimen id of catalogue/regimens.yaml")
     action: Action | None = None
     summary: str
     detail: str
     evidence: list[str] = Field(default_factory=list)
     review_if: list[ReviewIf] = Field(default_factory=list)
-    applies_to: str | None = Field(None, description="drug this alert is about (prefixes order alerts)")
+    applies_to: str | None = Field(
+        None, description="catalogue agent or drug class this alert is about (prefixes order alerts)"
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Then:

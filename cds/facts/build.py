@@ -80,11 +80,11 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
     weight = derive_weight(obs, today, params, prov)
 
     # Early-setting surgery first (exposures need the surgery date for "adjuvant").
-    all_doses = doses(rec.medications, vs)
+    all_doses = doses(rec.medications, vs, today, params.days("active_therapy_days"))
 
     def neoadjuvant(surgery: date) -> tuple[bool, list[str]]:
         before = [d for d in all_doses if d.day <= surgery]
-        taxane = [d for d in before if "taxane" in d.families]
+        taxane = [d for d in before if "taxane" in d.classes]
         her2 = [d for d in before if "her2_directed" in d.classes]
         return bool(taxane and her2), [d.event.ref for d in taxane + her2]
 
@@ -108,10 +108,6 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
     if therapy.progression in ("yes", "no", "unknown"):
         prov["progression"] = worsened_refs + prov.get("lines", [])
 
-    def first_given(key: str) -> date | None:
-        mine = [d.day for d in all_doses if key in d.families]
-        return min(mine) if mine else None
-
     facts = PatientFacts(
         her2=derive_her2(obs, vs, params, prov),
         hr_status=derive_hr_status(obs, vs, prov),
@@ -122,10 +118,10 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
         exposure=therapy.exposure,
         therapy=therapy.therapy,
         early=early,
-        labs=derive_labs(obs, today, therapy.last_tdm1_dose, prov),
+        labs=derive_labs(obs, today, therapy.last_dose, prov),
         lvef=derive_lvef(obs, today, therapy.her2_course_start, params, prov),
         weight=weight,
-        conditions=derive_conditions(rec.conditions, first_given("tdxd"), first_given("tdm1"), prov),
+        conditions=derive_conditions(rec.conditions, therapy.first_dose, prov),
         allergy=derive_allergy(rec.allergies, vs, prov),
         order=therapy.order,
         data=unit_problems(obs, as_of),

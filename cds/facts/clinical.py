@@ -103,8 +103,7 @@ def derive_hr_status(
 
 def derive_conditions(
     conditions: list[ConditionRecord],
-    first_tdxd: date | None,
-    first_tdm1: date | None,
+    first_dose: dict[str, date | None],
     provenance: dict[str, list[str]],
 ) -> ConditionFacts:
     """ILD (history, before/after each ADC), brain metastases, heart failure, NRH."""
@@ -113,17 +112,14 @@ def derive_conditions(
     if ild:
         facts.ild_history = True
         provenance["conditions.ild_history"] = [c.ref for c in ild]
-        on_tdxd = [c for c in ild if first_tdxd and c.when and c.when.day >= first_tdxd]
-        on_tdm1 = [c for c in ild if first_tdm1 and c.when and c.when.day >= first_tdm1]
-        before = [c for c in ild if c not in on_tdxd]
-        facts.ild_on_tdxd, facts.ild_on_tdm1, facts.ild_before_tdxd = (
-            bool(on_tdxd),
-            bool(on_tdm1),
-            bool(before),
-        )
-        for name, group in (("ild_on_tdxd", on_tdxd), ("ild_on_tdm1", on_tdm1), ("ild_before_tdxd", before)):
-            if group:
-                provenance[f"conditions.{name}"] = [c.ref for c in group]
+        for agent, first in sorted(first_dose.items()):
+            since = [c for c in ild if first and c.when and c.when.day >= first]
+            before = [c for c in ild if c not in since]
+            facts.ild_since_start[agent] = bool(since)
+            facts.ild_before_start[agent] = bool(before)
+            for name, group in (("ild_since_start", since), ("ild_before_start", before)):
+                if group:
+                    provenance[f"conditions.{name}.{agent}"] = [c.ref for c in group]
     for name, concept, statuses in (
         ("brain_metastases", "brain_metastases", None),
         ("leptomeningeal", "leptomeningeal", None),
@@ -144,18 +140,24 @@ def derive_conditions(
 def derive_allergy(
     allergies: list[AllergyRecord], vs: ValueSets, provenance: dict[str, list[str]]
 ) -> AllergyFacts:
-    """Taxane allergy: both paclitaxel and docetaxel, or the class; one only names the other."""
+    """Taxane allergy: to every taxane molecule of the catalogue (paclitaxel and docetaxel), or
+    to the class; an allergy to one names the other, which is still usable."""
     facts = AllergyFacts()
-    paclitaxel = [a for a in allergies if a.agents & {"paclitaxel", "nab_paclitaxel"}]
-    docetaxel = [a for a in allergies if "docetaxel" in a.agents]
+    catalogue = vs.catalogue
+    molecules: dict[str, str] = {}  # taxane agent -> its allergy group (nab-paclitaxel is paclitaxel)
+    for key in catalogue.with_class("taxane"):
+        molecules[key] = catalogue.agents[key].allergy_group or key
+    groups = sorted(set(molecules.values()))
+    allergic = [a for a in allergies if any(k in molecules for k in a.agents)]
+    allergic_groups = sorted({molecules[k] for a in allergic for k in a.agents if k in molecules})
     klass = [a for a in allergies if a.taxane_class]
-    refs = [a.ref for a in paclitaxel + docetaxel + klass]
-    if klass or (paclitaxel and docetaxel):
+    refs = [a.ref for a in allergic + klass]
+    remaining = [g for g in groups if g not in allergic_groups]
+    if klass or (allergic_groups and not remaining):
         facts.taxane = True
-    elif paclitaxel:
-        facts.single_taxane, facts.other_taxane = "paclitaxel", "docetaxel"
-    elif docetaxel:
-        facts.single_taxane, facts.other_taxane = "docetaxel", "paclitaxel"
+    elif allergic_groups:
+        facts.single_taxane = ", ".join(catalogue.display(g) for g in allergic_groups)
+        facts.other_taxane = ", ".join(catalogue.display(g) for g in remaining)
     if refs:
         provenance["allergy"] = sorted(set(refs))
     return facts

@@ -43,7 +43,7 @@ def _lab(obs: ObservationRecord | None, kind: str, today: date) -> LabValue:
 def derive_labs(
     observations: list[ObservationRecord],
     today: date,
-    last_tdm1_dose: date | None,
+    last_dose: dict[str, date],
     provenance: dict[str, list[str]],
 ) -> LabFacts:
     """Latest platelets, ANC, AST, ALT, bilirubin, plus platelet recovery and Hy's-law pairing."""
@@ -55,16 +55,14 @@ def derive_labs(
         if obs is not None:
             latest_by_kind[kind] = obs
             provenance[f"labs.{kind}"] = [obs.ref]
-    if last_tdm1_dose is not None:
+    for agent, last in sorted(last_dose.items()):
         since = [
-            o
-            for o in observations
-            if o.kind == "platelets" and o.value is not None and o.when.day > last_tdm1_dose
+            o for o in observations if o.kind == "platelets" and o.value is not None and o.when.day > last
         ]
         if since:
             low = min(since, key=lambda o: (o.value or 0.0, o.ref))
-            facts.platelets_min_since_last_tdm1 = low.value
-            provenance["labs.platelets_min_since_last_tdm1"] = [o.ref for o in since]
+            facts.platelets_min_since_last_dose[agent] = low.value
+            provenance[f"labs.platelets_min_since_last_dose.{agent}"] = [o.ref for o in since]
     transaminases = [latest_by_kind[k] for k in ("ast", "alt") if k in latest_by_kind]
     x_values = [v for v in (facts.ast.x_uln, facts.alt.x_uln) if v is not None]
     if x_values:

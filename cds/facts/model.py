@@ -9,10 +9,12 @@ Every fact records the FHIR resources it came from in ``provenance`` (path -> re
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+DoseFit = Literal["at-level", "above-max", "between-levels", "below-min", "unknown", "not-checked"]
 Her2Category = Literal["positive", "equivocal", "low", "ultralow", "zero", "negative", "unknown"]
 
 
@@ -62,22 +64,40 @@ class LinesFacts(_Facts):
     undated_therapy: bool = Field(False, description="an anticancer therapy is recorded without any date")
     undated_agents: str | None = Field(None, description="the undated agents, comma-separated")
     prior_metastatic: int = Field(0, description="regimens started on or after metastatic_since")
-    effective: int = Field(0, description="prior_metastatic + 1 if early_relapse")
+    her2_directed: int = Field(0, description="metastatic lines holding a HER2-directed agent")
+    non_her2: int = Field(0, description="metastatic lines without any HER2-directed agent")
+    non_her2_regimens: str | None = Field(
+        None, description="catalogue agents of those lines, comma-separated (review notes)"
+    )
+    effective: int = Field(
+        0, description="HER2-directed metastatic lines + 1 if early_relapse (other lines do not count)"
+    )
     early_relapse: bool = Field(
-        False, description="metastatic within early_relapse_months of (neo)adjuvant trastuzumab"
+        False,
+        description="metastatic within early_relapse_months of the last (neo)adjuvant anchor agent",
     )
     last_her2_directed: bool = Field(
         False, description="the latest line was HER2-directed (or early relapse)"
     )
     current_active: bool = Field(False, description="a dose of the current line within active_therapy_days")
     current_regimen: str | None = Field(
-        None, description="agent families of the current line, comma-separated"
+        None, description="catalogue agents of the current line, comma-separated"
     )
     current_start: str | None = Field(None, description="start date of the current line")
 
 
+# a map from catalogue agent id to a value: one fact path per agent (therapy.on.<agent>)
+AGENT_KEYED: dict[str, Any] = {"keyed_by": "agent"}
+
+
+def by_agent(description: str) -> Any:
+    """A field holding one value per catalogue agent: rules read ``<path>.<agent id>``."""
+    return Field(default_factory=dict, description=description, json_schema_extra=AGENT_KEYED)
+
+
 class AgentExposure(_Facts):
-    """Exposure to one agent (any form: biosimilar, SC, combination product)."""
+    """Exposure to one agent (any form: biosimilar, SC, combination product), from every
+    medication resource (administrations, statements, dispenses, orders)."""
 
     ever: bool = False
     metastatic: bool = Field(False, description="given on or after metastatic_since")
@@ -88,18 +108,12 @@ class AgentExposure(_Facts):
 
 
 class Exposures(_Facts):
-    """Per-agent exposures and class-level summaries."""
+    """Per-agent exposures (``exposure.<agent>.ever`` ... for every catalogue agent) and class
+    summaries. Agent entries are the model's typed extra fields."""
 
-    trastuzumab: AgentExposure = Field(default_factory=AgentExposure)
-    pertuzumab: AgentExposure = Field(default_factory=AgentExposure)
-    tdm1: AgentExposure = Field(default_factory=AgentExposure)
-    tdxd: AgentExposure = Field(default_factory=AgentExposure)
-    taxane: AgentExposure = Field(default_factory=AgentExposure)
-    capecitabine: AgentExposure = Field(default_factory=AgentExposure)
-    tucatinib: AgentExposure = Field(default_factory=AgentExposure)
-    lapatinib: AgentExposure = Field(default_factory=AgentExposure)
-    neratinib: AgentExposure = Field(default_factory=AgentExposure)
-    margetuximab: AgentExposure = Field(default_factory=AgentExposure)
+    model_config = ConfigDict(extra="allow", frozen=False)
+    __pydantic_extra__: dict[str, AgentExposure] = Field(init=False)
+
     chemotherapy_metastatic: bool = Field(False, description="any cytotoxic on or after metastatic_since")
     endocrine_metastatic: bool = Field(
         False, description="any endocrine therapy on or after metastatic_since"
@@ -108,22 +122,28 @@ class Exposures(_Facts):
         False, description="metastatic during or within adjuvant_chemo_relapse_months of (neo)adjuvant chemo"
     )
 
+    def agent(self, key: str) -> AgentExposure:
+        """The exposure of one agent (an empty one if never given)."""
+        extra = self.__pydantic_extra__ or {}
+        return extra.get(key) or AgentExposure()
+
+    def set_agent(self, key: str, exposure: AgentExposure) -> None:
+        """Record the exposure of one agent."""
+        if self.__pydantic_extra__ is None:
+            self.__pydantic_extra__ = {}
+        self.__pydantic_extra__[key] = exposure
+
 
 class TherapyFacts(_Facts):
-    """Current therapy: on-drug status (a dose within active_therapy_days or a draft order), dose levels."""
+    """Current therapy per catalogue agent: on the drug (a dose within active_therapy_days, an
+    active statement, or a draft order), started, dose level of the last dose given."""
 
-    on_tdm1: bool = False
-    on_tdxd: bool = False
-    on_trastuzumab: bool = False
-    on_pertuzumab: bool = False
-    on_her2_directed: bool = False
-    tdm1_started: bool = Field(False, description="at least one T-DM1 dose already given")
-    tdm1_dose_level: int | None = Field(None, description="1 = 3.6, 2 = 3.0, 3 = 2.4 mg/kg (last dose given)")
-    tdm1_at_lowest_level: bool = Field(False, description="last T-DM1 dose at the lowest level")
-    tdxd_dose_level: int | None = Field(None, description="1 = 5.4, 2 = 4.4, 3 = 3.2 mg/kg (last dose given)")
-    tdxd_at_lowest_level: bool = False
-    tdm1_doses_in_course: int = Field(0, description="T-DM1 doses given in the current course")
-    hp_doses_in_course: int = Field(0, description="trastuzumab/pertuzumab doses given in the current course")
+    on: dict[str, bool] = by_agent("a dose or active statement within active_therapy_days, or a draft order")
+    started: dict[str, bool] = by_agent("any exposure record dated before as-of (first dose given)")
+    dose_level: dict[str, int | None] = by_agent("1-based level of the last dose given (start = 1)")
+    at_lowest_level: dict[str, bool] = by_agent("the last dose given was at the agent's lowest level")
+    doses_in_course: dict[str, int] = by_agent("doses given in the current course")
+    on_her2_directed: bool = Field(False, description="on any agent of class her2_directed")
 
 
 class EarlyFacts(_Facts):
@@ -160,8 +180,8 @@ class LabFacts(_Facts):
     ast: LabValue = Field(default_factory=LabValue)
     alt: LabValue = Field(default_factory=LabValue)
     bilirubin: LabValue = Field(default_factory=LabValue)
-    platelets_min_since_last_tdm1: float | None = Field(
-        None, description="lowest platelets since the last T-DM1 dose"
+    platelets_min_since_last_dose: dict[str, float | None] = by_agent(
+        "lowest platelets since the agent's last dose given"
     )
     liver_draw_gap_days: int | None = Field(
         None, description="days between the latest transaminase and the latest bilirubin"
@@ -196,9 +216,10 @@ class ConditionFacts(_Facts):
     """Conditions the rules need."""
 
     ild_history: bool = Field(False, description="any ILD/pneumonitis (any clinicalStatus)")
-    ild_before_tdxd: bool = Field(False, description="ILD before the first T-DXd dose (or no T-DXd given)")
-    ild_on_tdxd: bool = Field(False, description="ILD with onset on/after the first T-DXd dose")
-    ild_on_tdm1: bool = Field(False, description="ILD with onset on/after the first T-DM1 dose")
+    ild_since_start: dict[str, bool] = by_agent("ILD with onset on/after the agent's first dose")
+    ild_before_start: dict[str, bool] = by_agent(
+        "ILD before the agent's first dose (or the agent never given)"
+    )
     brain_metastases: bool = False
     leptomeningeal: bool = False
     heart_failure: bool = Field(False, description="active symptomatic heart failure")
@@ -208,7 +229,9 @@ class ConditionFacts(_Facts):
 class AllergyFacts(_Facts):
     """Taxane allergy (clinical-spec §2)."""
 
-    taxane: bool = Field(False, description="allergy to both paclitaxel and docetaxel, or to the class")
+    taxane: bool = Field(
+        False, description="allergy to every taxane molecule of the catalogue, or to the class"
+    )
     single_taxane: str | None = Field(None, description="the one taxane allergy, when only one")
     other_taxane: str | None = Field(None, description="the taxane still usable, when only one is allergenic")
 
@@ -218,7 +241,15 @@ class OrderFacts(_Facts):
 
     present: bool = False
     agent: str | None = Field(
-        None, description="tdm1, tdxd, trastuzumab, trastuzumab_sc, pertuzumab, phesgo, other, ambiguous"
+        None,
+        description="the catalogue agent (or multi-agent product) the dose is checked against; "
+        "other (not in the catalogue) or ambiguous (code and text disagree)",
+    )
+    product: str | None = Field(None, description="the catalogue product or agent the order names")
+    agents: dict[str, bool] = by_agent("the agents the ordered product counts as")
+    levels: str | None = Field(None, description='the dose levels checked against, e.g. "3.6/3/2.4 mg/kg"')
+    dose_low_fit: DoseFit = Field(
+        "not-checked", description="a doseRange's low bound against the levels (under-dosing)"
     )
     her2_directed: bool = False
     dose_mg_per_kg: float | None = None
@@ -269,13 +300,21 @@ class PatientFacts(_Facts):
     provenance: dict[str, list[str]] = Field(default_factory=dict, exclude=True)
 
     def get(self, path: str) -> Any:
-        """The value at a dotted path (``labs.platelets.value``); KeyError if the path is unknown."""
+        """The value at a dotted path (``labs.platelets.value``, ``therapy.on.tdm1``); KeyError if
+        the path is unknown. An agent-keyed map gives its default for an agent not recorded."""
         node: Any = self
+        annotation: Any = None
         for part in path.split("."):
-            if isinstance(node, BaseModel):
-                if part not in type(node).model_fields:
+            if isinstance(node, Exposures) and part not in type(node).model_fields:
+                node = node.agent(part)
+            elif isinstance(node, BaseModel):
+                fields = type(node).model_fields
+                if part not in fields:
                     raise KeyError(path)
+                annotation = fields[part].annotation
                 node = getattr(node, part)
+            elif isinstance(node, dict):
+                node = node[part] if part in node else _default_of(annotation)
             else:
                 raise KeyError(path)
         return node
@@ -291,16 +330,43 @@ class PatientFacts(_Facts):
         return []
 
 
-def leaf_paths(model: type[BaseModel] = PatientFacts, prefix: str = "") -> dict[str, Any]:
-    """Every dotted leaf path of the fact model with its annotation (for rule-path checks)."""
+def _default_of(annotation: Any) -> Any:
+    """The value an agent-keyed map gives for an agent it does not hold."""
+    args = get_args(annotation)
+    value_type = args[1] if len(args) == 2 else None
+    if value_type is bool:
+        return False
+    if value_type is int:
+        return 0
+    return None
+
+
+def _keyed(field: Any) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and extra.get("keyed_by") == "agent"
+
+
+def leaf_paths(
+    model: type[BaseModel] = PatientFacts, prefix: str = "", agents: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Every dotted leaf path of the fact model with its annotation (for rule-path checks).
+    Agent-keyed facts expand to one path per catalogue agent (``therapy.on.<agent>``)."""
+    agent_ids = tuple(agents)
     paths: dict[str, Any] = {}
+    if model is Exposures:
+        for agent in agent_ids:
+            paths.update(leaf_paths(AgentExposure, f"{prefix}{agent}.", agent_ids))
     for name, field in model.model_fields.items():
         if field.exclude:
             continue
         annotation = field.annotation
         path = f"{prefix}{name}"
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            paths.update(leaf_paths(annotation, path + "."))
+        if _keyed(field):
+            value_type = get_args(annotation)[1]
+            for agent in agent_ids:
+                paths[f"{path}.{agent}"] = value_type
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths.update(leaf_paths(annotation, path + ".", agent_ids))
         else:
             paths[path] = annotation
     return paths

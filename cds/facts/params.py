@@ -1,8 +1,9 @@
 """Typed read access to the rule-file parameters that fact derivations need.
 
-Derivation windows (regimen window, active-therapy days, ISH cut-offs, dose levels...) are
+Derivation windows (regimen window, active-therapy days, ISH cut-offs, dose tolerance...) are
 parameters declared in the rule files, never constants in Python (clinical-spec §8). The facts
-layer receives them as an input, like cql-execution's ``parameters``.
+layer receives them as an input, like cql-execution's ``parameters``. Dose levels are drug
+knowledge and live in the drug catalogue (``rules/catalogue/``), one source per drug.
 """
 
 from __future__ import annotations
@@ -31,13 +32,6 @@ DERIVATION_PARAMETERS = (
     "hcg_negative_below",
     "reproductive_age",
     "dose_tolerance_pct",
-    "tdm1_dose_levels_mg_per_kg",
-    "tdxd_dose_levels_mg_per_kg",
-    "trastuzumab_q3w_doses_mg_per_kg",
-    "trastuzumab_weekly_doses_mg_per_kg",
-    "pertuzumab_doses_mg",
-    "trastuzumab_sc_doses_mg",
-    "phesgo_doses_mg",
 )
 
 

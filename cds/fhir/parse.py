@@ -50,7 +50,14 @@ CONDITION_CONCEPTS = (
     "postmenopausal",
 )
 PROCEDURE_CONCEPTS = ("breast_surgery", "hysterectomy", "bilateral_oophorectomy")
-MED_TYPES = ("MedicationAdministration", "MedicationRequest", "MedicationStatement")
+MED_TYPES = ("MedicationAdministration", "MedicationRequest", "MedicationStatement", "MedicationDispense")
+DISPENSE_BAD_STATUS = {"preparation", "on-hold", "declined"}
+MED_SOURCE = {
+    "MedicationAdministration": "administration",
+    "MedicationRequest": "request",
+    "MedicationStatement": "statement",
+    "MedicationDispense": "dispense",
+}
 UCUM = "http://unitsofmeasure.org"
 
 _DATE_RE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
@@ -379,10 +386,11 @@ class _Parser:
         return AllergyRecord(_ref(resource), frozenset(agents), taxane_class)
 
     # -- medications ---------------------------------------------------------------------------
-    def _agents(self, codings: Codings) -> tuple[list[str], list[str], list[str]]:
-        by_code = self.vs.agents_by_code(codings)
-        by_name = self.vs.agents_by_name(codings)
-        return (by_code or by_name), by_code, by_name
+    def _agents(self, codings: Codings) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """(agents counted, items by code, items by name): codes win over names."""
+        by_code = self.vs.items_by_code(codings)
+        by_name = self.vs.items_by_name(codings)
+        return self.vs.catalogue.agents_of(by_code or by_name), by_code, by_name
 
     def _medication_codings(self, resource: JSON) -> Codings:
         if "medicationCodeableConcept" in resource:
@@ -407,6 +415,8 @@ class _Parser:
         base = Codings.of(medication.get("code"))
         codes = list(base.codes)
         texts = list(base.texts)
+        # ingredient codes of one Medication name one product: the catalogue reads the set of
+        # agents they name as the multi-ingredient product holding exactly them (Phesgo)
         for ingredient in medication.get("ingredient") or []:
             if isinstance(ingredient, dict):
                 item = Codings.of(ingredient.get("itemCodeableConcept"))
@@ -430,40 +440,42 @@ class _Parser:
                 return None
             if rtype == "MedicationRequest" and _str(resource.get("intent")) not in REQUEST_EXPOSURE_INTENTS:
                 return None
+            if rtype == "MedicationDispense" and status in DISPENSE_BAD_STATUS:
+                return None
         if not self._valid(resource):
             if draft:
                 raise InputRejected(self.skipped.pop().reason, origin=DRAFT_ORIGIN)
             return None
-        start, end, dose, unit, period = self._timing_and_dose(resource)
-        if draft:
-            source = "draft"
-        else:
-            source = {"MedicationAdministration": "administration", "MedicationRequest": "request"}.get(
-                rtype, "statement"
-            )
+        start, end, dose, unit, period, low = self._timing_and_dose(resource)
         given = rtype == "MedicationAdministration" and status in ("completed", "in-progress", "stopped")
         return MedicationEvent(
             ref=_ref(resource),
-            source=source,
-            agents=tuple(agents),
-            code_agents=tuple(by_code),
-            name_agents=tuple(by_name),
+            source="draft" if draft else MED_SOURCE[rtype],
+            items=by_code or by_name,
+            agents=agents,
+            code_items=by_code,
+            name_items=by_name,
             start=start,
             end=end,
             given=given,
             held=rtype == "MedicationAdministration" and status == "not-done",
             dose_value=dose,
             dose_unit=unit,
+            dose_low=low,
             period_weeks=period,
+            status=status,
+            asserted=parse_when(resource.get("dateAsserted")) if rtype == "MedicationStatement" else None,
             text=codings.texts[0] if codings.texts else "",
         )
 
     def _timing_and_dose(
         self, resource: JSON
-    ) -> tuple[When | None, When | None, float | None, str | None, float | None]:
+    ) -> tuple[When | None, When | None, float | None, str | None, float | None, float | None]:
+        """(start, end, dose or range high, unit, period in weeks, range low) of any med resource."""
         rtype = resource["resourceType"]
         start = end = None
         quantity: Any = None
+        low_quantity: Any = None
         period: float | None = None
         if rtype == "MedicationAdministration":
             start = parse_when(resource.get("effectiveDateTime"))
@@ -475,24 +487,29 @@ class _Parser:
             if rtype == "MedicationRequest":
                 start = parse_when(resource.get("authoredOn"))
                 instructions = resource.get("dosageInstruction") or []
+            elif rtype == "MedicationDispense":
+                start = parse_when(resource.get("whenHandedOver")) or parse_when(resource.get("whenPrepared"))
+                instructions = resource.get("dosageInstruction") or []
             else:
                 start = parse_when(resource.get("effectiveDateTime"))
                 eperiod = resource.get("effectivePeriod") or {}
                 start = start or parse_when(eperiod.get("start")) or parse_when(resource.get("dateAsserted"))
                 end = parse_when(eperiod.get("end"))
                 instructions = resource.get("dosage") or []
-            first = instructions[0] if instructions and isinstance(instructions[0], dict) else {}
-            dose_and_rate = first.get("doseAndRate") or []
-            if dose_and_rate and isinstance(dose_and_rate[0], dict):
-                quantity = dose_and_rate[0].get("doseQuantity")
-            repeat = ((first.get("timing") or {}).get("repeat")) or {}
-            period = _period_weeks(repeat)
-        dose = unit = None
-        if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
-            dose = float(quantity["value"])
-            raw_unit = quantity.get("code") if isinstance(quantity.get("code"), str) else quantity.get("unit")
-            unit = raw_unit.strip() if isinstance(raw_unit, str) else None
-        return start, end, dose, unit, period
+            listed = instructions if isinstance(instructions, list) else []
+            dosages = [d for d in listed if isinstance(d, dict)]
+            quantity, low_quantity, holder = _dose_of(dosages)
+            timed = holder if holder is not None else (dosages[0] if dosages else {})
+            repeat = ((timed.get("timing") or {}).get("repeat")) or {}
+            period = _period_weeks(repeat) if isinstance(repeat, dict) else None
+            if start is None and rtype == "MedicationRequest":
+                bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+                start = parse_when(bounds.get("start")) if isinstance(bounds, dict) else None
+        dose, unit = _quantity_value(quantity)
+        low, low_unit = _quantity_value(low_quantity)
+        if low is not None and low_unit != unit:
+            low = None  # a range whose bounds disagree on the unit is read at its high bound only
+        return start, end, dose, unit, period, low
 
     # -- driver --------------------------------------------------------------------------------
     def run(self, order: JSON | None) -> PatientRecord:
@@ -539,6 +556,34 @@ class _Parser:
             med = self.medication(resource)
             if med:
                 record.medications.append(med)
+
+
+def _dose_of(dosages: list[JSON]) -> tuple[Any, Any, JSON | None]:
+    """(dose or range high, range low, the dosage holding it) from the first doseAndRate entry of
+    any dosage that holds a dose (doseQuantity, or doseRange checked at its bounds)."""
+    for dosage in dosages:
+        entries = dosage.get("doseAndRate")
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            if isinstance(entry.get("doseQuantity"), dict):
+                return entry["doseQuantity"], None, dosage
+            dose_range = entry.get("doseRange")
+            if isinstance(dose_range, dict) and isinstance(dose_range.get("high"), dict):
+                low = dose_range.get("low")
+                return dose_range["high"], low if isinstance(low, dict) else None, dosage
+            if isinstance(dose_range, dict) and isinstance(dose_range.get("low"), dict):
+                return dose_range["low"], dose_range["low"], dosage
+    return None, None, None
+
+
+def _quantity_value(quantity: Any) -> tuple[float | None, str | None]:
+    if not isinstance(quantity, dict) or isinstance(quantity.get("value"), bool):
+        return None, None
+    if not isinstance(quantity.get("value"), int | float):
+        return None, None
+    raw_unit = quantity.get("code") if isinstance(quantity.get("code"), str) else quantity.get("unit")
+    return float(quantity["value"]), raw_unit.strip() if isinstance(raw_unit, str) else None
 
 
 def _period_weeks(repeat: JSON) -> float | None:

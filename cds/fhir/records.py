@@ -100,20 +100,28 @@ class AllergyRecord:
 
 @dataclass(frozen=True)
 class MedicationEvent:
-    """One exposure record (administration, order or statement) or the draft order."""
+    """One exposure record (administration, dispense, order or statement) or the draft order.
+
+    ``items`` are the catalogue agents/products the record names (codes first, else names);
+    ``agents`` the catalogue agents they count as (Phesgo: trastuzumab and pertuzumab).
+    """
 
     ref: str
-    source: str  # administration | request | statement | draft
-    agents: tuple[str, ...]  # agent keys of the value set (codes first, else names)
-    code_agents: tuple[str, ...]
-    name_agents: tuple[str, ...]
+    source: str  # administration | dispense | request | statement | draft
+    items: tuple[str, ...]
+    agents: tuple[str, ...]
+    code_items: tuple[str, ...]
+    name_items: tuple[str, ...]
     start: When | None
     end: When | None
     given: bool  # a dose that was actually given (administration completed/in-progress)
     held: bool  # MedicationAdministration not-done: a held dose, never a dose given
-    dose_value: float | None = None
+    dose_value: float | None = None  # the dose, or a doseRange's high bound
     dose_unit: str | None = None
+    dose_low: float | None = None  # a doseRange's low bound
     period_weeks: float | None = None
+    status: str | None = None
+    asserted: When | None = None  # MedicationStatement.dateAsserted
     text: str = ""
 
 

@@ -1,8 +1,8 @@
 """Value sets as data: which codes and names mean which clinical concept, agent or analyte.
 
 The tables live in ``rules/valuesets/*.yaml`` so pharmacists can extend them without Python.
-Matching follows clinical-spec §1: codes first, then curated names in text/display,
-case-insensitively; ADC names are matched before trastuzumab and never count as it.
+Medications are matched by the drug catalogue (``rules/catalogue/``), which this module holds
+so every reader of value sets sees the same agents.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from cds.errors import ConfigurationError
+from cds.knowledge.catalogue import Catalogue
 
 SYSTEM_ALIASES = {
     "http://snomed.info/sct": "snomed",
@@ -34,22 +35,6 @@ class Concept:
     prefixes: Mapping[str, tuple[str, ...]]
     text: tuple[str, ...]
     exclude_text: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Agent:
-    """A medication agent and the exposure keys it counts as (Phesgo counts as two)."""
-
-    key: str
-    display: str
-    family: str
-    classes: frozenset[str]
-    rxnorm: frozenset[str]
-    names: tuple[str, ...]
-    match_first: bool
-    counts_as: tuple[str, ...]
-    covers_words: tuple[str, ...] = ()
-    label: str = ""  # the short name a clinician reads on cards (T-DM1); "" = ``display``
 
 
 @dataclass(frozen=True)
@@ -101,14 +86,12 @@ class ValueSets:
     """All value sets of one rules directory; the single place codes are interpreted."""
 
     concepts: dict[str, Concept]
-    agents: dict[str, Agent]
+    catalogue: Catalogue
     analytes: dict[str, Analyte]
     coded: dict[str, frozenset[str]]
     answers: dict[str, Concept]
     versions: dict[str, str] = field(default_factory=dict)
     _loinc_kind: dict[str, str] = field(default_factory=dict, repr=False)
-    _rx_agent: dict[str, str] = field(default_factory=dict, repr=False)
-    _name_cache: dict[tuple[str, ...], list[str]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for key, analyte in self.analytes.items():
@@ -117,9 +100,6 @@ class ValueSets:
         for key, codes in self.coded.items():
             for code in codes:
                 self._loinc_kind.setdefault(code, key)
-        for agent in self.agents.values():
-            for code in agent.rxnorm:
-                self._rx_agent[code] = agent.key
 
     # -- observations -------------------------------------------------------------------------
     def observation_kind(self, codings: Codings) -> str | None:
@@ -162,41 +142,13 @@ class ValueSets:
         return [n for n in names if self.matches(n, codings)]
 
     # -- medications ----------------------------------------------------------------------------
-    def agents_by_code(self, codings: Codings) -> list[str]:
-        """Agents named by RxNorm codes (ingredient, brand or product), in code order."""
-        found: list[str] = []
-        for system, code in codings.codes:
-            if system in ("rxnorm", "") and code in self._rx_agent:
-                key = self._rx_agent[code]
-                if key not in found:
-                    found.append(key)
-        return found
+    def items_by_code(self, codings: Codings) -> tuple[str, ...]:
+        """Catalogue agents/products named by RxNorm codes (ingredient, brand or clinical drug)."""
+        return self.catalogue.items_by_code(codings.codes)
 
-    def agents_by_name(self, codings: Codings) -> list[str]:
-        """Agents named in text/display. ADCs and combinations first; what they name is removed
-        from the text, so "trastuzumab emtansine" is T-DM1 and never also trastuzumab."""
-        cached = self._name_cache.get(codings.texts)
-        if cached is not None:
-            return list(cached)
-        found: list[str] = []
-        first = [a for a in self.agents.values() if a.match_first]
-        rest = [a for a in self.agents.values() if not a.match_first]
-        for text in codings.texts:
-            residue = text
-            for agent in first:
-                if any(n in residue for n in agent.names):
-                    if agent.key not in found:
-                        found.append(agent.key)
-                    for n in sorted(agent.names, key=len, reverse=True):
-                        residue = residue.replace(n, " ")
-                    for covered in agent.covers_words:
-                        residue = residue.replace(covered, " ")
-            for agent in rest:
-                if any(n in residue for n in agent.names) and agent.key not in found:
-                    found.append(agent.key)
-        if len(self._name_cache) < 50_000:  # medication texts repeat across patients
-            self._name_cache[codings.texts] = list(found)
-        return found
+    def items_by_name(self, codings: Codings) -> tuple[str, ...]:
+        """Catalogue agents/products named in text/display (see the catalogue's matching order)."""
+        return self.catalogue.items_by_name(codings.texts)
 
 
 def _known_code(concept: Concept, system: str) -> bool:
@@ -231,8 +183,8 @@ def _concept(name: str, raw: Mapping[str, Any], where: str) -> Concept:
     )
 
 
-def load_valuesets(directory: Path) -> ValueSets:
-    """Load ``medications.yaml``, ``concepts.yaml`` and ``observations.yaml`` from a directory."""
+def load_valuesets(directory: Path, catalogue: Catalogue) -> ValueSets:
+    """Load ``concepts.yaml`` and ``observations.yaml``; medications come from the drug catalogue."""
 
     def read(name: str) -> dict[str, Any]:
         path = directory / name
@@ -246,24 +198,7 @@ def load_valuesets(directory: Path) -> ValueSets:
             raise ConfigurationError(f"value set {path} must be a mapping")
         return data
 
-    meds, concepts_raw, obs = read("medications.yaml"), read("concepts.yaml"), read("observations.yaml")
-    agents: dict[str, Agent] = {}
-    for key, raw in (meds.get("agents") or {}).items():
-        where = f"medications.yaml agents.{key}"
-        agents[key] = Agent(
-            key=key,
-            display=str(raw.get("display", key)),
-            family=str(raw.get("family", key)),
-            classes=frozenset(_str_list(raw.get("classes"), f"{where}.classes")),
-            rxnorm=frozenset(_str_list(raw.get("rxnorm"), f"{where}.rxnorm")),
-            names=tuple(n.lower() for n in _str_list(raw.get("names"), f"{where}.names")),
-            match_first=bool(raw.get("match_first", False)),
-            counts_as=_str_list(raw.get("counts_as"), f"{where}.counts_as") or (str(raw.get("family", key)),),
-            covers_words=tuple(
-                w.lower() for w in _str_list(raw.get("covers_words"), f"{where}.covers_words")
-            ),
-            label=str(raw.get("label", "")),
-        )
+    concepts_raw, obs = read("concepts.yaml"), read("observations.yaml")
     concepts = {
         name: _concept(name, raw, f"concepts.yaml concepts.{name}")
         for name, raw in (concepts_raw.get("concepts") or {}).items()
@@ -293,8 +228,8 @@ def load_valuesets(directory: Path) -> ValueSets:
         for name, raw in (obs.get("answers") or {}).items()
     }
     versions = {
-        "medications": str(meds.get("version", "")),
+        **{f"catalogue-{k}": v for k, v in catalogue.versions.items()},
         "concepts": str(concepts_raw.get("version", "")),
         "observations": str(obs.get("version", "")),
     }
-    return ValueSets(concepts, agents, analytes, coded, answers, versions)
+    return ValueSets(concepts, catalogue, analytes, coded, answers, versions)

@@ -34,8 +34,15 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def render(template: str, get: Callable[[str], Any], params: dict[str, Any], matched: list[str]) -> str:
-    """Fill ``{fact.path}``, ``{$parameter}`` and ``{matched}`` placeholders."""
+def render(
+    template: str,
+    get: Callable[[str], Any],
+    params: dict[str, Any],
+    matched: list[str],
+    display: Callable[[str], str] | None = None,
+) -> str:
+    """Fill ``{fact.path}``, ``{$parameter}`` and ``{matched}`` placeholders. Catalogue ids in a
+    fact value (``tdm1``, ``phesgo``) are shown by their display names (T-DM1, Phesgo)."""
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
@@ -44,9 +51,12 @@ def render(template: str, get: Callable[[str], Any], params: dict[str, Any], mat
         if name.startswith("$"):
             return fmt(params.get(name[1:]))
         try:
-            return fmt(get(name))
+            value = get(name)
         except KeyError:
             return m.group(0)
+        if display is not None and isinstance(value, str):
+            return ", ".join(display(part) for part in value.split(", "))
+        return fmt(value)
 
     return " ".join(PLACEHOLDER.sub(sub, template).split())
 
@@ -56,26 +66,24 @@ def build_findings(
 ) -> tuple[list[Finding], list[Suppressed]]:
     """Findings for the fired rules, after policies, one per code, sorted (clinical-spec §3)."""
     get = getter(facts)
+    show = library.catalogue.display
     findings: list[Finding] = []
     for f in fired:
         compiled = f.ruleset.rules[f.rule_id]
         rule, then = compiled.rule, compiled.rule.then
         matched = [
-            render(label, get, library.parameters, []) for label in matched_labels(compiled.condition, get)
+            render(label, get, library.parameters, [], show)
+            for label in matched_labels(compiled.condition, get)
         ]
-        summary = render(then.summary, get, library.parameters, matched)
-        detail = render(then.detail, get, library.parameters, matched)
+        summary = render(then.summary, get, library.parameters, matched, show)
+        detail = render(then.detail, get, library.parameters, matched, show)
         review = rule.evidence_status == "unverified"
         notes: list[str] = []
         for condition, note in compiled.review:
             if evaluate(condition, get):
                 review = True
-                notes.append(render(note, get, library.parameters, matched))
-        if (
-            then.applies_to
-            and facts.order.present
-            and facts.order.agent in _order_agents_for(then.applies_to)
-        ):
+                notes.append(render(note, get, library.parameters, matched, show))
+        if then.applies_to and facts.order.present and _order_is_for(library, facts, then.applies_to):
             detail = f"Before this dose (draft order): {detail}"
         if notes:
             detail = f"{detail} Review: {' '.join(notes)}"
@@ -108,14 +116,13 @@ def build_findings(
     return apply_policies(library, findings)
 
 
-def _order_agents_for(drug: str) -> tuple[str, ...]:
-    return {
-        "tdm1": ("tdm1",),
-        "tdxd": ("tdxd",),
-        "trastuzumab": ("trastuzumab", "trastuzumab_sc", "phesgo"),
-        "pertuzumab": ("pertuzumab", "phesgo"),
-        "her2": ("tdm1", "tdxd", "trastuzumab", "trastuzumab_sc", "pertuzumab", "phesgo"),
-    }.get(drug, (drug,))
+def _order_is_for(library: RuleLibrary, facts: PatientFacts, applies_to: str) -> bool:
+    """Whether the draft order counts as the agent (or is of the drug class) an alert is about."""
+    ordered = [a for a, yes in facts.order.agents.items() if yes]
+    catalogue = library.catalogue
+    if applies_to in catalogue.agents:
+        return applies_to in ordered
+    return any(applies_to in catalogue.agents[a].classes for a in ordered if a in catalogue.agents)
 
 
 def apply_policies(library: RuleLibrary, findings: list[Finding]) -> tuple[list[Finding], list[Suppressed]]:

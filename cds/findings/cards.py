@@ -20,6 +20,7 @@ import orjson
 
 from cds.findings.model import Finding
 from cds.findings.wording import Wording, capitalised, clinical_text
+from cds.knowledge.catalogue import Catalogue
 
 JSON = dict[str, Any]
 
@@ -33,6 +34,7 @@ SOURCE_URL = "https://her2-cds.org/rules"
 SUMMARY_MAX = 139
 _CARD_NAMESPACE = uuid.UUID("6f0c9a4e-2f5b-4d8e-9a51-3c1f1f0d2b7e")
 
+ROUTES = {"iv": "IV", "sc": "SC", "oral": "oral"}
 INDICATOR = {"critical": "critical", "warning": "warning", "info": "info"}
 
 # Reasons offered when a clinician dismisses an alert; the feedback report counts them per rule.
@@ -46,37 +48,39 @@ OVERRIDE_REASONS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class Drug:
-    """One drug of a regimen: RxNorm ingredient code and, for weight-based HER2 drugs, the dose."""
+    """One drug of a regimen, from the catalogue: RxNorm code, name, route and starting dose."""
 
     display: str
-    rxnorm: str
-    # (parameter name, index) of the label starting dose in the rule library, or None: the dose is
-    # then left to the protocol (body-surface or fixed chemotherapy dosing is not computed here).
-    dose_parameter: tuple[str, int] | None
+    rxnorm: str | None
+    dose: float | None  # the label starting dose (per kg or fixed), None = per protocol
     unit: str = "mg/kg"
     route: str = "IV"
     every_weeks: int = 3
 
 
-# Ingredient RxNorm codes (clinical-spec §9); doses come from the rule parameters, never from here.
-_TRASTUZUMAB = Drug("trastuzumab", "224905", ("trastuzumab_q3w_doses_mg_per_kg", 0))
-_PERTUZUMAB = Drug("pertuzumab", "1298944", ("pertuzumab_doses_mg", 0), unit="mg")
-_TDM1 = Drug("ado-trastuzumab emtansine", "1371041", ("tdm1_dose_levels_mg_per_kg", 0))
-_TDXD = Drug("fam-trastuzumab deruxtecan", "2267582", ("tdxd_dose_levels_mg_per_kg", 0))
-_DOCETAXEL = Drug("docetaxel", "72962", None)
-_CAPECITABINE = Drug("capecitabine", "194000", None, route="oral")
-_TUCATINIB = Drug("tucatinib", "2361290", None, route="oral")
+def regimen_drugs(catalogue: Catalogue, regimen: str) -> tuple[str, tuple[Drug, ...]] | None:
+    """(display name, drugs) of a catalogue regimen; each drug's code is its ingredient code (else
+    the first product code), its dose the first level of a per-kg or fixed-dose schedule."""
+    spec = catalogue.regimens.get(regimen)
+    if spec is None:
+        return None
+    drugs: list[Drug] = []
+    for key in spec.agents:
+        agent = catalogue.agents[key]
+        product_codes = [c for p in catalogue.products.values() if p.agents == [key] for c in p.rxnorm]
+        code = next(iter(agent.rxnorm or product_codes), None)
+        dose = agent.dose
+        start: float | None = None
+        every = 3
+        if dose is not None:
+            schedule = next((s for s in dose.schedules if s.every_weeks == 3), None)
+            start = (schedule.levels if schedule else dose.levels or dose.all_levels())[0]
+        name = agent.name if agent.display == agent.name else f"{agent.display} ({agent.name})"
+        drugs.append(
+            Drug(name, code, start, dose.basis if dose else "mg/kg", ROUTES[agent.route], every)
+        )
+    return spec.display, tuple(drugs)
 
-REGIMENS: Mapping[str, tuple[str, tuple[Drug, ...]]] = {
-    "thp": ("trastuzumab + pertuzumab + docetaxel (THP)", (_TRASTUZUMAB, _PERTUZUMAB, _DOCETAXEL)),
-    "t-dxd+pertuzumab": ("T-DXd + pertuzumab", (_TDXD, _PERTUZUMAB)),
-    "t-dxd": ("T-DXd (fam-trastuzumab deruxtecan)", (_TDXD,)),
-    "t-dm1": ("T-DM1 (ado-trastuzumab emtansine)", (_TDM1,)),
-    "tucatinib+trastuzumab+capecitabine": (
-        "tucatinib + trastuzumab + capecitabine",
-        (_TUCATINIB, _TRASTUZUMAB, _CAPECITABINE),
-    ),
-}
 
 # Data gaps that name one concrete test: offered as a proposed (draft) ServiceRequest.
 GAP_TESTS: Mapping[str, tuple[str, str]] = {
@@ -109,6 +113,7 @@ class CardContext:
     wording: Wording = field(default_factory=Wording)
     # the evaluated facts by path (dates of the basis values); None: values without dates
     facts: Callable[[str], Any] | None = None
+    catalogue: Catalogue | None = None
 
 
 def _prune(value: Any) -> Any:
@@ -165,19 +170,9 @@ def detail_markdown(finding: Finding, ctx: CardContext | None = None) -> str:
     return "\n".join(lines).strip()
 
 
-def _dose(drug: Drug, parameters: Mapping[str, Any]) -> float | None:
-    if drug.dose_parameter is None:
-        return None
-    name, index = drug.dose_parameter
-    values = parameters.get(name)
-    if isinstance(values, list | tuple) and len(values) > index and isinstance(values[index], int | float):
-        return float(values[index])
-    return None
-
-
 def medication_request(drug: Drug, ctx: CardContext, regimen: str) -> JSON:
-    """A proposed MedicationRequest for one drug of a regimen, with the label starting dose per kg."""
-    dose = _dose(drug, ctx.parameters)
+    """A proposed MedicationRequest for one drug of a regimen, with the label starting dose."""
+    dose = drug.dose
     timing = {"repeat": {"frequency": 1, "period": drug.every_weeks, "periodUnit": "wk"}}
     if dose is not None:
         text = f"{dose:g} {drug.unit} {drug.route} every {drug.every_weeks} weeks (label starting dose)"
@@ -196,7 +191,9 @@ def medication_request(drug: Drug, ctx: CardContext, regimen: str) -> JSON:
             "status": "draft",
             "intent": "proposal",
             "medicationCodeableConcept": {
-                "coding": [{"system": RXNORM, "code": drug.rxnorm, "display": drug.display}],
+                "coding": [{"system": RXNORM, "code": drug.rxnorm, "display": drug.display}]
+                if drug.rxnorm
+                else [],
                 "text": drug.display,
             },
             "subject": {"reference": ctx.patient_ref},
@@ -210,8 +207,13 @@ def medication_request(drug: Drug, ctx: CardContext, regimen: str) -> JSON:
 def _suggestions(finding: Finding, ctx: CardContext, card_id: str) -> list[JSON]:
     out: list[JSON] = []
     regimen = finding.regimen
-    if finding.kind == "recommendation" and regimen is not None and regimen in REGIMENS:
-        label, drugs = REGIMENS[regimen]
+    found = (
+        regimen_drugs(ctx.catalogue, regimen)
+        if finding.kind == "recommendation" and regimen is not None and ctx.catalogue is not None
+        else None
+    )
+    if found is not None and regimen is not None:
+        label, drugs = found
         out.append(
             {
                 "label": shorten(f"Order {label}", 80),

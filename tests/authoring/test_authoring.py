@@ -89,7 +89,7 @@ RULE_NEVER = """
     description: contradictory on purpose
     when:
       all:
-        - therapy.on_tdm1: true
+        - therapy.on.tdm1: true
         - labs.platelets.value: {"<": $platelets_grade4_below}
         - labs.platelets.value: {">=": $platelets_grade3_below}
     then:
@@ -108,7 +108,7 @@ RULE_CONFLICT = """
     description: conflicts with the preferred T-DXd recommendation
     when:
       all:
-        - therapy.on_tdxd: true
+        - therapy.on.tdxd: true
         - labs.platelets.value: {"<": 150}
     then:
       code: alert.tdxd.platelets-low-avoid
@@ -162,7 +162,7 @@ def test_lint_warns_on_preferred_tdxd_vs_tdxd_avoid_alert(rules: Path) -> None:
         "alert.tdxd.platelets-low-avoid on tdxd" in d.message
     ]
     assert len(conflict) == 1
-    assert "labs.platelets.value=" in conflict[0].message and "therapy.on_tdxd=True" in conflict[0].message
+    assert "labs.platelets.value=" in conflict[0].message and "therapy.on.tdxd=True" in conflict[0].message
     assert report.ok  # overlaps are warnings, not errors
 
 
@@ -174,15 +174,18 @@ def test_version_bump_check_against_git(rules: Path) -> None:
         check=True,
     )
     path = rules / "tdm1-safety.yaml"
+    major, minor, _patch = (int(p) for p in yaml.safe_load(path.read_text())["version"].split("."))
     path.write_text(
         path.read_text().replace("platelets_grade3_below: {value: 50,", "platelets_grade3_below: {value: 55,")
     )
     errors = [d.message for d in lint(rules, cohort=None, base="HEAD").of("error")]
     assert any(
-        "content of approved ruleset changed since HEAD but version is still 1.0.0" in e for e in errors
+        f"content of approved ruleset changed since HEAD but version is still {major}.{minor}.{_patch}" in e
+        for e in errors
     )
     subprocess.run(["git", "-C", str(rules), "checkout", "-q", "--", "."], check=True)
-    assert edit.set_parameters(rules, {"platelets_grade3_below": 55}) == {"tdm1-safety.yaml": "1.1.0"}
+    bumped = f"{major}.{minor + 1}.0"
+    assert edit.set_parameters(rules, {"platelets_grade3_below": 55}) == {"tdm1-safety.yaml": bumped}
     assert lint(rules, cohort=None, base="HEAD").ok
 
 

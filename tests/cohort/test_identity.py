@@ -91,10 +91,11 @@ def test_patient_rows_carry_the_facts(tmp_path: Path) -> None:
     patients = table(tmp_path / "out", "patients")
     rows = {r["patient"]: r for r in patients.to_pylist()}
     thrombo = rows["tdm1-platelets-grade3"]
-    assert (thrombo["her2_category"], thrombo["setting"], thrombo["on_tdm1"]) == (
+    assert (thrombo["her2_category"], thrombo["setting"], thrombo["on_agents"], thrombo["on_drug"]) == (
         "positive",
         "metastatic",
-        True,
+        "tdm1",
+        "T-DM1",
     )
     assert thrombo["platelets"] is not None and 25 <= thrombo["platelets"] < 50
     assert "alert.tdm1.platelets-grade3" in (thrombo["action_codes"] or "").split()

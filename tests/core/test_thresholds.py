@@ -12,9 +12,12 @@ import pytest
 from cds import Evaluator, PatientFacts
 from cds.findings.build import build_findings
 
-MBC_TDM1: dict[str, Any] = {"setting": "metastatic", "therapy": {"on_tdm1": True, "tdm1_started": True}}
-EBC_TDM1: dict[str, Any] = {"setting": "early", "therapy": {"on_tdm1": True, "tdm1_started": True}}
-TDXD: dict[str, Any] = {"setting": "metastatic", "therapy": {"on_tdxd": True}}
+MBC_TDM1: dict[str, Any] = {
+    "setting": "metastatic",
+    "therapy": {"on": {"tdm1": True}, "started": {"tdm1": True}},
+}
+EBC_TDM1: dict[str, Any] = {"setting": "early", "therapy": {"on": {"tdm1": True}, "started": {"tdm1": True}}}
+TDXD: dict[str, Any] = {"setting": "metastatic", "therapy": {"on": {"tdxd": True}}}
 FRESH = {"age_days": 1}
 FRESH_LABS = {
     "platelets": {**FRESH, "value": 200},
@@ -61,18 +64,18 @@ CASES = [
     ("plt 24.9 grade 4", snapshot(MBC_TDM1, lab("platelets", value=24.9)), ["alert.tdm1.platelets-grade4"]),
     (
         "plt 74.9 after 40 not recovered",
-        snapshot(MBC_TDM1, {**lab("platelets", value=74.9), "platelets_min_since_last_tdm1": 40}),
+        snapshot(MBC_TDM1, {**lab("platelets", value=74.9), "platelets_min_since_last_dose": {"tdm1": 40}}),
         ["alert.tdm1.platelets-not-recovered"],
     ),
     (
         "plt 75 after 40 recovered",
-        snapshot(MBC_TDM1, {**lab("platelets", value=75), "platelets_min_since_last_tdm1": 40}),
+        snapshot(MBC_TDM1, {**lab("platelets", value=75), "platelets_min_since_last_dose": {"tdm1": 40}}),
         [],
     ),
     (
         "baseline plt 99.9 before first dose",
         snapshot(
-            {"setting": "metastatic", "therapy": {"on_tdm1": True, "tdm1_started": False}},
+            {"setting": "metastatic", "therapy": {"on": {"tdm1": True}, "started": {"tdm1": False}}},
             lab("platelets", value=99.9),
         ),
         ["alert.tdm1.platelets-baseline"],
@@ -80,7 +83,7 @@ CASES = [
     (
         "baseline plt 100 before first dose",
         snapshot(
-            {"setting": "metastatic", "therapy": {"on_tdm1": True, "tdm1_started": False}},
+            {"setting": "metastatic", "therapy": {"on": {"tdm1": True}, "started": {"tdm1": False}}},
             lab("platelets", value=100),
         ),
         [],
@@ -174,6 +177,7 @@ CASES = [
             order={
                 "present": True,
                 "agent": "tdm1",
+                "agents": {"tdm1": True},
                 "her2_directed": True,
                 "dose_fit": "at-level",
                 "cycle_number": 15,
@@ -188,6 +192,7 @@ CASES = [
             order={
                 "present": True,
                 "agent": "tdm1",
+                "agents": {"tdm1": True},
                 "her2_directed": True,
                 "dose_fit": "at-level",
                 "cycle_number": 14,

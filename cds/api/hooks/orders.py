@@ -66,8 +66,9 @@ def _medication_codings(draft: JSON) -> list[Codings]:
 def covers(draft: JSON, valuesets: ValueSets) -> bool:
     """Whether the drug knowledge names a HER2-directed agent in the draft's codes or names."""
     for codings in _medication_codings(draft):
-        for agent in valuesets.agents_by_code(codings) + valuesets.agents_by_name(codings):
-            if COVERED_CLASS in valuesets.agents[agent].classes:
+        items = valuesets.items_by_code(codings) + valuesets.items_by_name(codings)
+        for agent in valuesets.catalogue.agents_of(items):
+            if COVERED_CLASS in valuesets.catalogue.agents[agent].classes:
                 return True
     return False
 
