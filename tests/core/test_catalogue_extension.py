@@ -208,7 +208,7 @@ def test_cards_show_display_names(extended: RuleLibrary) -> None:
         extended.parameters,
         "MedicationRequest/draft",
         {},
-        extended.catalogue,
+        catalogue=extended.catalogue,
     )
     cards = render([(result.evaluation.findings, context)])
     summaries = [c["summary"] for c in cards.cards]
