@@ -378,9 +378,7 @@ def hooks_request(
         Path | None, typer.Option("--order", help="The draft MedicationRequest (JSON) for the order hooks.")
     ] = None,
     user: Annotated[str, typer.Option("--user", help="context.userId.")] = "Practitioner/example",
-    rules: Annotated[
-        Path | None, typer.Option("--rules", help="Rules directory (default: the bundled rules/).")
-    ] = None,
+    rules: RulesOpt = None,
 ) -> None:
     """Print a spec-valid CDS Hooks request for BUNDLE, prefetch filled from the service's own templates.
 
