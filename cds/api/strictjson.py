@@ -14,18 +14,16 @@ from typing import Any
 
 import orjson
 
-
-class DuplicateKey(orjson.JSONDecodeError):
-    """A JSON object holds the same key twice (HTTP 400, like any other invalid JSON)."""
+from cds.errors import NotJson
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> None:
     if len(pairs) > 1 and len({key for key, _ in pairs}) != len(pairs):
-        raise DuplicateKey("a JSON object holds the same key twice", "", 0)
+        raise NotJson("request body is not JSON: an object holds the same key twice")
 
 
 def loads(data: bytes) -> Any:
-    """orjson.loads, plus DuplicateKey (an orjson.JSONDecodeError) when any object repeats a key."""
+    """orjson.loads, plus NotJson (HTTP 400) when any object repeats a key."""
     value = orjson.loads(data)
     if isinstance(value, dict | list):
         try:

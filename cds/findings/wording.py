@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,26 @@ class Wording:
         """The display name of a drug-knowledge agent key (``tdm1`` -> ``T-DM1``)."""
         return self.drug_names.get(key, key)
 
+    def _spec(self, fact: str) -> FactWording | None:
+        """The wording of a fact path; agent-keyed paths (``therapy.on.tdm1``) use the data's
+        ``{agent}`` entry (``therapy.on.{agent}``) with the agent's display name filled in."""
+        spec = self.facts.get(fact)
+        if spec is not None:
+            return spec
+        parts = fact.split(".")
+        for i, part in enumerate(parts):
+            if part in self.drug_names:
+                generic = self.facts.get(".".join([*parts[:i], "{agent}", *parts[i + 1 :]]))
+                if generic is not None:
+                    name = self.drug(part)
+                    return replace(
+                        generic,
+                        label=generic.label.replace("{agent}", name),
+                        when_true=generic.when_true.replace("{agent}", name),
+                        when_false=generic.when_false.replace("{agent}", name),
+                    )
+        return None
+
     def _value(self, spec: FactWording, value: Any) -> str:
         if isinstance(value, float | int) and not isinstance(value, bool):
             shown = _number(float(value))
@@ -96,7 +116,7 @@ class Wording:
 
     def basis_line(self, basis: Basis, get: Callable[[str], Any] | None = None) -> str | None:
         """One "Based on" line for a basis fact, or None when the fact adds nothing to read."""
-        spec = self.facts.get(basis.fact)
+        spec = self._spec(basis.fact)
         if spec is None:
             spec = FactWording(label=capitalised(basis.fact.replace(".", " ").replace("_", " ")))
         value = basis.value

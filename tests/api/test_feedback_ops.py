@@ -8,13 +8,21 @@ from typing import Any
 import orjson
 from typer.testing import CliRunner
 
+from cds import config
 from cds.cli import app as cli_app
+from cds.engine.library import load_library
 from cds.findings.cards import CARD_EXTENSION
 
 from .conftest import Service
 from .helpers import FhirData, Sample, hook_body, prefetch_for
 
 ORD = "her2-order-sign"
+
+
+def _version(ruleset: str) -> str:
+    """The loaded version of a rule set (feedback rows are keyed by rule version)."""
+    library = load_library(config.rules_dir(None))
+    return next(r.version for r in library.rulesets if r.name == ruleset)
 
 
 def _cards(service: Service, samples: dict[str, Sample], fhir_data: FhirData) -> list[dict[str, Any]]:
@@ -74,12 +82,12 @@ def test_feedback_is_stored_idempotently_and_reported(
     )
     assert result.exit_code == 0, result.output
     rows = {(r["rule"], r["version"]): r for r in orjson.loads(result.stdout)}
-    confusion_row = rows[("order.name-confusion", "1.0.0")]
+    confusion_row = rows[("order.name-confusion", _version("order-checks"))]
     assert confusion_row["overridden"] == 1 and confusion_row["accepted"] == 0
     assert confusion_row["override_rate"] == 1.0
     assert confusion_row["top_override_reasons"] == [{"reason": reason["code"], "count": 1}]
     assert confusion_row["shown"] >= 1
-    above = rows[("order.dose-above-max", "1.0.0")]
+    above = rows[("order.dose-above-max", _version("order-checks"))]
     assert (above["accepted"], above["overridden"], above["override_rate"]) == (1, 0, 0.0)
     table = runner.invoke(cli_app, ["feedback", "report", "--database-url", service.settings.database_url])
     assert "order.name-confusion" in table.stdout and "100%" in table.stdout
