@@ -15,6 +15,7 @@ from cds.facts.clinical import (
     derive_early,
     derive_hr_status,
     derive_setting,
+    safety_text_review,
 )
 from cds.facts.her2 import derive_her2
 from cds.facts.labs import derive_labs, derive_lvef, derive_weight, pregnancy_test_negative, unit_problems
@@ -112,9 +113,10 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
         mine = [d.day for d in all_doses if key in d.families]
         return min(mine) if mine else None
 
+    hr_status, hr_low_positive = derive_hr_status(obs, vs, prov)
     facts = PatientFacts(
         her2=derive_her2(obs, vs, params, prov),
-        hr_status=derive_hr_status(obs, vs, prov),
+        hr_status=hr_status,
         setting=setting.setting,
         metastatic_since=setting.since.isoformat() if setting.since else None,
         lines=therapy.lines,
@@ -133,6 +135,13 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
     facts.patient = derive_demographics(
         rec, today, params, pregnancy_test_negative(obs, vs, today, params, prov), prov
     )
+    facts.review.hr_low_positive = hr_low_positive
+    ild_detail, ild_refs = safety_text_review(rec.conditions, "ild", "ILD/pneumonitis")
+    if ild_detail:
+        facts.review.ild, facts.review.ild_detail = True, ild_detail
+        prov["review.ild"] = ild_refs
+    if hr_low_positive:
+        prov["review.hr_low_positive"] = prov.get("hr_status", [])
     if facts.data.unit_unrecognized:
         prov["data"] = sorted({o.ref for o in obs if o.unit_problem})
     if metastatic:

@@ -242,6 +242,27 @@ class DataFacts(_Facts):
     unit_problems: str | None = Field(None, description="which results had unusable units")
 
 
+class ReviewFacts(_Facts):
+    """Facts read from free text or from ambiguous records that a person must confirm (clinical-spec
+    v2): each marks ``review_required`` on the findings it would have changed (policies in the rule
+    files say which)."""
+
+    hr_low_positive: bool = Field(
+        False, description="hormone receptors positive only at a low level (ER/PR 1-10 % of nuclei)"
+    )
+    ild: bool = Field(False, description="ILD/pneumonitis found only in text, or mentioned with uncertainty")
+    ild_detail: str | None = Field(None, description="why the ILD evidence needs review")
+    metastasis: bool = Field(
+        False, description="metastasis found only in text, or mentioned with uncertainty"
+    )
+    metastasis_detail: str | None = Field(None, description="why the metastasis evidence needs review")
+    metastasis_primary_unknown: bool = Field(
+        False,
+        description="metastasis evidence not linked to the breast cancer while another primary exists",
+    )
+    other_primary: str | None = Field(None, description="the other primary malignancy on record")
+
+
 class PatientFacts(_Facts):
     """Everything the rules may read about one patient at one as-of instant."""
 
@@ -262,6 +283,7 @@ class PatientFacts(_Facts):
     allergy: AllergyFacts = Field(default_factory=AllergyFacts)
     order: OrderFacts = Field(default_factory=OrderFacts)
     data: DataFacts = Field(default_factory=DataFacts)
+    review: ReviewFacts = Field(default_factory=ReviewFacts)
     provenance: dict[str, list[str]] = Field(default_factory=dict, exclude=True)
 
     def get(self, path: str) -> Any:

@@ -30,6 +30,7 @@ from cds.fhir.records import (
     When,
 )
 from cds.fhir.source import JSON, RawPatient
+from cds.fhir.text import contains as text_contains
 from cds.fhir.units import UnitUnrecognized, conversion_factor
 from cds.fhir.valuesets import Codings, ValueSets
 
@@ -39,6 +40,7 @@ MED_BAD_STATUS = {"entered-in-error", "cancelled", "not-done", "not-taken", "dra
 REQUEST_EXPOSURE_INTENTS = {"order", "original-order", "reflex-order", "filler-order", "instance-order"}
 CONDITION_CONCEPTS = (
     "breast_cancer",
+    "other_primary_cancer",
     "metastasis",
     "brain_metastases",
     "leptomeningeal",
@@ -50,6 +52,7 @@ CONDITION_CONCEPTS = (
 PROCEDURE_CONCEPTS = ("breast_surgery", "hysterectomy", "bilateral_oophorectomy")
 MED_TYPES = ("MedicationAdministration", "MedicationRequest", "MedicationStatement")
 UCUM = "http://unitsofmeasure.org"
+SEX_CODES = {"248153007": "male", "248152002": "female"}  # SNOMED male / female (appliesTo)
 
 _DATE_RE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _RANGE_TEXT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\s*$")
@@ -196,12 +199,25 @@ class _Parser:
         if isinstance(specimen, str):
             common["specimen"] = specimen
         analyte = self.vs.analytes.get(kind)
+        links = _related_references(resource)
+        if links:
+            common["focus"] = links
         if analyte is None:
+            quantity = resource.get("valueQuantity")
+            unit = None
+            if isinstance(quantity, dict):
+                raw_unit = (
+                    quantity.get("unit") if isinstance(quantity.get("unit"), str) else quantity.get("code")
+                )
+                unit = raw_unit.strip() if isinstance(raw_unit, str) else None
             return ObservationRecord(
-                **common, answer=self._answer(resource), ratio=self._plain_number(resource)
+                **common,
+                answer=self._answer(resource),
+                ratio=self._plain_number(resource),
+                quantity_unit=unit,
             )
         value, unit_problem = self._quantity(resource, kind)
-        uln, lln = self._reference_range(resource, kind) if value is not None else (None, None)
+        uln, lln = self._reference_range(resource, kind, when) if value is not None else (None, None)
         return ObservationRecord(**common, value=value, unit_problem=unit_problem, uln=uln, lln=lln)
 
     def _answer(self, resource: JSON) -> Codings | None:
@@ -276,15 +292,26 @@ class _Parser:
                 return self._convert("lvef", float(low["value"]), low)
         raise UnitUnrecognized("lvef", None)
 
-    def _reference_range(self, resource: JSON, kind: str) -> tuple[float | None, float | None]:
-        """ULN/LLN from referenceRange: the entry without appliesTo, else the one for this sex/age."""
+    def _reference_range(
+        self, resource: JSON, kind: str, when: When | None = None
+    ) -> tuple[float | None, float | None]:
+        """ULN/LLN from referenceRange: the entry whose appliesTo/age matches this patient's sex and
+        age, else the entry without appliesTo; ambiguous (several that disagree) -> none (a gap)."""
         ranges = [r for r in resource.get("referenceRange") or [] if isinstance(r, dict)]
-        chosen = next((r for r in ranges if not r.get("appliesTo") and not r.get("age")), None)
-        if chosen is None:
-            chosen = next((r for r in ranges if self._range_applies(r)), None)
-        if chosen is None:
-            return None, None
+        specific = [r for r in ranges if r.get("appliesTo") or r.get("age")]
+        general = [r for r in ranges if not (r.get("appliesTo") or r.get("age"))]
+        matching = [r for r in specific if self._range_applies(r, when)]
         unit_source = resource.get("valueQuantity") or {}
+        for candidates in (matching, general):
+            if not candidates:
+                continue
+            bounds = {self._range_bounds(r, kind, unit_source) for r in candidates}
+            if len(bounds) == 1:
+                return next(iter(bounds))
+            return None, None  # several entries apply and disagree: ULN unknown, never a guess
+        return None, None
+
+    def _range_bounds(self, chosen: JSON, kind: str, unit_source: JSON) -> tuple[float | None, float | None]:
         high = self._bound(chosen.get("high"), kind, unit_source)
         low = self._bound(chosen.get("low"), kind, unit_source)
         if high is None and isinstance(chosen.get("text"), str):
@@ -308,29 +335,53 @@ class _Parser:
         except UnitUnrecognized:
             return None
 
-    def _range_applies(self, entry: JSON) -> bool:
-        texts: list[str] = []
+    def _range_applies(self, entry: JSON, when: When | None) -> bool:
+        """Whether a referenceRange entry's appliesTo (sex: SNOMED or words) and age fit the patient."""
+        cues = self.vs.cues
+        sexes: set[str] = set()
+        other = False
         for applies in entry.get("appliesTo") or []:
-            texts.extend(Codings.of(applies).texts)
-            texts.extend(code for _s, code in Codings.of(applies).codes)
+            codings = Codings.of(applies)
+            found = {SEX_CODES[c] for _s, c in codings.codes if c in SEX_CODES}
+            for text in codings.texts:
+                found |= {sex for sex in ("male", "female") if text_contains(text, cues.words(f"sex.{sex}"))}
+            sexes |= found
+            other |= not found
+        if other:
+            return False  # applies to a group this engine cannot judge (pregnancy, ethnicity...)
         gender = (self.patient.gender or "").lower()
-        sex_ok = (
-            not texts
-            or any(gender and gender in t for t in texts)
-            or (gender == "female" and "248152002" in texts)
-            or (gender == "male" and "248153007" in texts)
-        )
-        return bool(sex_ok)
+        if sexes and gender not in sexes:
+            return False
+        age = entry.get("age")
+        if isinstance(age, dict):
+            birth = self.patient.birth_date
+            if birth is None or when is None:
+                return False
+            day = when.day
+            years = day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+            low = (age.get("low") or {}).get("value")
+            high = (age.get("high") or {}).get("value")
+            if isinstance(low, int | float) and years < low:
+                return False
+            if isinstance(high, int | float) and years > high:
+                return False
+        return True
 
     # -- conditions, procedures, allergies -----------------------------------------------------
     def condition(self, resource: JSON) -> ConditionRecord | None:
         codings = Codings.of(resource.get("code"))
-        concepts = self.vs.concepts_of(codings, CONDITION_CONCEPTS)
-        if not concepts:
+        matched = {n: self.vs.match(n, codings) for n in CONDITION_CONCEPTS}
+        concepts = {n for n, m in matched.items() if m in ("code", "text")}
+        uncertain = {n for n, m in matched.items() if m == "uncertain"}
+        if not concepts and not uncertain:
             return None
         verification = _status_code(resource.get("verificationStatus"))
         if verification in CONDITION_BAD_VERIFICATION:
             return None
+        if verification in ("provisional", "differential"):
+            # a provisional diagnosis is stated with uncertainty: not positive, reviewed
+            uncertain |= concepts
+            concepts = set()
         if not self._valid(resource):
             return None
         onset = parse_when(resource.get("onsetDateTime")) or parse_when(
@@ -343,6 +394,9 @@ class _Parser:
             recorded=parse_when(resource.get("recordedDate")),
             clinical_status=_status_code(resource.get("clinicalStatus")),
             text=codings.texts[0] if codings.texts else "",
+            text_only=frozenset(n for n in concepts if matched[n] == "text"),
+            uncertain=frozenset(uncertain),
+            links=_related_references(resource),
         )
 
     def procedure(self, resource: JSON) -> ProcedureRecord | None:
@@ -529,6 +583,30 @@ class _Parser:
             med = self.medication(resource)
             if med:
                 record.medications.append(med)
+
+
+RELATED_EXTENSIONS = ("relatedprimarycancercondition", "condition-related", "condition-dueto")
+
+
+def _related_references(resource: JSON) -> tuple[str, ...]:
+    """Conditions a Condition/Observation is attributed to: the mCODE relatedPrimaryCancerCondition
+    extension (or the core condition-related / dueTo extensions), evidence.detail and focus."""
+    refs: list[str] = []
+    for ext in resource.get("extension") or []:
+        if not isinstance(ext, dict) or not isinstance(ext.get("url"), str):
+            continue
+        if ext["url"].rstrip("/").rsplit("/", 1)[-1].lower() in RELATED_EXTENSIONS:
+            target = (ext.get("valueReference") or {}).get("reference")
+            if isinstance(target, str):
+                refs.append(target)
+    for evidence in resource.get("evidence") or []:
+        for detail in (evidence.get("detail") or []) if isinstance(evidence, dict) else []:
+            if isinstance(detail, dict) and isinstance(detail.get("reference"), str):
+                refs.append(detail["reference"])
+    for focus in resource.get("focus") or []:
+        if isinstance(focus, dict) and isinstance(focus.get("reference"), str):
+            refs.append(focus["reference"])
+    return tuple(dict.fromkeys(refs))
 
 
 def _period_weeks(repeat: JSON) -> float | None:

@@ -10,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from cds.errors import ConfigurationError
+from cds.fhir import text as textmod
+from cds.fhir.text import Cues, Phrase, load_cues
+
+ConceptMatch = Literal["code", "text", "uncertain"]
 
 SYSTEM_ALIASES = {
     "http://snomed.info/sct": "snomed",
@@ -34,6 +38,13 @@ class Concept:
     prefixes: Mapping[str, tuple[str, ...]]
     text: tuple[str, ...]
     exclude_text: tuple[str, ...] = ()
+    exclude_regional_nodes: bool = False
+    safety: bool = False  # a text-only or uncertain mention asks for review (ILD, metastasis)
+
+    @property
+    def phrases(self) -> tuple[Phrase, ...]:
+        """The text fallbacks as whole-word phrases."""
+        return tuple(textmod.phrase(t) for t in self.text)
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,8 @@ class ValueSets:
     coded: dict[str, frozenset[str]]
     answers: dict[str, Concept]
     versions: dict[str, str] = field(default_factory=dict)
+    cues: Cues = field(default_factory=lambda: Cues((), 6, (), (), (), (), (), ()))
+    _concept_codes: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     _loinc_kind: dict[str, str] = field(default_factory=dict, repr=False)
     _rx_agent: dict[str, str] = field(default_factory=dict, repr=False)
     _name_cache: dict[tuple[str, ...], list[str]] = field(default_factory=dict, repr=False)
@@ -119,6 +132,11 @@ class ValueSets:
         for agent in self.agents.values():
             for code in agent.rxnorm:
                 self._rx_agent[code] = agent.key
+        known: dict[str, set[str]] = {}
+        for concept in self.concepts.values():
+            for system, codes in concept.codes.items():
+                known.setdefault(system, set()).update(codes)
+        self._concept_codes = {k: frozenset(v) for k, v in known.items()}
 
     # -- observations -------------------------------------------------------------------------
     def observation_kind(self, codings: Codings) -> str | None:
@@ -129,32 +147,68 @@ class ValueSets:
         return None
 
     def answer_is(self, answer: str, codings: Codings) -> bool:
-        """Whether a coded or text answer means ``answer`` (positive, negative, worsened...)."""
+        """Whether a coded or text answer means ``answer`` (positive, negative, worsened...).
+
+        Text is read in context, wherever the answer stands ("ER: POSITIVE (95%)" is positive,
+        "not detected" is not "detected")."""
         concept = self.answers[answer]
         for _system, code in codings.codes:
             if any(code in codes for codes in concept.codes.values()):
                 return True
-        return any(_text_equals_or_word(t, concept.text) for t in codings.texts)
+        phrases = concept.phrases
+        return any(textmod.mention_status(t, phrases, self.cues) == "positive" for t in codings.texts)
 
     # -- conditions and procedures --------------------------------------------------------------
-    def matches(self, concept_name: str, codings: Codings) -> bool:
-        """Whether a CodeableConcept belongs to a concept: codes first, then text."""
+    def in_any_concept(self, system: str, code: str) -> bool:
+        """Whether a code belongs to any concept's value set (exact codes or code families)."""
+        if code in self._concept_codes.get(system, ()):
+            return True
+        return any(
+            code.upper().startswith(p.upper())
+            for c in self.concepts.values()
+            for p in c.prefixes.get(system, ())
+        )
+
+    def match(self, concept_name: str, codings: Codings) -> ConceptMatch | None:
+        """How a CodeableConcept belongs to a concept: by code, by text, or only uncertainly.
+
+        A code of the concept wins; a code of *another* value set wins over text; a code outside
+        every value set never blocks a text match. Text is read in context (negation, uncertainty;
+        for metastasis, a regional breast-node site in the same clause makes it nodal)."""
         concept = self.concepts[concept_name]
         for system, code in codings.codes:
             if code in concept.codes.get(system, ()):
-                return True
+                return "code"
             for prefix in concept.prefixes.get(system, ()):
                 if code.upper().startswith(prefix.upper()):
-                    return True
-        if any(code for _, code in codings.codes if _known_code(concept, _)):
-            # Coded in a system this concept lists, but not a member: the code wins over text.
-            return False
+                    return "code"
+        if any(self.in_any_concept(system, code) for system, code in codings.codes):
+            return None
+        best: ConceptMatch | None = None
         for text in codings.texts:
-            if any(x in text for x in concept.exclude_text):
-                continue
-            if any(x in text for x in concept.text):
-                return True
-        return False
+            status = self.text_status(concept, text)
+            if status == "positive":
+                return "text"
+            if status == "uncertain":
+                best = "uncertain"
+        return best
+
+    def text_status(self, concept: Concept, text: str) -> textmod.Status | None:
+        """How a text states a concept (None: not mentioned, or only as an excluded phrase)."""
+        if concept.exclude_text and textmod.contains(text, (textmod.phrase(x) for x in concept.exclude_text)):
+            return None
+        unless: tuple[Phrase, ...] = ()
+        also: tuple[Phrase, ...] = ()
+        if concept.exclude_regional_nodes:
+            unless = self.cues.words("regional_nodes.sites")
+            also = self.cues.words("regional_nodes.distant")
+        return textmod.mention_status(
+            text, concept.phrases, self.cues, unless_clause_has=unless, unless_also=also
+        )
+
+    def matches(self, concept_name: str, codings: Codings) -> bool:
+        """Whether a CodeableConcept positively belongs to a concept (by code or by text)."""
+        return self.match(concept_name, codings) in ("code", "text")
 
     def concepts_of(self, codings: Codings, names: Iterable[str]) -> list[str]:
         """The subset of ``names`` that a CodeableConcept matches, in the given order."""
@@ -202,14 +256,6 @@ def _known_code(concept: Concept, system: str) -> bool:
     return system in concept.codes or system in concept.prefixes
 
 
-def _text_equals_or_word(text: str, words: tuple[str, ...]) -> bool:
-    """Answer text matching: exact, or a whole leading word ("Positive (3+)" is positive)."""
-    cleaned = text.strip().strip(".").lower()
-    if cleaned in words:
-        return True
-    return any(cleaned.startswith(w + " ") or cleaned.startswith(w + "(") for w in words if len(w) > 3)
-
-
 def _str_list(value: Any, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -227,6 +273,8 @@ def _concept(name: str, raw: Mapping[str, Any], where: str) -> Concept:
         prefixes=prefixes,
         text=tuple(t.lower() for t in _str_list(raw.get("text"), f"{where}.text")),
         exclude_text=tuple(t.lower() for t in _str_list(raw.get("exclude_text"), f"{where}.exclude_text")),
+        exclude_regional_nodes=bool(raw.get("exclude_regional_nodes", False)),
+        safety=bool(raw.get("safety", False)),
     )
 
 
@@ -295,4 +343,6 @@ def load_valuesets(directory: Path) -> ValueSets:
         "concepts": str(concepts_raw.get("version", "")),
         "observations": str(obs.get("version", "")),
     }
-    return ValueSets(concepts, agents, analytes, coded, answers, versions)
+    cues = load_cues(directory / "cues.yaml")
+    versions["cues"] = cues.version
+    return ValueSets(concepts, agents, analytes, coded, answers, versions, cues)
