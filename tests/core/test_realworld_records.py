@@ -109,3 +109,37 @@ def test_er_low_positive_marks_the_her2_low_recommendation_for_review(evaluator:
     got = evaluate(evaluator, doc)
     assert got["rec.her2low.tdxd"].review_required is True
     assert "ER-low" in got["rec.her2low.tdxd"].detail
+
+
+# ---- HER2 IHC written as a pathologist writes it --------------------------------------------------------
+def _with_ihc(value: dict[str, Any]) -> dict[str, Any]:
+    doc = sample("her2-ultralow-hr-positive")
+    ihc = resource(doc, "her2-ultralow-hr-positive-obs1")
+    ihc.pop("valueCodeableConcept")
+    ihc.update(value)
+    return doc
+
+
+def test_ultralow_written_as_zero_plus_with_staining_still_gets_tdxd(evaluator: Evaluator) -> None:
+    doc = _with_ihc(
+        {
+            "valueCodeableConcept": {
+                "coding": [{"system": "http://loinc.org", "code": "LA6577-6", "display": "Negative"}],
+                "text": "HER2 IHC 0+ (barely perceptible incomplete staining in ≤10% of tumour cells)",
+            }
+        }
+    )
+    got = evaluate(evaluator, doc)
+    assert sorted(got) == ["rec.her2low.tdxd"]
+
+
+def test_zero_null_gets_no_her2_therapy(evaluator: Evaluator) -> None:
+    got = evaluate(evaluator, _with_ihc({"valueString": "Score 0 (null) - no staining"}))
+    assert sorted(got) == ["info.her2-negative"]
+
+
+def test_self_contradictory_ihc_is_a_her2_gap(evaluator: Evaluator) -> None:
+    got = evaluate(
+        evaluator, _with_ihc({"valueString": "0 (null); faint incomplete staining in 5% of cells"})
+    )
+    assert sorted(got) == ["gap.her2-unknown"]

@@ -265,3 +265,58 @@ def test_reference_range_is_chosen_by_sex_as_word_or_code(
     ]
     f = evaluator.evaluate(raw_patient_from_resources(resources, "t"), as_of=parse_as_of("2026-11-01")).facts
     assert f.labs.alt.x_uln == x_uln
+
+
+# ---- HER2 IHC read as a whole -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "score", "ultralow", "contradictory"),
+    [
+        ("0", "0", False, False),
+        ("0+", "0", False, False),
+        ("IHC 0 (ultralow)", "0", True, False),
+        ("Score 0: faint, incomplete membrane staining in ≤10% of tumour cells", "0", True, False),
+        ("0+ with barely perceptible membrane staining in 5% of cells", "0", True, False),
+        ("HER2 IHC 0 (null): no staining", "0", False, False),
+        ("Absent membrane staining", "0", False, False),
+        ("No membrane staining observed", "0", False, False),
+        ("HER2-ultralow", "0", True, False),
+        ("1+ (faint incomplete staining in >10% of cells)", "1+", False, False),
+        ("Score 2+ (equivocal)", "2+", False, False),
+        ("3+", "3+", False, False),
+        ("0 (null), faint incomplete staining in <10%", None, False, True),
+        ("2+ on block A, 3+ on block B", None, False, True),
+        ("IHC 0-1+", None, False, True),
+        ("No faint staining; 0", "0", False, False),  # the staining is negated
+        ("Negative", None, False, False),
+        ("membrane staining in 0% of cells", None, False, False),
+    ],
+)
+def test_her2_ihc_text_is_read_as_a_whole(
+    value: str, score: str | None, ultralow: bool, contradictory: bool
+) -> None:
+    from cds.facts.her2 import read_ihc
+
+    assert read_ihc(value, CUES) == read_ihc(value.upper(), CUES)
+    reading = read_ihc(value, CUES)
+    assert (reading.score, reading.ultralow, reading.contradictory) == (score, ultralow, contradictory)
+
+
+def _ihc(evaluator: Evaluator, value: str) -> Any:
+    return facts(
+        evaluator, breast(), obs("ihc", "85319-2", "2026-01-01", valueCodeableConcept={"text": value})
+    )
+
+
+def test_zero_with_faint_membrane_staining_is_ultralow(evaluator: Evaluator) -> None:
+    assert (
+        _ihc(evaluator, "0 - faint incomplete membrane staining in 5% of cells").her2.category == "ultralow"
+    )
+
+
+def test_zero_null_is_zero(evaluator: Evaluator) -> None:
+    assert _ihc(evaluator, "0 (null)").her2.category == "zero"
+
+
+def test_a_result_that_contradicts_itself_is_a_her2_gap(evaluator: Evaluator) -> None:
+    f = _ihc(evaluator, "0 (null), faint incomplete staining in <10%")
+    assert (f.her2.category, f.her2.contradictory) == ("unknown", True)
