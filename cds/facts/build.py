@@ -70,6 +70,8 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
     setting = derive_setting(rec, obs, vs)
     if setting.refs:
         prov["setting"] = setting.refs
+    # metastasis records that may belong to another primary never drive breast-cancer facts
+    own_conditions = [c for c in rec.conditions if c.ref not in setting.foreign]
     metastatic = setting.setting == "metastatic"
     worsened = sorted(
         o.when.day
@@ -127,7 +129,7 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
         labs=derive_labs(obs, today, therapy.last_tdm1_dose, prov),
         lvef=derive_lvef(obs, today, therapy.her2_course_start, params, prov),
         weight=weight,
-        conditions=derive_conditions(rec.conditions, first_given("tdxd"), first_given("tdm1"), prov),
+        conditions=derive_conditions(own_conditions, first_given("tdxd"), first_given("tdm1"), prov),
         allergy=derive_allergy(rec.allergies, vs, prov),
         order=therapy.order,
         data=unit_problems(obs, as_of),
@@ -136,6 +138,13 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
         rec, today, params, pregnancy_test_negative(obs, vs, today, params, prov), prov
     )
     facts.review.hr_low_positive = hr_low_positive
+    if setting.review:
+        facts.review.metastasis, facts.review.metastasis_detail = True, setting.review
+        prov["review.metastasis"] = setting.review_refs
+    if setting.primary_unknown:
+        facts.review.metastasis_primary_unknown = True
+        facts.review.other_primary = setting.other_primary
+        prov["review.metastasis_primary_unknown"] = setting.other_refs
     ild_detail, ild_refs = safety_text_review(rec.conditions, "ild", "ILD/pneumonitis")
     if ild_detail:
         facts.review.ild, facts.review.ild_detail = True, ild_detail

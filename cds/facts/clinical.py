@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from cds.facts.model import AllergyFacts, ConditionFacts, EarlyFacts, PatientDemographics
@@ -21,40 +21,112 @@ HF_ACTIVE = {None, "active", "recurrence", "relapse"}
 
 @dataclass
 class SettingResult:
-    """Setting and when metastatic disease was first evidenced."""
+    """Setting and when metastatic disease was first evidenced, attributed to the breast primary."""
 
     setting: str
     since: date | None
     refs: list[str]
+    # metastatic evidence counted for the breast cancer: (date, ref)
+    evidence: list[tuple[date | None, str]] = field(default_factory=list)
+    # metastasis records left out because they may belong (or do belong) to another primary
+    foreign: set[str] = field(default_factory=set)
+    primary_unknown: bool = False
+    other_primary: str | None = None
+    other_refs: list[str] = field(default_factory=list)
+    review: str | None = None  # why the metastatic evidence needs review (text only, uncertain)
+    review_refs: list[str] = field(default_factory=list)
+
+
+def _attribution(
+    refs: tuple[str, ...], text: str, breast: set[str], others: set[str], vs: ValueSets
+) -> str | None:
+    """Which primary a metastasis record is linked to: "breast", "other" or None (not linked)."""
+    if any(r in breast for r in refs):
+        return "breast"
+    if any(r in others for r in refs):
+        return "other"
+    if text and textmod.mention_status(text, vs.cues.words("attribution.breast"), vs.cues) == "positive":
+        return "breast"  # "metastatic breast cancer to bone": attributed in its own words
+    return None
 
 
 def derive_setting(
     record: PatientRecord, observations: list[ObservationRecord], vs: ValueSets
 ) -> SettingResult:
-    """metastatic / early / none, with metastatic_since = earliest metastatic evidence."""
+    """metastatic / early / none, with metastatic_since = earliest metastatic evidence.
+
+    Secondary-neoplasm evidence counts for the breast cancer only if it is linked to it, or if no
+    other primary malignancy is on record; otherwise the setting is what breast evidence alone
+    shows and the primary is flagged unknown (gap.metastasis-primary)."""
     breast = [c for c in record.conditions if "breast_cancer" in c.concepts]
     if not breast:
         return SettingResult("none", None, [])
-    evidence: list[tuple[date | None, str]] = []
+    breast_refs = {c.ref for c in breast}
+    others = [
+        c for c in record.conditions if "other_primary_cancer" in c.concepts and c.ref not in breast_refs
+    ]
+    other_refs = {c.ref for c in others}
+    # (date, ref, links, text, coded) of every metastasis record
+    candidates: list[tuple[date | None, str, tuple[str, ...], str, bool]] = []
     for c in record.conditions:
-        if "metastasis" in c.concepts or "brain_metastases" in c.concepts:
-            evidence.append((c.when.day if c.when else None, c.ref))
+        if c.ref in breast_refs or c.ref in other_refs:
+            continue
+        hits = {"metastasis", "brain_metastases"} & c.concepts
+        if hits:
+            coded = not hits <= c.text_only
+            candidates.append((c.when.day if c.when else None, c.ref, c.links, c.text, coded))
     for o in observations:
         if o.answer is None:
             continue
         if (o.kind == "stage_group" and _is_stage_iv(o, vs)) or (
             o.kind in ("clinical_m", "pathologic_m") and vs.answer_is("m1", o.answer)
         ):
-            evidence.append((o.when.day, o.ref))
-    # a breast-cancer Condition whose own text says metastatic counts too (fallback)
+            candidates.append((o.when.day, o.ref, o.focus, "", True))
+    evidence: list[tuple[date | None, str, bool]] = []
+    foreign: set[str] = set()
+    unknown: list[str] = []
+    for day, ref, links, text, coded in candidates:
+        owner = _attribution(links, text, breast_refs, other_refs, vs)
+        if owner == "breast" or (owner is None and not others):
+            evidence.append((day, ref, coded))
+        else:
+            foreign.add(ref)
+            if owner is None:
+                unknown.append(ref)
+    # a breast-cancer Condition whose own text says metastatic counts too (text only: review)
+    uncertain: list[str] = []
+    metastasis = vs.concepts["metastasis"]
     for c in breast:
-        if vs.matches("metastasis", _text_only(c.text)):
-            evidence.append((c.when.day if c.when else None, c.ref))
-    if not evidence:
-        return SettingResult("early", None, [c.ref for c in breast])
-    dated = [d for d, _ in evidence if d is not None]
-    since = min(dated) if dated else None
-    return SettingResult("metastatic", since, sorted({r for _, r in evidence}))
+        status = vs.text_status(metastasis, c.text) if c.text else None
+        if status == "positive":
+            evidence.append((c.when.day if c.when else None, c.ref, False))
+        elif status == "uncertain":
+            uncertain.append(c.ref)
+    uncertain += [
+        c.ref
+        for c in record.conditions
+        if {"metastasis", "brain_metastases"} & c.uncertain and c.ref not in other_refs
+    ]
+    result = SettingResult("early", None, sorted(breast_refs), foreign=foreign)
+    if unknown:
+        result.primary_unknown = True
+        result.other_primary = ", ".join(dict.fromkeys(c.text or c.ref for c in others))
+        result.other_refs = sorted(other_refs) + sorted(unknown)
+    if evidence:
+        dated = [d for d, _, _ in evidence if d is not None]
+        result.setting = "metastatic"
+        result.since = min(dated) if dated else None
+        result.refs = sorted({r for _, r, _ in evidence})
+        result.evidence = [(d, r) for d, r, _ in evidence]
+        if not any(coded for _, _, coded in evidence):
+            refs = sorted({r for _, r, _ in evidence})
+            result.review = f"metastatic disease is recorded only as free text ({', '.join(refs)}): confirm"
+            result.review_refs = refs
+    elif uncertain:
+        refs = sorted(set(uncertain))
+        result.review = f"metastasis is mentioned with uncertainty ({', '.join(refs)}): confirm or exclude it"
+        result.review_refs = refs
+    return result
 
 
 def _text_only(text: str) -> Codings:

@@ -54,6 +54,7 @@ MED_TYPES = ("MedicationAdministration", "MedicationRequest", "MedicationStateme
 UCUM = "http://unitsofmeasure.org"
 SEX_CODES = {"248153007": "male", "248152002": "female"}  # SNOMED male / female (appliesTo)
 
+_TYPE_ID_RE = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
 _DATE_RE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _RANGE_TEXT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\s*$")
 _LVEF_STRING_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:%?\s*(?:-|–|to)\s*(\d+(?:\.\d+)?))?\s*%?\s*$")
@@ -171,6 +172,14 @@ class _Parser:
                     return True
         return False
 
+    def _resolve(self, reference: str) -> str:
+        """A reference as ``Type/id``: fullUrls (urn:uuid, absolute) through the Bundle, absolute
+        and versioned forms (``.../Condition/x/_history/2``) by their last Type/id."""
+        if reference in self.raw.full_urls:
+            return self.raw.full_urls[reference]
+        match = _TYPE_ID_RE.search(reference)
+        return f"{match.group(1)}/{match.group(2)}" if match else reference
+
     def _valid(self, resource: JSON) -> bool:
         error = validation_error(resource)
         if error:
@@ -199,7 +208,7 @@ class _Parser:
         if isinstance(specimen, str):
             common["specimen"] = specimen
         analyte = self.vs.analytes.get(kind)
-        links = _related_references(resource)
+        links = tuple(self._resolve(r) for r in _related_references(resource))
         if links:
             common["focus"] = links
         if analyte is None:
@@ -396,7 +405,7 @@ class _Parser:
             text=codings.texts[0] if codings.texts else "",
             text_only=frozenset(n for n in concepts if matched[n] == "text"),
             uncertain=frozenset(uncertain),
-            links=_related_references(resource),
+            links=tuple(self._resolve(r) for r in _related_references(resource)),
         )
 
     def procedure(self, resource: JSON) -> ProcedureRecord | None:
@@ -585,7 +594,8 @@ class _Parser:
                 record.medications.append(med)
 
 
-RELATED_EXTENSIONS = ("relatedprimarycancercondition", "condition-related", "condition-dueto")
+# extension names (last URL segment, lower case, dashes removed) that link to a related condition
+RELATED_EXTENSIONS = ("relatedprimarycancercondition", "conditionrelated", "conditiondueto")
 
 
 def _related_references(resource: JSON) -> tuple[str, ...]:
@@ -595,7 +605,8 @@ def _related_references(resource: JSON) -> tuple[str, ...]:
     for ext in resource.get("extension") or []:
         if not isinstance(ext, dict) or not isinstance(ext.get("url"), str):
             continue
-        if ext["url"].rstrip("/").rsplit("/", 1)[-1].lower() in RELATED_EXTENSIONS:
+        name = ext["url"].rstrip("/").rsplit("/", 1)[-1].lower().replace("-", "")
+        if name.endswith(RELATED_EXTENSIONS):
             target = (ext.get("valueReference") or {}).get("reference")
             if isinstance(target, str):
                 refs.append(target)

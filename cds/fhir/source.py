@@ -67,6 +67,8 @@ class RawPatient:
     origin: str = "<memory>"
     # resolution table for medicationReference: "Medication/x" and fullUrl -> Medication
     medications: dict[str, JSON] = field(default_factory=dict)
+    # fullUrl -> "Type/id" of every bundled resource, to resolve urn:uuid and absolute references
+    full_urls: dict[str, str] = field(default_factory=dict)
 
     @property
     def patient_ref(self) -> str:
@@ -155,7 +157,14 @@ def raw_patient_from_resources(
     for resource in resources:
         if resource["resourceType"] == "Medication" and isinstance(resource.get("id"), str):
             medications[f"Medication/{resource['id']}"] = resource
-    return RawPatient(patient=patients[0], resources=resources, origin=origin, medications=medications)
+    full_urls = {
+        url: f"{r['resourceType']}/{r['id']}"
+        for url, r in (by_url or {}).items()
+        if isinstance(r.get("resourceType"), str) and isinstance(r.get("id"), str)
+    }
+    return RawPatient(
+        patient=patients[0], resources=resources, origin=origin, medications=medications, full_urls=full_urls
+    )
 
 
 def raw_patient_from_bytes(data: bytes, origin: str = "<input>") -> RawPatient:

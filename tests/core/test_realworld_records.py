@@ -143,3 +143,93 @@ def test_self_contradictory_ihc_is_a_her2_gap(evaluator: Evaluator) -> None:
         evaluator, _with_ihc({"valueString": "0 (null); faint incomplete staining in 5% of cells"})
     )
     assert sorted(got) == ["gap.her2-unknown"]
+
+
+# ---- the metastatic setting belongs to the breast primary ---------------------------------------------
+def test_breast_cancer_metastatic_to_axillary_nodes_stays_early(evaluator: Evaluator) -> None:
+    doc = sample("tdm1-ebc-katherine-table")
+    resource(doc, "tdm1-ebc-katherine-table-cond1")["code"]["text"] = (
+        "Invasive ductal carcinoma of left breast, metastatic to axillary lymph nodes (3/12)"
+    )
+    f = facts_of(evaluator, doc)
+    assert (f.setting, f.review.metastasis) == ("early", False)
+    assert sorted(evaluate(evaluator, doc)) == ["alert.tdm1-ebc.alt-hold", "alert.tdm1-ebc.platelets-hold"]
+
+
+LUNG = condition("lung", text="Adenocarcinoma of lung", coding=(ICD, "C34.90"))
+
+
+def test_bone_metastases_with_an_unlinked_lung_primary_are_not_breast_metastases(
+    evaluator: Evaluator,
+) -> None:
+    doc = add(sample("mbc-first-line"), LUNG)
+    f = facts_of(evaluator, doc)
+    assert (f.setting, f.review.metastasis_primary_unknown) == ("early", True)
+    got = evaluate(evaluator, doc)
+    assert sorted(got) == ["gap.metastasis-primary"]
+    assert got["gap.metastasis-primary"].severity == "warning"
+    assert "adenocarcinoma of lung" in got["gap.metastasis-primary"].detail
+
+
+def test_every_recommendation_is_reviewed_while_a_metastasis_primary_is_unknown(evaluator: Evaluator) -> None:
+    doc = add(sample("mbc-first-line"), LUNG)
+    # breast evidence alone is metastatic too (liver metastasis linked to the breast primary) ...
+    liver = condition(
+        "liver",
+        coding=(ICD, "C78.7"),
+        extension=[
+            {
+                "url": "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-related-primary-cancer-condition",
+                "valueReference": {"reference": "Condition/mbc-first-line-cond1"},
+            }
+        ],
+    )
+    # ... but the bone metastasis is linked to neither primary
+    got = evaluate(evaluator, add(doc, liver))
+    assert sorted(got) == ["gap.metastasis-primary", "rec.mbc1.tdxd-pertuzumab", "rec.mbc1.thp"]
+    assert got["rec.mbc1.thp"].review_required and got["rec.mbc1.tdxd-pertuzumab"].review_required
+    assert "metastases of unknown primary" in got["rec.mbc1.thp"].detail
+
+
+def test_a_metastasis_linked_to_the_breast_primary_counts_without_a_gap(evaluator: Evaluator) -> None:
+    doc = add(sample("mbc-first-line"), LUNG)
+    bone = resource(doc, "mbc-first-line-cond2")
+    bone["extension"] = [
+        {
+            "url": "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-related-primary-cancer-condition",
+            "valueReference": {"reference": "Condition/mbc-first-line-cond1"},
+        }
+    ]
+    got = evaluate(evaluator, doc)
+    assert sorted(got) == ["rec.mbc1.tdxd-pertuzumab", "rec.mbc1.thp"]
+    assert not any(f.review_required for f in got.values())
+
+
+def test_a_metastasis_linked_to_the_other_primary_leaves_breast_early_without_a_gap(
+    evaluator: Evaluator,
+) -> None:
+    doc = add(sample("mbc-first-line"), LUNG)
+    resource(doc, "mbc-first-line-cond2")["evidence"] = [{"detail": [{"reference": "Condition/lung"}]}]
+    f = facts_of(evaluator, doc)
+    assert (f.setting, f.review.metastasis_primary_unknown) == ("early", False)
+
+
+def test_without_another_primary_an_unlinked_metastasis_counts(evaluator: Evaluator) -> None:
+    f = facts_of(evaluator, sample("mbc-first-line"))
+    assert (f.setting, f.review.metastasis_primary_unknown) == ("metastatic", False)
+
+
+def test_metastatic_in_the_breast_condition_text_only_counts_with_review(evaluator: Evaluator) -> None:
+    doc = drop(sample("mbc-first-line"), "mbc-first-line-cond2")
+    resource(doc, "mbc-first-line-cond1")["code"]["text"] = "Metastatic carcinoma of left breast (bone)"
+    got = evaluate(evaluator, doc)
+    assert sorted(got) == ["rec.mbc1.tdxd-pertuzumab", "rec.mbc1.thp"]
+    assert all(f.review_required for f in got.values())
+    assert "only as free text" in got["rec.mbc1.thp"].detail
+
+
+def test_possible_metastases_keep_early_setting_with_review(evaluator: Evaluator) -> None:
+    doc = drop(sample("mbc-first-line"), "mbc-first-line-cond2")
+    add(doc, condition("liv", text="Possible liver metastases on CT"))
+    f = facts_of(evaluator, doc)
+    assert (f.setting, f.review.metastasis) == ("early", True)
