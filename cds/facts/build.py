@@ -79,6 +79,10 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
         if o.kind == "disease_status" and o.answer is not None and vs.answer_is("worsened", o.answer)
     )
     worsened_refs = [o.ref for o in obs if o.kind == "disease_status"]
+    # a metastatic site first recorded after the current regimen began is progression too
+    # (therapy.py compares these dates with the current regimen's start)
+    worsened = sorted([*worsened, *(day for day, _ref in setting.new_sites)])
+    worsened_refs += [ref for _day, ref in setting.new_sites]
     weights = [o for o in obs if o.kind == "weight"]
     weight = derive_weight(obs, today, params, prov)
 

@@ -35,6 +35,9 @@ class SettingResult:
     other_refs: list[str] = field(default_factory=list)
     review: str | None = None  # why the metastatic evidence needs review (text only, uncertain)
     review_refs: list[str] = field(default_factory=list)
+    # the first date each metastatic site was recorded (a site first seen after the current regimen
+    # began is progression)
+    new_sites: list[tuple[date, str]] = field(default_factory=list)
 
 
 def _attribution(
@@ -68,6 +71,7 @@ def derive_setting(
     other_refs = {c.ref for c in others}
     # (date, ref, links, text, coded) of every metastasis record
     candidates: list[tuple[date | None, str, tuple[str, ...], str, bool]] = []
+    sites: dict[str, str] = {}
     for c in record.conditions:
         if c.ref in breast_refs or c.ref in other_refs:
             continue
@@ -75,6 +79,7 @@ def derive_setting(
         if hits:
             coded = not hits <= c.text_only
             candidates.append((c.when.day if c.when else None, c.ref, c.links, c.text, coded))
+            sites[c.ref] = c.site
     for o in observations:
         if o.answer is None:
             continue
@@ -118,6 +123,12 @@ def derive_setting(
         result.since = min(dated) if dated else None
         result.refs = sorted({r for _, r, _ in evidence})
         result.evidence = [(d, r) for d, r, _ in evidence]
+        first_seen: dict[str, tuple[date, str]] = {}
+        for d, r, _ in sorted(evidence, key=lambda e: (e[0] or date.min, e[1])):
+            site = sites.get(r)
+            if d is not None and site and site not in first_seen:
+                first_seen[site] = (d, r)
+        result.new_sites = sorted(first_seen.values())
         if not any(coded for _, _, coded in evidence):
             refs = sorted({r for _, r, _ in evidence})
             result.review = f"metastatic disease is recorded only as free text ({', '.join(refs)}): confirm"

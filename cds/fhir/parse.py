@@ -31,7 +31,8 @@ from cds.fhir.records import (
 )
 from cds.fhir.source import JSON, RawPatient
 from cds.fhir.text import contains as text_contains
-from cds.fhir.units import UnitUnrecognized, conversion_factor
+from cds.fhir.text import tokens as text_tokens
+from cds.fhir.units import UnitUnrecognized, conversion_factor, fraction_value
 from cds.fhir.valuesets import Codings, ValueSets
 
 OBSERVATION_OK = {"final", "amended", "corrected"}
@@ -263,6 +264,9 @@ class _Parser:
             candidates.append(quantity["unit"])
         if not candidates:
             candidates.append(None)
+        fraction = fraction_value(analyte, value, candidates[0])
+        if fraction is not None:
+            return fraction
         last: UnitUnrecognized | None = None
         for unit in candidates:
             try:
@@ -288,12 +292,18 @@ class _Parser:
     def _lvef_other(self, resource: JSON) -> float | None:
         """LVEF as valueString "55-60%" (lower bound), valueRange (low) or valueInteger."""
         if isinstance(resource.get("valueInteger"), int):
-            return float(resource["valueInteger"])
+            value = float(resource["valueInteger"])
+            fraction = fraction_value(self.vs.analytes["lvef"], value, None)
+            return fraction if fraction is not None else value
         text = resource.get("valueString")
         if isinstance(text, str):
             match = _LVEF_STRING_RE.match(text)
             if match:
-                return float(match.group(1))
+                low = float(match.group(1))
+                if "%" not in text:
+                    fraction = fraction_value(self.vs.analytes["lvef"], low, None)
+                    return fraction if fraction is not None else low
+                return low
         value_range = resource.get("valueRange")
         if isinstance(value_range, dict) and isinstance(value_range.get("low"), dict):
             low = value_range["low"]
@@ -406,6 +416,11 @@ class _Parser:
             text_only=frozenset(n for n in concepts if matched[n] == "text"),
             uncertain=frozenset(uncertain),
             links=tuple(self._resolve(r) for r in _related_references(resource)),
+            site="|".join(codings.codes[0])
+            if codings.codes
+            else " ".join(text_tokens(codings.texts[0]))
+            if codings.texts
+            else "",
         )
 
     def procedure(self, resource: JSON) -> ProcedureRecord | None:

@@ -78,7 +78,7 @@ class ConditionRecord:
     text_only: frozenset[str] = frozenset()  # concepts matched by text only (safety: review)
     uncertain: frozenset[str] = frozenset()  # concepts mentioned only with uncertainty (not positive)
     links: tuple[str, ...] = ()  # conditions this one is related to (mCODE relatedPrimaryCancerCondition)
-    id_refs: tuple[str, ...] = ()  # every reference form naming this resource (Condition/x, fullUrl)
+    site: str = ""  # what the record names (first code, else its text): a new site is a new key
 
     @property
     def when(self) -> When | None:

@@ -70,6 +70,7 @@ class Analyte:
     loinc: frozenset[str]
     canonical: str
     units: Mapping[str, float]
+    fraction: Mapping[str, Any] | None = None  # unitless fractions (LVEF 0.58 = 58 %)
 
 
 @dataclass(frozen=True)
@@ -324,6 +325,7 @@ def load_valuesets(directory: Path) -> ValueSets:
             loinc=frozenset(_str_list(raw.get("loinc"), f"observations.yaml analytes.{key}.loinc")),
             canonical=str(raw["canonical"]),
             units={str(k): float(v) for k, v in units.items()},
+            fraction=raw.get("fraction") if isinstance(raw.get("fraction"), dict) else None,
         )
     coded = {
         k: frozenset(_str_list(v, f"observations.yaml coded.{k}"))

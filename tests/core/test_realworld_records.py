@@ -233,3 +233,176 @@ def test_possible_metastases_keep_early_setting_with_review(evaluator: Evaluator
     add(doc, condition("liv", text="Possible liver metastases on CT"))
     f = facts_of(evaluator, doc)
     assert (f.setting, f.review.metastasis) == ("early", True)
+
+
+# ---- codes outside the lists, new units, LVEF fractions ------------------------------------------------
+def test_ild_value_set_is_widened_and_ards_removed(library: Any) -> None:
+    from cds.fhir.valuesets import Codings
+
+    vs = library.valuesets
+    for system, code in [(ICD, "J70.1"), (ICD, "J70.0"), (ICD, "J84.112"), (SNOMED, "233703007")]:
+        assert vs.match("ild", Codings.of({"coding": [{"system": system, "code": code}]})) == "code", code
+    for system, code in [(ICD, "J80"), (SNOMED, "67782005")]:
+        assert vs.match("ild", Codings.of({"coding": [{"system": system, "code": code}]})) is None, code
+
+
+def test_a_local_code_never_blocks_the_ild_text(evaluator: Evaluator) -> None:
+    local = {
+        "coding": [{"system": "urn:oid:1.2.3.4", "code": "PULMFIB"}],
+        "text": "Idiopathic pulmonary fibrosis",
+    }
+    doc = add(sample("mbc-first-line"), {"resourceType": "Condition", "id": "ipf", "code": local})
+    got = evaluate(evaluator, doc)
+    assert sorted(got) == ["rec.mbc1.thp"]
+    assert got["rec.mbc1.thp"].review_required is True
+
+
+def test_ards_is_not_ild(evaluator: Evaluator) -> None:
+    ards = condition("ards", text="Acute respiratory distress syndrome", coding=(ICD, "J80"))
+    got = evaluate(evaluator, add(sample("mbc-first-line"), ards))
+    assert sorted(got) == ["rec.mbc1.tdxd-pertuzumab", "rec.mbc1.thp"]
+
+
+def _lab(code: str, value: float, unit: str, high: float | None = None) -> dict[str, Any]:
+    q: dict[str, Any] = {"valueQuantity": {"value": value, "unit": unit}}
+    if high is not None:
+        q["referenceRange"] = [{"high": {"value": high, "unit": unit}}]
+    return {
+        "resourceType": "Observation",
+        "id": f"lab-{code}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "effectiveDateTime": "2026-10-31",
+        **q,
+    }
+
+
+def test_platelet_spellings_of_real_feeds(evaluator: Evaluator) -> None:
+    for unit in ("K/mcL", "10*3/mm3", "G/L", "/nL"):
+        doc = add(drop(sample("mbc-first-line"), "mbc-first-line-obs6"), _lab("777-3", 42, unit))
+        assert facts_of(evaluator, doc).labs.platelets.value == 42, unit
+
+
+def test_transaminases_in_microkatal_are_times_sixty(evaluator: Evaluator) -> None:
+    for unit in ("ukat/L", "µkat/L"):
+        doc = add(drop(sample("mbc-first-line"), "mbc-first-line-obs9"), _lab("1742-6", 2.0, unit, high=0.6))
+        alt = facts_of(evaluator, doc).labs.alt
+        assert (alt.value, alt.x_uln) == (120.0, round(2.0 / 0.6, 4)), unit
+
+
+def _lvef(value: float | None, unit: str | None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": "lvef-x",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "10230-1"}]},
+        "effectiveDateTime": "2026-10-31",
+        **extra,
+    }
+    if value is not None:
+        out["valueQuantity"] = {"value": value} if unit is None else {"value": value, "unit": unit}
+    return out
+
+
+def test_lvef_fraction_without_unit_is_a_percentage(evaluator: Evaluator) -> None:
+    for unit in (None, "1"):
+        doc = add(drop(sample("mbc-first-line"), "mbc-first-line-obs4"), _lvef(0.58, unit))
+        assert facts_of(evaluator, doc).lvef.value == 58.0, unit
+
+
+def test_lvef_exactly_one_is_a_fraction_and_between_one_and_ten_is_implausible(evaluator: Evaluator) -> None:
+    doc = add(drop(sample("mbc-first-line"), "mbc-first-line-obs4"), _lvef(1.0, None))
+    assert facts_of(evaluator, doc).lvef.value == 100.0
+    doc = add(drop(sample("mbc-first-line"), "mbc-first-line-obs4"), _lvef(5.8, None))
+    f = facts_of(evaluator, doc)
+    assert (f.lvef.value, f.lvef.unit_unrecognized) == (None, True)
+    doc = add(drop(sample("mbc-first-line"), "mbc-first-line-obs4"), _lvef(None, None, valueString="0.55"))
+    assert facts_of(evaluator, doc).lvef.value == 55.0
+
+
+def test_lvef_in_percent_is_unchanged(evaluator: Evaluator) -> None:
+    doc = add(drop(sample("mbc-first-line"), "mbc-first-line-obs4"), _lvef(58, "%"))
+    assert facts_of(evaluator, doc).lvef.value == 58.0
+
+
+# ---- progression from older mCODE codes and from a new metastatic site ---------------------------------
+def _response(when: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": "resp",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "88040-1"}]},
+        "effectiveDateTime": when,
+        "valueCodeableConcept": value,
+    }
+
+
+def test_progressive_disease_under_88040_1_is_progression(evaluator: Evaluator) -> None:
+    doc = add(sample("mbc-on-therapy-stable"), _response("2026-10-20", {"text": "Progressive disease"}))
+    assert facts_of(evaluator, doc).progression == "yes"
+
+
+def test_stable_disease_under_88040_1_is_not_progression(evaluator: Evaluator) -> None:
+    doc = add(
+        sample("mbc-on-therapy-stable"), _response("2026-10-20", {"text": "Stable disease, no progression"})
+    )
+    assert facts_of(evaluator, doc).progression == "no"
+
+
+def test_a_new_metastatic_site_after_the_regimen_began_is_progression(evaluator: Evaluator) -> None:
+    liver = condition("liver", coding=(ICD, "C78.7"))
+    liver["onsetDateTime"] = "2026-10-01"
+    f = facts_of(evaluator, add(sample("mbc-on-therapy-stable"), liver))
+    assert (f.progression, f.metastatic_since) == ("yes", "2026-04-13")
+    assert "Condition/liver" in f.resources_for("progression")
+
+
+def test_the_same_site_recorded_again_is_not_a_new_site(evaluator: Evaluator) -> None:
+    again = condition("lung-again", coding=(SNOMED, "94391008"))
+    again["onsetDateTime"] = "2026-10-01"
+    assert facts_of(evaluator, add(sample("mbc-on-therapy-stable"), again)).progression == "no"
+
+
+def test_a_site_present_before_the_regimen_is_not_progression(evaluator: Evaluator) -> None:
+    liver = condition("liver", coding=(ICD, "C78.7"))
+    liver["onsetDateTime"] = "2026-04-20"  # before the first dose (2026-04-27)
+    assert facts_of(evaluator, add(sample("mbc-on-therapy-stable"), liver)).progression == "no"
+
+
+# ---- reference ranges by sex and age -------------------------------------------------------------------
+def _alt_ranges(*ranges: dict[str, Any]) -> dict[str, Any]:
+    obs = _lab("1742-6", 80, "U/L")
+    obs["referenceRange"] = list(ranges)
+    return obs
+
+
+def _alt_facts(evaluator: Evaluator, *ranges: dict[str, Any], gender: str = "female") -> Any:
+    doc = drop(sample("mbc-first-line"), "mbc-first-line-obs9")
+    next(e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Patient")["gender"] = gender
+    return facts_of(evaluator, add(doc, _alt_ranges(*ranges))).labs.alt
+
+
+def test_reference_range_for_the_patients_age_band_is_chosen(evaluator: Evaluator) -> None:
+    young = {"high": {"value": 33}, "age": {"low": {"value": 18}, "high": {"value": 49}}}
+    old = {"high": {"value": 40}, "age": {"low": {"value": 50}, "high": {"value": 120}}}
+    alt = _alt_facts(evaluator, young, old)  # the sample patient is over 50
+    assert alt.x_uln == 2.0
+
+
+def test_a_specific_range_wins_over_the_general_one(evaluator: Evaluator) -> None:
+    general = {"high": {"value": 50}}
+    female = {"high": {"value": 40}, "appliesTo": [{"text": "female"}]}
+    assert _alt_facts(evaluator, general, female).x_uln == 2.0
+
+
+def test_two_matching_ranges_that_disagree_are_a_uln_gap(evaluator: Evaluator) -> None:
+    a = {"high": {"value": 40}, "appliesTo": [{"text": "female"}]}
+    b = {"high": {"value": 35}, "appliesTo": [{"coding": [{"system": SNOMED, "code": "248152002"}]}]}
+    alt = _alt_facts(evaluator, a, b)
+    assert (alt.x_uln, alt.uln_missing) == (None, True)
+
+
+def test_a_range_for_another_group_only_is_a_uln_gap(evaluator: Evaluator) -> None:
+    male = {"high": {"value": 50}, "appliesTo": [{"text": "Male"}]}
+    alt = _alt_facts(evaluator, male)
+    assert (alt.x_uln, alt.uln_missing) == (None, True)
