@@ -114,6 +114,7 @@ class Policy(_Strict):
     suppress_codes: list[str] = Field(default_factory=list)
     suppress_kinds: list[Kind] = Field(default_factory=list)
     suppress_all_others: bool = False
+    keep_codes: list[str] = Field(default_factory=list, description="never suppressed by this policy")
     review_kinds: list[Kind] = Field(default_factory=list)
     review_codes: list[str] = Field(default_factory=list, description='codes, or prefixes ending in "*"')
     review_note: str | None = None

@@ -145,6 +145,12 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
     if setting.review:
         facts.review.metastasis, facts.review.metastasis_detail = True, setting.review
         prov["review.metastasis"] = setting.review_refs
+    if record.unreadable:
+        facts.review.unreadable_data = True
+        facts.review.unreadable_detail = "; ".join(
+            f"{label}: {', '.join(names)}" for label, names in sorted(record.unreadable)
+        )
+        prov["review.unreadable_data"] = sorted({label for label, _ in record.unreadable})
     if setting.primary_unknown:
         facts.review.metastasis_primary_unknown = True
         facts.review.other_primary = setting.other_primary

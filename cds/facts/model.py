@@ -261,6 +261,10 @@ class ReviewFacts(_Facts):
         description="metastasis evidence not linked to the breast cancer while another primary exists",
     )
     other_primary: str | None = Field(None, description="the other primary malignancy on record")
+    unreadable_data: bool = Field(
+        False, description="a record that could not be read names data the rules use (skipped)"
+    )
+    unreadable_detail: str | None = Field(None, description="which unreadable records, naming what")
 
 
 class PatientFacts(_Facts):

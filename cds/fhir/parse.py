@@ -50,6 +50,8 @@ CONDITION_CONCEPTS = (
     "nrh",
     "postmenopausal",
 )
+# concepts whose codes or text in an unreadable record raise gap.unreadable-data
+RELEVANT_CONCEPTS = ("breast_cancer", "metastasis", "brain_metastases", "ild", "heart_failure", "nrh")
 PROCEDURE_CONCEPTS = ("breast_surgery", "hysterectomy", "bilateral_oophorectomy")
 MED_TYPES = ("MedicationAdministration", "MedicationRequest", "MedicationStatement")
 UCUM = "http://unitsofmeasure.org"
@@ -151,6 +153,7 @@ class _Parser:
         self.raw = raw
         self.vs = vs
         self.skipped: list[Skipped] = []
+        self.unreadable: list[tuple[str, list[str]]] = []
         self.patient = self._patient(raw.patient)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -181,10 +184,17 @@ class _Parser:
         match = _TYPE_ID_RE.search(reference)
         return f"{match.group(1)}/{match.group(2)}" if match else reference
 
+    def _unreadable(self, label: str, reason: str, raw: Any) -> None:
+        """Skip a record that cannot be read, and note what rule data it names (never silent)."""
+        self.skipped.append(Skipped(label, reason))
+        names = self.vs.relevance(raw, RELEVANT_CONCEPTS)
+        if names:
+            self.unreadable.append((label, names))
+
     def _valid(self, resource: JSON) -> bool:
         error = validation_error(resource)
         if error:
-            self.skipped.append(Skipped(_ref(resource), error))
+            self._unreadable(_ref(resource), error, resource)
             return False
         return not self._belongs_elsewhere(resource)
 
@@ -567,17 +577,28 @@ class _Parser:
 
     # -- driver --------------------------------------------------------------------------------
     def run(self, order: JSON | None) -> PatientRecord:
-        record = PatientRecord(patient=self.patient, skipped=self.skipped)
+        record = PatientRecord(patient=self.patient, skipped=self.skipped, unreadable=self.unreadable)
         patient_error = validation_error(self.raw.patient)
         if patient_error:
             self.skipped.append(Skipped(self.patient.ref, patient_error))
+        for number, item in enumerate(self.raw.unreadable, start=1):
+            rid = item.get("id") if isinstance(item, dict) else None
+            label = (
+                f"<no resourceType>/{rid}" if isinstance(rid, str) and rid else f"<unreadable item {number}>"
+            )
+            reason = (
+                "cannot be read: no resourceType"
+                if isinstance(item, dict)
+                else "cannot be read: not a resource"
+            )
+            self._unreadable(label, reason, item)
         for resource in self.raw.resources:
             try:
                 self._one(resource, record)
-            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as exc:
                 # never sink the patient, never drop silently: the resource is listed with why
                 reason = f"could not be read ({type(exc).__name__}: {exc})"[:300]
-                self.skipped.append(Skipped(_ref(resource), reason))
+                self._unreadable(_ref(resource), reason, resource)
         if order is not None:
             if not isinstance(order.get("resourceType"), str) or order["resourceType"] != "MedicationRequest":
                 raise InputRejected("draft order: not a MedicationRequest")

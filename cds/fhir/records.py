@@ -143,3 +143,5 @@ class PatientRecord:
     medications: list[MedicationEvent] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     draft: MedicationEvent | None = None
+    # skipped records that could not be read but name data the rules use: (resource, what it names)
+    unreadable: list[tuple[str, list[str]]] = field(default_factory=list)

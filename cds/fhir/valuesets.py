@@ -215,6 +215,42 @@ class ValueSets:
         """The subset of ``names`` that a CodeableConcept matches, in the given order."""
         return [n for n in names if self.matches(n, codings)]
 
+    # -- unreadable records ---------------------------------------------------------------------
+    def relevance(self, raw: Any, concept_names: Iterable[str]) -> list[str]:
+        """What data the rules use a raw (unreadable) record names: lab/result codes, condition
+        codes or text (ILD, metastasis...), HER2-directed drugs by code or name. Looked up through
+        the value sets, so a record of interest is never dropped silently."""
+        codes: list[str] = []
+        texts: list[str] = []
+        _leaves(raw, codes, texts)
+        found: list[str] = []
+
+        def note(label: str) -> None:
+            if label not in found:
+                found.append(label)
+
+        names = [n for n in concept_names if n in self.concepts]
+        for code in codes:
+            if code in self._loinc_kind:
+                note(f"{self._loinc_kind[code].replace('_', ' ')} result ({code})")
+            key = self._rx_agent.get(code)
+            if key and "her2_directed" in self.agents[key].classes:
+                note(f"HER2-directed drug {self.agents[key].display} ({code})")
+            for name in names:
+                concept = self.concepts[name]
+                if any(code in c for c in concept.codes.values()) or any(
+                    code.upper().startswith(p.upper()) for ps in concept.prefixes.values() for p in ps
+                ):
+                    note(f"{name.replace('_', ' ')} condition ({code})")
+        for text in texts:
+            for name in names:
+                if self.text_status(self.concepts[name], text) in ("positive", "uncertain"):
+                    note(f"{name.replace('_', ' ')} condition ({text[:60]})")
+            for key in self.agents_by_name(Codings((), (text.lower(),))):
+                if "her2_directed" in self.agents[key].classes:
+                    note(f"HER2-directed drug {self.agents[key].display}")
+        return found
+
     # -- medications ----------------------------------------------------------------------------
     def agents_by_code(self, codings: Codings) -> list[str]:
         """Agents named by RxNorm codes (ingredient, brand or product), in code order."""
@@ -253,8 +289,24 @@ class ValueSets:
         return found
 
 
-def _known_code(concept: Concept, system: str) -> bool:
-    return system in concept.codes or system in concept.prefixes
+def _leaves(node: Any, codes: list[str], texts: list[str], depth: int = 0) -> None:
+    """Collect ``code`` values and ``text``/``display`` strings of a raw JSON tree (bounded)."""
+    if depth > 20 or len(codes) + len(texts) > 2000:
+        return
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str):
+                if key == "code":
+                    codes.append(value.strip())
+                elif key in ("text", "display", "valueString"):
+                    texts.append(value)
+            else:
+                _leaves(value, codes, texts, depth + 1)
+    elif isinstance(node, list):
+        for item in node:
+            _leaves(item, codes, texts, depth + 1)
+    elif isinstance(node, str):
+        texts.append(node)
 
 
 def _str_list(value: Any, where: str) -> tuple[str, ...]:

@@ -406,3 +406,87 @@ def test_a_range_for_another_group_only_is_a_uln_gap(evaluator: Evaluator) -> No
     male = {"high": {"value": 50}, "appliesTo": [{"text": "Male"}]}
     alt = _alt_facts(evaluator, male)
     assert (alt.x_uln, alt.uln_missing) == (None, True)
+
+
+# ---- records that cannot be read -------------------------------------------------------------------------
+def test_a_resource_without_resource_type_is_skipped_and_named(evaluator: Evaluator) -> None:
+    doc = sample("mbc-first-line")
+    platelets = resource(doc, "mbc-first-line-obs6")
+    del platelets["resourceType"]
+    result = evaluator.evaluate(raw_patient_from_bytes(orjson.dumps(doc)), as_of=parse_as_of("2026-11-01"))
+    got = {f.code: f for f in result.evaluation.findings}
+    assert sorted(got) == ["gap.unreadable-data", "rec.mbc1.tdxd-pertuzumab", "rec.mbc1.thp"]
+    assert "platelets result (777-3)" in got["gap.unreadable-data"].detail
+    assert [(s.resource, s.reason) for s in result.evaluation.skipped] == [
+        ("<no resourceType>/mbc-first-line-obs6", "cannot be read: no resourceType")
+    ]
+
+
+def test_an_unreadable_breast_cancer_diagnosis_is_not_silently_not_applicable(evaluator: Evaluator) -> None:
+    doc = sample("mbc-first-line")
+    del resource(doc, "mbc-first-line-cond1")["resourceType"]
+    got = evaluate(evaluator, doc)
+    assert sorted(got) == ["gap.unreadable-data", "info.not-applicable"]
+    assert "breast cancer condition (C50.912)" in got["gap.unreadable-data"].detail
+
+
+def test_an_invalid_ild_condition_raises_the_gap(evaluator: Evaluator) -> None:
+    ild = condition("ild", text="Interstitial lung disease", coding=(ICD, "J84.9"))
+    ild["onsetDateTime"] = "not a date"
+    got = evaluate(evaluator, add(sample("mbc-first-line"), ild))
+    assert "gap.unreadable-data" in got
+    assert "ild condition (J84.9)" in got["gap.unreadable-data"].detail
+
+
+def test_an_unreadable_her2_drug_order_raises_the_gap(evaluator: Evaluator) -> None:
+    order = {
+        "id": "ord",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "Enhertu 5.4 mg/kg"},
+    }
+    got = evaluate(evaluator, add(sample("mbc-first-line"), order))
+    assert "HER2-directed drug" in got["gap.unreadable-data"].detail
+
+
+def test_an_unreadable_record_naming_nothing_of_interest_is_only_skipped(evaluator: Evaluator) -> None:
+    doc = add(sample("mbc-first-line"), {"id": "enc", "class": {"code": "AMB"}})
+    result = evaluator.evaluate(raw_patient_from_bytes(orjson.dumps(doc)), as_of=parse_as_of("2026-11-01"))
+    assert sorted(f.code for f in result.evaluation.findings) == ["rec.mbc1.tdxd-pertuzumab", "rec.mbc1.thp"]
+    assert [s.resource for s in result.evaluation.skipped] == ["<no resourceType>/enc"]
+
+
+def test_a_bundle_entry_that_is_not_an_object_is_skipped(evaluator: Evaluator) -> None:
+    doc = sample("mbc-first-line")
+    doc["entry"].append({"resource": "platelets 42"})
+    result = evaluator.evaluate(raw_patient_from_bytes(orjson.dumps(doc)), as_of=parse_as_of("2026-11-01"))
+    assert [s.reason for s in result.evaluation.skipped] == ["cannot be read: not a resource"]
+
+
+def test_the_cli_evaluates_a_bundle_holding_a_resource_without_resource_type(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    doc = sample("mbc-first-line")
+    del resource(doc, "mbc-first-line-obs6")["resourceType"]
+    path = tmp_path / "no-type.json"
+    path.write_bytes(orjson.dumps(doc))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cds.cli import main; main()",
+            "evaluate",
+            str(path),
+            "--as-of",
+            "2026-11-01",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = orjson.loads(proc.stdout)
+    assert "gap.unreadable-data" in [f["code"] for f in out["findings"]]
