@@ -15,10 +15,19 @@ from cds.facts.clinical import (
     derive_early,
     derive_hr_status,
     derive_setting,
+    febrile_neutropenia,
     safety_text_review,
 )
 from cds.facts.her2 import derive_her2
-from cds.facts.labs import derive_labs, derive_lvef, derive_weight, pregnancy_test_negative, unit_problems
+from cds.facts.labs import (
+    derive_labs,
+    derive_lvef,
+    derive_weight,
+    pregnancy_test_negative,
+    pregnancy_test_positive,
+    temperature_near_anc,
+    unit_problems,
+)
 from cds.facts.model import PatientFacts
 from cds.facts.params import Params
 from cds.facts.therapy import derive_therapy, doses
@@ -141,6 +150,9 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
     facts.patient = derive_demographics(
         rec, today, params, pregnancy_test_negative(obs, vs, today, params, prov), prov
     )
+    facts.patient.pregnancy_test_positive_recent = pregnancy_test_positive(obs, vs, today, params, prov)
+    facts.labs.temperature_c_near_anc = temperature_near_anc(obs, params, prov)
+    facts.conditions.febrile_neutropenia = febrile_neutropenia(own_conditions, today, params, prov)
     facts.review.hr_low_positive = hr_low_positive
     if setting.review:
         facts.review.metastasis, facts.review.metastasis_detail = True, setting.review

@@ -352,6 +352,24 @@ def safety_text_review(
     return None, []
 
 
+def febrile_neutropenia(
+    conditions: list[ConditionRecord], today: date, params: Params, provenance: dict[str, list[str]]
+) -> bool:
+    """An active febrile-neutropenia diagnosis dated within febrile_neutropenia_days."""
+    window = params.days("febrile_neutropenia_days")
+    hits = [
+        c
+        for c in conditions
+        if "febrile_neutropenia" in c.concepts
+        and c.clinical_status in HF_ACTIVE
+        and c.when is not None
+        and 0 <= (today - c.when.day).days <= window
+    ]
+    if hits:
+        provenance["conditions.febrile_neutropenia"] = [c.ref for c in hits]
+    return bool(hits)
+
+
 def derive_allergy(
     allergies: list[AllergyRecord], vs: ValueSets, provenance: dict[str, list[str]]
 ) -> AllergyFacts:

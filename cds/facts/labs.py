@@ -166,3 +166,66 @@ def unit_problems(observations: list[ObservationRecord], as_of: datetime) -> Dat
         if last is not None and last.unit_problem:
             problems.append(f"{last.unit_problem} ({last.ref}, {last.when.iso()})")
     return DataFacts(unit_unrecognized=bool(problems), unit_problems="; ".join(problems) or None)
+
+
+def pregnancy_test_positive(
+    observations: list[ObservationRecord],
+    vs: ValueSets,
+    today: date,
+    params: Params,
+    provenance: dict[str, list[str]],
+) -> bool:
+    """A positive pregnancy test (qualitative positive, or hCG >= hcg_positive_at_least) within
+    pregnancy_positive_days, with no negative test after it."""
+    window = params.days("pregnancy_positive_days")
+    tests = sorted(
+        (
+            o
+            for o in observations
+            if o.kind in ("pregnancy_qualitative", "hcg_quantitative") and (today - o.when.day).days <= window
+        ),
+        key=lambda o: (o.when.instant, o.ref),
+    )
+
+    def verdict(o: ObservationRecord) -> str | None:
+        if o.kind == "hcg_quantitative":
+            if o.value is None:
+                return None
+            if o.value >= params.num("hcg_positive_at_least"):
+                return "positive"
+            return "negative" if o.value < params.num("hcg_negative_below") else None
+        if o.answer is not None and vs.answer_is("positive", o.answer):
+            return "positive"
+        if o.answer is not None and vs.answer_is("negative", o.answer):
+            return "negative"
+        return None
+
+    verdicts = [(o, verdict(o)) for o in tests]
+    positives = [i for i, (_o, v) in enumerate(verdicts) if v == "positive"]
+    if not positives:
+        return False
+    last = positives[-1]
+    if any(v == "negative" for _o, v in verdicts[last + 1 :]):
+        return False
+    provenance["patient.pregnancy_test_positive_recent"] = [verdicts[last][0].ref]
+    return True
+
+
+def temperature_near_anc(
+    observations: list[ObservationRecord], params: Params, provenance: dict[str, list[str]]
+) -> float | None:
+    """The highest body temperature (°C) within febrile_pairing_days of the latest ANC."""
+    anc = latest(observations, "anc")
+    if anc is None:
+        return None
+    days = params.days("febrile_pairing_days")
+    near = [
+        o
+        for o in observations
+        if o.kind == "temperature" and o.value is not None and abs((o.when.day - anc.when.day).days) <= days
+    ]
+    if not near:
+        return None
+    hottest = max(near, key=lambda o: (o.value or 0.0, o.ref))
+    provenance["labs.temperature_c_near_anc"] = [anc.ref, hottest.ref]
+    return hottest.value

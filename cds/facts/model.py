@@ -32,6 +32,11 @@ class PatientDemographics(_Facts):
     pregnancy_test_negative_recent: bool = Field(
         False, description="negative pregnancy test within pregnancy_test_days"
     )
+    pregnancy_test_positive_recent: bool = Field(
+        False,
+        description="positive pregnancy test (hCG >= hcg_positive_at_least) within pregnancy_positive_days"
+        " and no later negative test",
+    )
 
 
 class Her2Facts(_Facts):
@@ -167,6 +172,9 @@ class LabFacts(_Facts):
         None, description="days between the latest transaminase and the latest bilirubin"
     )
     ast_alt_max_x_uln: float | None = Field(None, description="max of AST and ALT ×ULN")
+    temperature_c_near_anc: float | None = Field(
+        None, description="highest body temperature (°C) within febrile_pairing_days of the latest ANC"
+    )
 
 
 class LvefFacts(_Facts):
@@ -203,6 +211,9 @@ class ConditionFacts(_Facts):
     leptomeningeal: bool = False
     heart_failure: bool = Field(False, description="active symptomatic heart failure")
     nrh: bool = Field(False, description="nodular regenerative hyperplasia")
+    febrile_neutropenia: bool = Field(
+        False, description="active febrile neutropenia diagnosed within febrile_neutropenia_days"
+    )
 
 
 class AllergyFacts(_Facts):

@@ -32,7 +32,7 @@ from cds.fhir.records import (
 from cds.fhir.source import JSON, RawPatient
 from cds.fhir.text import contains as text_contains
 from cds.fhir.text import tokens as text_tokens
-from cds.fhir.units import UnitUnrecognized, conversion_factor, fraction_value
+from cds.fhir.units import UnitUnrecognized, affine_value, conversion_factor, fraction_value
 from cds.fhir.valuesets import Codings, ValueSets
 
 OBSERVATION_OK = {"final", "amended", "corrected"}
@@ -47,6 +47,7 @@ CONDITION_CONCEPTS = (
     "leptomeningeal",
     "ild",
     "heart_failure",
+    "febrile_neutropenia",
     "nrh",
     "postmenopausal",
 )
@@ -277,6 +278,10 @@ class _Parser:
         fraction = fraction_value(analyte, value, candidates[0])
         if fraction is not None:
             return fraction
+        for unit in candidates:
+            shifted = affine_value(analyte, value, unit)
+            if shifted is not None:
+                return shifted
         last: UnitUnrecognized | None = None
         for unit in candidates:
             try:

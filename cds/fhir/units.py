@@ -53,3 +53,14 @@ def fraction_value(analyte: Analyte, value: float, unit: str | None) -> float | 
     if value < float(spec.get("implausible_below", 0)):
         raise UnitUnrecognized(analyte.key, f"{unit or 'no unit'} with value {value:g} (fraction or %?)")
     return None
+
+
+def affine_value(analyte: Analyte, value: float, unit: str | None) -> float | None:
+    """A value in a unit with an offset (Fahrenheit) in the canonical unit, or None if not such a unit."""
+    if unit is None:
+        return None
+    folded = _fold(unit)
+    for spelling, (scale, offset) in analyte.affine.items():
+        if spelling == unit or _fold(spelling) == folded:
+            return round(value * scale + offset, 6)
+    return None

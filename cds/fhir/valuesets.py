@@ -71,6 +71,7 @@ class Analyte:
     canonical: str
     units: Mapping[str, float]
     fraction: Mapping[str, Any] | None = None  # unitless fractions (LVEF 0.58 = 58 %)
+    affine: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # unit -> (scale, offset)
 
 
 @dataclass(frozen=True)
@@ -378,6 +379,11 @@ def load_valuesets(directory: Path) -> ValueSets:
             canonical=str(raw["canonical"]),
             units={str(k): float(v) for k, v in units.items()},
             fraction=raw.get("fraction") if isinstance(raw.get("fraction"), dict) else None,
+            affine={
+                str(k): (float(v[0]), float(v[1]))
+                for k, v in (raw.get("affine") or {}).items()
+                if isinstance(v, list) and len(v) == 2
+            },
         )
     coded = {
         k: frozenset(_str_list(v, f"observations.yaml coded.{k}"))

@@ -490,3 +490,113 @@ def test_the_cli_evaluates_a_bundle_holding_a_resource_without_resource_type(tmp
     assert proc.returncode == 0, proc.stderr
     out = orjson.loads(proc.stdout)
     assert "gap.unreadable-data" in [f["code"] for f in out["findings"]]
+
+
+# ---- content additions: pregnancy positive, T-DXd febrile neutropenia ---------------------------------
+def _evaluate_with_order(evaluator: Evaluator, doc: dict[str, Any], order_name: str) -> dict[str, Finding]:
+    from cds import read_order
+
+    path = SAMPLES / "orders" / order_name
+    order = read_order(path.read_bytes(), str(path))
+    result = evaluator.evaluate(
+        raw_patient_from_bytes(orjson.dumps(doc)), as_of=parse_as_of("2026-11-01"), order=order
+    )
+    return {f.code: f for f in result.evaluation.findings}
+
+
+def _hcg(oid: str, when: str, **value: Any) -> dict[str, Any]:
+    code = "19080-1" if "valueQuantity" in value else "2106-3"
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "effectiveDateTime": when,
+        **value,
+    }
+
+
+def _pregnancy_codes(evaluator: Evaluator, *tests: dict[str, Any]) -> list[str]:
+    """The pregnancy alerts when ordering trastuzumab, with only these pregnancy tests on record."""
+    doc = sample("order-pregnancy-unverified")
+    doc["entry"] = [
+        e
+        for e in doc["entry"]
+        if not (
+            e["resource"]["resourceType"] == "Observation"
+            and e["resource"]["code"]["coding"][0]["code"] in ("2106-3", "2118-8", "19080-1")
+        )
+    ]
+    add(doc, *tests)
+    got = _evaluate_with_order(evaluator, doc, "order-pregnancy-unverified.order.json")
+    return sorted(c for c in got if c.startswith("alert.pregnancy"))
+
+
+def test_a_positive_hcg_replaces_the_verify_alert(evaluator: Evaluator) -> None:
+    hcg = _hcg("h", "2026-08-01", valueQuantity={"value": 30, "unit": "mIU/mL"})
+    assert _pregnancy_codes(evaluator, hcg) == ["alert.pregnancy-positive"]
+
+
+def test_hcg_exactly_25_is_positive_and_24_9_is_not(evaluator: Evaluator) -> None:
+    at = _hcg("h", "2026-10-30", valueQuantity={"value": 25, "unit": "mIU/mL"})
+    below = _hcg("h", "2026-10-30", valueQuantity={"value": 24.9, "unit": "mIU/mL"})
+    assert _pregnancy_codes(evaluator, at) == ["alert.pregnancy-positive"]
+    assert _pregnancy_codes(evaluator, below) == ["alert.pregnancy-unverified"]
+
+
+def test_a_positive_urine_test_280_days_ago_counts_and_281_does_not(evaluator: Evaluator) -> None:
+    day_280 = _hcg("u", "2026-01-25", valueCodeableConcept={"text": "Positive"})
+    day_281 = _hcg("u", "2026-01-24", valueCodeableConcept={"text": "Positive"})
+    assert _pregnancy_codes(evaluator, day_280) == ["alert.pregnancy-positive"]
+    assert _pregnancy_codes(evaluator, day_281) == ["alert.pregnancy-unverified"]
+
+
+def test_a_later_negative_test_clears_a_positive_one(evaluator: Evaluator) -> None:
+    positive = _hcg("u1", "2026-06-01", valueCodeableConcept={"text": "Positive"})
+    negative = _hcg("u2", "2026-09-01", valueCodeableConcept={"text": "Negative"})
+    assert _pregnancy_codes(evaluator, positive, negative) == ["alert.pregnancy-unverified"]
+
+
+def test_a_positive_test_while_on_tdxd_is_critical_without_an_order(evaluator: Evaluator) -> None:
+    hcg = _hcg("h", "2026-10-20", valueQuantity={"value": 1200, "unit": "m[IU]/mL"})
+    got = evaluate(evaluator, add(sample("tdxd-neutropenia-grade3"), hcg))
+    assert got["alert.pregnancy-positive"].severity == "critical"
+
+
+def _temperature(value: float, unit: str, when: str = "2026-10-31T20:00:00Z") -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": "temp",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": value, "unit": unit},
+    }
+
+
+def test_anc_below_one_with_fever_on_tdxd_is_febrile_neutropenia(evaluator: Evaluator) -> None:
+    got = evaluate(evaluator, add(sample("tdxd-neutropenia-grade3"), _temperature(38.6, "Cel")))
+    fn = got["alert.tdxd.febrile-neutropenia"]
+    assert (fn.action, fn.severity, fn.review_required) == ("hold-reduce", "critical", True)
+
+
+def test_fever_in_fahrenheit_is_converted(evaluator: Evaluator) -> None:
+    assert "alert.tdxd.febrile-neutropenia" in evaluate(
+        evaluator, add(sample("tdxd-neutropenia-grade3"), _temperature(101.3, "[degF]"))
+    )  # 101.3 °F = 38.5 °C
+    assert "alert.tdxd.febrile-neutropenia" not in evaluate(
+        evaluator, add(sample("tdxd-neutropenia-grade3"), _temperature(100.4, "[degF]"))
+    )  # 100.4 °F = 38.0 °C
+
+
+def test_a_fever_days_away_from_the_anc_is_not_febrile_neutropenia(evaluator: Evaluator) -> None:
+    late = _temperature(39.0, "Cel", when="2026-10-20T08:00:00Z")
+    assert "alert.tdxd.febrile-neutropenia" not in evaluate(
+        evaluator, add(sample("tdxd-neutropenia-grade3"), late)
+    )
+
+
+def test_coded_febrile_neutropenia_on_tdxd(evaluator: Evaluator) -> None:
+    fn = condition("fn", coding=(SNOMED, "409089005"))
+    fn["onsetDateTime"] = "2026-10-25"
+    assert "alert.tdxd.febrile-neutropenia" in evaluate(evaluator, add(sample("tdxd-neutropenia-grade3"), fn))
