@@ -182,7 +182,7 @@ def _percents(toks: tuple[str, ...], cues: Cues) -> list[tuple[str, bool]]:
             continue
         high = _number(toks[i - 1]) or 0.0
         low, j = high, i - 2
-        if j >= 1 and toks[j] in ("-", "to") and _number(toks[j - 1]) is not None:
+        if j >= 1 and (toks[j],) in cues.words("receptors.range_words") and _number(toks[j - 1]) is not None:
             low, j = _number(toks[j - 1]) or 0.0, j - 2
         if j >= 0 and toks[j] in ("<", "\u2264"):
             low, high = 0.0, high - 1e-9

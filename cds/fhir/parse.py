@@ -56,7 +56,6 @@ RELEVANT_CONCEPTS = ("breast_cancer", "metastasis", "brain_metastases", "ild", "
 PROCEDURE_CONCEPTS = ("breast_surgery", "hysterectomy", "bilateral_oophorectomy")
 MED_TYPES = ("MedicationAdministration", "MedicationRequest", "MedicationStatement")
 UCUM = "http://unitsofmeasure.org"
-SEX_CODES = {"248153007": "male", "248152002": "female"}  # SNOMED male / female (appliesTo)
 
 _TYPE_ID_RE = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
 _DATE_RE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
@@ -376,7 +375,12 @@ class _Parser:
         other = False
         for applies in entry.get("appliesTo") or []:
             codings = Codings.of(applies)
-            found = {SEX_CODES[c] for _s, c in codings.codes if c in SEX_CODES}
+            found = {
+                sex
+                for sex in ("male", "female")
+                for _s, c in codings.codes
+                if (c,) in cues.words(f"sex.{sex}_codes")
+            }
             for text in codings.texts:
                 found |= {sex for sex in ("male", "female") if text_contains(text, cues.words(f"sex.{sex}"))}
             sexes |= found
