@@ -249,7 +249,8 @@ def read_receptor(text: str, receptor: str, cues: Cues) -> tuple[str | None, boo
         word = "low" if "low" in (word, pct) else word
     result = word or pct
     if result == "low":
-        return "positive", True
+        # ASCO/CAP 2020: "ER low positive" (1-10 %) is reviewed; PgR has no low category
+        return "positive", receptor == "er"
     return result, review and result is not None
 
 

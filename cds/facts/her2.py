@@ -19,7 +19,7 @@ from cds.fhir.valuesets import ValueSets
 
 HER2_KINDS = ("her2_ihc", "her2_interpretation", "her2_ish", "her2_ish_ratio", "her2_ish_copies")
 _SCORES = ("0", "1", "2", "3")
-_NOT_A_BARE_ZERO = ("%", "/", ".", ",")
+_NOT_A_BARE_ZERO = ("%", "/")  # "0 %" is a proportion, "0/8" an Allred score; decimals are one token
 
 
 @dataclass(frozen=True)

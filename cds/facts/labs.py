@@ -93,12 +93,11 @@ def derive_lvef(
     refs = [last.ref]
     if last.value is None:
         facts.unit_unrecognized = last.unit_problem is not None
-        provenance["lvef"] = refs
-        return facts
-    facts.value = last.value
-    lln = last.lln if last.lln is not None else params.num("lvef_lower_limit_normal")
-    facts.below_lln = last.value < lln
-    if regimen_start is not None:
+    else:
+        facts.value = last.value
+        lln = last.lln if last.lln is not None else params.num("lvef_lower_limit_normal")
+        facts.below_lln = last.value < lln
+    if regimen_start is not None:  # the baseline exists even when the latest value is unusable
         window = params.days("lvef_interval_days")
         before = [
             o
@@ -111,7 +110,8 @@ def derive_lvef(
             base = before[-1]
             facts.baseline = base.value
             facts.baseline_known = True
-            facts.drop = round((base.value or 0.0) - last.value, 3)
+            if last.value is not None:
+                facts.drop = round((base.value or 0.0) - last.value, 3)
             if base.ref != last.ref:
                 refs.insert(0, base.ref)
     provenance["lvef"] = refs

@@ -182,6 +182,8 @@ def test_a_female_word_never_reads_as_male(word: str) -> None:
         ("<1%", "pr", ("negative", False)),
         ("ER positive (<1%)", "er", (None, True)),  # contradiction: not known
         ("Progesterone receptor: not detected", "pr", (None, False)),
+        ("PR positive, 5% of tumour nuclei, weak intensity", "pr", ("positive", False)),  # no PgR-low
+        ("5%", "pr", ("positive", False)),
     ],
 )
 def test_receptor_results_are_read_wherever_they_stand(
@@ -286,6 +288,8 @@ def test_reference_range_is_chosen_by_sex_as_word_or_code(
         ("0 (null), faint incomplete staining in <10%", None, False, True),
         ("2+ on block A, 3+ on block B", None, False, True),
         ("IHC 0-1+", None, False, True),
+        ("HER2 IHC 3+ (positive). Addendum: score 0, no membrane staining", None, False, True),
+        ("Score 0.", "0", False, False),
         ("No faint staining; 0", "0", False, False),  # the staining is negated
         ("Negative", None, False, False),
         ("membrane staining in 0% of cells", None, False, False),
