@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +42,7 @@ class Concept:
     exclude_regional_nodes: bool = False
     safety: bool = False  # a text-only or uncertain mention asks for review (ILD, metastasis)
 
-    @property
+    @cached_property
     def phrases(self) -> tuple[Phrase, ...]:
         """The text fallbacks as whole-word phrases."""
         return tuple(textmod.phrase(t) for t in self.text)
