@@ -417,9 +417,11 @@ class _Parser:
         if verification in CONDITION_BAD_VERIFICATION:
             return None
         if verification in ("provisional", "differential"):
-            # a provisional diagnosis is stated with uncertainty: not positive, reviewed
-            uncertain |= concepts
-            concepts = set()
+            # a provisional safety diagnosis (ILD, metastasis) is stated with uncertainty: not
+            # positive, reviewed; other concepts keep their plain reading
+            doubtful = {n for n in concepts if self.vs.concepts[n].safety}
+            uncertain |= doubtful
+            concepts -= doubtful
         if not self._valid(resource):
             return None
         onset = parse_when(resource.get("onsetDateTime")) or parse_when(

@@ -600,3 +600,15 @@ def test_coded_febrile_neutropenia_on_tdxd(evaluator: Evaluator) -> None:
     fn = condition("fn", coding=(SNOMED, "409089005"))
     fn["onsetDateTime"] = "2026-10-25"
     assert "alert.tdxd.febrile-neutropenia" in evaluate(evaluator, add(sample("tdxd-neutropenia-grade3"), fn))
+
+
+def test_a_provisional_ild_diagnosis_is_not_ild_history_but_is_reviewed(evaluator: Evaluator) -> None:
+    ild = condition("ild", coding=(ICD, "J84.9"))
+    ild["verificationStatus"] = {
+        "coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "provisional"}
+        ]
+    }
+    got = evaluate(evaluator, add(sample("mbc-first-line"), ild))
+    assert sorted(got) == ["rec.mbc1.tdxd-pertuzumab", "rec.mbc1.thp"]
+    assert got["rec.mbc1.tdxd-pertuzumab"].review_required is True
