@@ -79,7 +79,7 @@ SERVICES: tuple[Service, ...] = (
         description=(
             "When a patient's record is opened: the guideline-recommended next HER2-directed regimen "
             "(first/second/later line, early-setting residual disease, HER2-low), safety alerts for "
-            "patients on {monitored} (platelets, liver tests, LVEF, ILD), "
+            "patients on {monitored} (platelets, transaminases and bilirubin, LVEF, ILD), "
             "and the data gaps that block a safe recommendation."
         ),
         usage="FHIR R4. Needs read access to the patient's Conditions, Observations, medications, "
