@@ -47,8 +47,12 @@ def load_samples() -> dict[str, Sample]:
     out: dict[str, Sample] = {}
     for path in sorted(SAMPLES.glob("*.json")):
         bundle = orjson.loads(path.read_bytes())
-        resources = [e["resource"] for e in bundle["entry"]]
-        patient = next(r for r in resources if r["resourceType"] == "Patient")
+        resources = [
+            e["resource"]
+            for e in bundle["entry"]
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+        ]
+        patient = next(r for r in resources if r.get("resourceType") == "Patient")
         spec = yaml.safe_load((SAMPLES / f"{path.stem}.expected.yaml").read_text())
         order = orjson.loads((SAMPLES / spec["order"]).read_bytes()) if spec.get("order") else None
         expected = sorted(f["code"] for f in spec.get("findings") or [])
@@ -85,7 +89,7 @@ class FhirData:
     def read(self, rtype: str, rid: str) -> JSON | None:
         for resources in self.by_patient.values():
             for r in resources:
-                if r["resourceType"] == rtype and r.get("id") == rid:
+                if r.get("resourceType") == rtype and r.get("id") == rid:
                     return r
         return None
 
@@ -96,7 +100,7 @@ class FhirData:
         found = [
             r
             for r in self.by_patient.get(patient, [])
-            if r["resourceType"] == rtype
+            if r.get("resourceType") == rtype
             and (r.get(field_name) or {}).get("reference") == f"Patient/{patient}"
         ]
         if "code" in args:

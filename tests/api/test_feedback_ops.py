@@ -74,12 +74,12 @@ def test_feedback_is_stored_idempotently_and_reported(
     )
     assert result.exit_code == 0, result.output
     rows = {(r["rule"], r["version"]): r for r in orjson.loads(result.stdout)}
-    confusion_row = rows[("order.name-confusion", "1.0.0")]
+    confusion_row = rows[("order.name-confusion", "2.1.0")]
     assert confusion_row["overridden"] == 1 and confusion_row["accepted"] == 0
     assert confusion_row["override_rate"] == 1.0
     assert confusion_row["top_override_reasons"] == [{"reason": reason["code"], "count": 1}]
     assert confusion_row["shown"] >= 1
-    above = rows[("order.dose-above-max", "1.0.0")]
+    above = rows[("order.dose-above-max", "2.1.0")]
     assert (above["accepted"], above["overridden"], above["override_rate"]) == (1, 0, 0.0)
     table = runner.invoke(cli_app, ["feedback", "report", "--database-url", service.settings.database_url])
     assert "order.name-confusion" in table.stdout and "100%" in table.stdout
