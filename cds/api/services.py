@@ -44,7 +44,7 @@ _OBSERVATION_GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = 
     ),
     (
         "labObservations",
-        ("platelets", "anc", "ast", "alt", "bilirubin", "hcg_quantitative"),
+        ("platelets", "anc", "ast", "alt", "bilirubin", "hcg_quantitative", "temperature"),
         ("pregnancy_qualitative",),
     ),
     ("cardiacAndWeightObservations", ("lvef", "weight"), ()),
