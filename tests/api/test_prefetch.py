@@ -227,8 +227,8 @@ def test_plain_http_fhir_server_off_loopback_is_never_called(
 def test_prefetch_templates_ask_for_every_observation_code_the_rules_read() -> None:
     """A value set added to observations.yaml (e.g. body temperature for febrile neutropenia) is
     fetched by the hooks too; otherwise a rule could never fire through CDS Hooks."""
-    from cds.api.services import prefetch_templates
     from cds import default_rules_dir, load_library
+    from cds.api.services import prefetch_templates
 
     library = load_library(default_rules_dir())
     queried = " ".join(prefetch_templates(library).values())
