@@ -1777,7 +1777,8 @@ def main():
     for pattern_dir, patterns in ((OUT_DIR, ("*.json", "*.expected.yaml")), (ORDER_DIR, ("*.order.json",))):
         for pattern in patterns:
             for path in pattern_dir.glob(pattern):
-                if path not in written:
+                # rw-* files belong to realworld.py (the realistic-variation corpus)
+                if path not in written and not path.name.startswith("rw-"):
                     path.unlink()
     print(f"wrote {len(SCENARIOS)} scenarios to {OUT_DIR}")
 

@@ -44,7 +44,7 @@ _OBSERVATION_GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = 
     ),
     (
         "labObservations",
-        ("platelets", "anc", "ast", "alt", "bilirubin", "hcg_quantitative"),
+        ("platelets", "anc", "ast", "alt", "bilirubin", "hcg_quantitative", "temperature"),
         ("pregnancy_qualitative",),
     ),
     ("cardiacAndWeightObservations", ("lvef", "weight"), ()),
@@ -91,7 +91,7 @@ _THERAPY_REVIEW = Service(
     description=(
         "When a patient's record is opened: the guideline-recommended next HER2-directed regimen "
         "(first/second/later line, early-setting residual disease, HER2-low), safety alerts for "
-        "patients on {monitored} (platelets, liver tests, LVEF, ILD), "
+        "patients on {monitored} (platelets, transaminases and bilirubin, LVEF, ILD), "
         "and the data gaps that block a safe recommendation."
     ),
     usage="FHIR R4. Needs read access to the patient's Conditions, Observations, medications, "

@@ -327,6 +327,14 @@ def load_library(
         result = _compile(spec, path, params, evidence, raw, node, diags, catalogue)
         if result is None:
             continue
+        fact_types = leaf_paths()
+        for policy in spec.policies:
+            if policy.if_fact is not None and fact_types.get(policy.if_fact) is not bool:
+                diags.append(
+                    Diagnostic(
+                        str(path), f"policy {policy.id}: if_fact {policy.if_fact!r} is not a yes/no fact"
+                    )
+                )
         if spec.status in wanted:
             compiled.append(result)
             policies.extend(spec.policies)

@@ -104,23 +104,38 @@ class Rule(_Strict):
 
 
 class Policy(_Strict):
-    """Suppression written as data: when a finding is present, drop others (clinical-spec §4)."""
+    """Policies written as data: when a finding is present (or a fact holds), drop other findings or
+    mark them ``review_required`` with a note (clinical-spec §4; v2 free text and other primaries)."""
 
     id: str
     description: str
     if_code: str | None = None
     if_code_prefix: str | None = None
+    if_fact: str | None = Field(None, description="a yes/no fact path; the policy applies when it is true")
     suppress_codes: list[str] = Field(default_factory=list)
     suppress_kinds: list[Kind] = Field(default_factory=list)
     suppress_all_others: bool = False
+    keep_codes: list[str] = Field(default_factory=list, description="never suppressed by this policy")
+    review_kinds: list[Kind] = Field(default_factory=list)
+    review_codes: list[str] = Field(default_factory=list, description='codes, or prefixes ending in "*"')
+    review_note: str | None = None
 
     @model_validator(mode="after")
     def _trigger(self) -> Policy:
-        if (self.if_code is None) == (self.if_code_prefix is None):
-            raise ValueError("a policy needs exactly one of if_code or if_code_prefix")
-        if not (self.suppress_codes or self.suppress_kinds or self.suppress_all_others):
-            raise ValueError("a policy must suppress something")
+        if sum(x is not None for x in (self.if_code, self.if_code_prefix, self.if_fact)) != 1:
+            raise ValueError("a policy needs exactly one of if_code, if_code_prefix or if_fact")
+        marks = bool(self.review_kinds or self.review_codes)
+        if not (self.suppress_codes or self.suppress_kinds or self.suppress_all_others or marks):
+            raise ValueError("a policy must suppress something or mark something for review")
+        if marks and not self.review_note:
+            raise ValueError("a review policy needs a review_note saying why")
         return self
+
+    def marks(self, code: str, kind: str) -> bool:
+        """Whether this policy marks a finding of this code and kind for review."""
+        return kind in self.review_kinds or any(
+            code.startswith(c[:-1]) if c.endswith("*") else code == c for c in self.review_codes
+        )
 
 
 class Expect(_Strict):

@@ -15,9 +15,19 @@ from cds.facts.clinical import (
     derive_early,
     derive_hr_status,
     derive_setting,
+    febrile_neutropenia,
+    safety_text_review,
 )
 from cds.facts.her2 import derive_her2
-from cds.facts.labs import derive_labs, derive_lvef, derive_weight, pregnancy_test_negative, unit_problems
+from cds.facts.labs import (
+    derive_labs,
+    derive_lvef,
+    derive_weight,
+    pregnancy_test_negative,
+    pregnancy_test_positive,
+    temperature_near_anc,
+    unit_problems,
+)
 from cds.facts.model import PatientFacts
 from cds.facts.params import Params
 from cds.facts.therapy import derive_therapy, doses
@@ -69,6 +79,8 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
     setting = derive_setting(rec, obs, vs)
     if setting.refs:
         prov["setting"] = setting.refs
+    # metastasis records that may belong to another primary never drive breast-cancer facts
+    own_conditions = [c for c in rec.conditions if c.ref not in setting.foreign]
     metastatic = setting.setting == "metastatic"
     worsened = sorted(
         o.when.day
@@ -76,6 +88,10 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
         if o.kind == "disease_status" and o.answer is not None and vs.answer_is("worsened", o.answer)
     )
     worsened_refs = [o.ref for o in obs if o.kind == "disease_status"]
+    # a metastatic site first recorded after the current regimen began is progression too
+    # (therapy.py compares these dates with the current regimen's start)
+    worsened = sorted([*worsened, *(day for day, _ref in setting.new_sites)])
+    worsened_refs += [ref for _day, ref in setting.new_sites]
     weights = [o for o in obs if o.kind == "weight"]
     weight = derive_weight(obs, today, params, prov)
 
@@ -108,9 +124,10 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
     if therapy.progression in ("yes", "no", "unknown"):
         prov["progression"] = worsened_refs + prov.get("lines", [])
 
+    hr_status, hr_low_positive = derive_hr_status(obs, vs, prov)
     facts = PatientFacts(
         her2=derive_her2(obs, vs, params, prov),
-        hr_status=derive_hr_status(obs, vs, prov),
+        hr_status=hr_status,
         setting=setting.setting,
         metastatic_since=setting.since.isoformat() if setting.since else None,
         lines=therapy.lines,
@@ -121,7 +138,7 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
         labs=derive_labs(obs, today, therapy.last_dose, prov),
         lvef=derive_lvef(obs, today, therapy.her2_course_start, params, prov),
         weight=weight,
-        conditions=derive_conditions(rec.conditions, therapy.first_dose, prov),
+        conditions=derive_conditions(own_conditions, therapy.first_dose, prov),
         allergy=derive_allergy(rec.allergies, vs, prov),
         order=therapy.order,
         data=unit_problems(obs, as_of),
@@ -129,6 +146,29 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
     facts.patient = derive_demographics(
         rec, today, params, pregnancy_test_negative(obs, vs, today, params, prov), prov
     )
+    facts.patient.pregnancy_test_positive_recent = pregnancy_test_positive(obs, vs, today, params, prov)
+    facts.labs.temperature_c_near_anc = temperature_near_anc(obs, params, prov)
+    facts.conditions.febrile_neutropenia = febrile_neutropenia(own_conditions, today, params, prov)
+    facts.review.hr_low_positive = hr_low_positive
+    if setting.review:
+        facts.review.metastasis, facts.review.metastasis_detail = True, setting.review
+        prov["review.metastasis"] = setting.review_refs
+    if record.unreadable:
+        facts.review.unreadable_data = True
+        facts.review.unreadable_detail = "; ".join(
+            f"{label}: {', '.join(names)}" for label, names in sorted(record.unreadable)
+        )
+        prov["review.unreadable_data"] = sorted({label for label, _ in record.unreadable})
+    if setting.primary_unknown:
+        facts.review.metastasis_primary_unknown = True
+        facts.review.other_primary = setting.other_primary
+        prov["review.metastasis_primary_unknown"] = setting.other_refs
+    ild_detail, ild_refs = safety_text_review(rec.conditions, "ild", "ILD/pneumonitis")
+    if ild_detail:
+        facts.review.ild, facts.review.ild_detail = True, ild_detail
+        prov["review.ild"] = ild_refs
+    if hr_low_positive:
+        prov["review.hr_low_positive"] = prov.get("hr_status", [])
     if facts.data.unit_unrecognized:
         prov["data"] = sorted({o.ref for o in obs if o.unit_problem})
     if record.other_patient:  # whatever their dates: the record itself needs correcting

@@ -7,18 +7,69 @@ keeps the category positive and marks the status discordant for review.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from cds.facts.model import Her2Facts
 from cds.facts.params import Params
+from cds.fhir import text as textmod
 from cds.fhir.records import ObservationRecord
+from cds.fhir.text import Cues
 from cds.fhir.valuesets import ValueSets
 
 HER2_KINDS = ("her2_ihc", "her2_interpretation", "her2_ish", "her2_ish_ratio", "her2_ish_copies")
-_SCORE_RE = re.compile(r"(?<![\d.])([0-3])\s*\+")
-_ZERO_RE = re.compile(r"^(?:ihc\s*)?(?:score\s*)?0(?:\b|$)")
+_SCORES = ("0", "1", "2", "3")
+_NOT_A_BARE_ZERO = ("%", "/")  # "0 %" is a proportion, "0/8" an Allred score; decimals are one token
+
+
+@dataclass(frozen=True)
+class IhcReading:
+    """What one IHC result text says: the score, membrane staining present (ultralow), and whether
+    the text contradicts itself (two scores, or staining both present and absent)."""
+
+    score: str | None
+    ultralow: bool = False
+    contradictory: bool = False
+
+
+def read_ihc(text: str, cues: Cues) -> IhcReading:
+    """Read an IHC result as a whole (ASCO/CAP; DESTINY-Breast06 "ultralow").
+
+    Scores are "N+" or a bare "0"; membrane staining described as present (faint, incomplete,
+    barely perceptible, <=10 % of cells, "ultralow") makes an IHC 0 ultralow even when "0"/"0+" is
+    written; "0 (null)", "no staining", "absent membrane staining" make it zero."""
+    toks = textmod.tokens(text)
+    scores: set[str] = set()
+    for i, tok in enumerate(toks):
+        nxt = toks[i + 1] if i + 1 < len(toks) else ""
+        if tok in _SCORES and nxt == "+":
+            scores.add("0" if tok == "0" else f"{tok}+")
+        elif tok == "0" and nxt == "-" and i + 2 < len(toks) and toks[i + 2] in _SCORES:
+            scores.add("0")  # "0-1+": a range of scores is not one score
+        elif tok == "0" and nxt not in _NOT_A_BARE_ZERO and not (i and toks[i - 1] in ("-", "/")):
+            scores.add("0")
+    present = textmod.mention_status(text, cues.words("her2_ihc.membrane_present"), cues) == "positive"
+    absent = textmod.mention_status(text, cues.words("her2_ihc.absent"), cues) == "positive"
+    if len(scores) > 1:
+        return IhcReading(None, contradictory=True)
+    score = next(iter(scores), None)
+    if score in ("1+", "2+", "3+"):
+        return IhcReading(score)  # faint/incomplete also describe 1+: the written score decides
+    if present and absent:
+        return IhcReading(None, contradictory=True)
+    explicit = textmod.contains(text, cues.words("her2_ihc.ultralow"))
+    if score == "0" or absent or explicit:
+        return IhcReading("0", ultralow=present)
+    return IhcReading(None)
+
+
+def ihc_score(texts: tuple[str, ...], cues: Cues) -> tuple[str | None, bool]:
+    """The IHC score written in a result ("2+", "Score 1+", "0", "IHC 0 ultralow") and ultralow."""
+    for text in texts:
+        reading = read_ihc(text, cues)
+        if reading.score is not None:
+            return reading.score, reading.ultralow
+    return None, False
 
 
 @dataclass
@@ -45,24 +96,6 @@ class _Call:
     ish_review: bool = False
     contradictory: bool = False
     refs: list[str] = field(default_factory=list)
-
-
-def ihc_score(texts: tuple[str, ...]) -> tuple[str | None, bool]:
-    """The IHC score written in a result ("2+", "Score 1+", "0", "IHC 0 ultralow") and ultralow."""
-    for text in texts:
-        match = _SCORE_RE.search(text)
-        if match:
-            return f"{match.group(1)}+" if match.group(1) != "0" else "0", False
-        if _ZERO_RE.match(text.strip()) or "ultralow" in text or "ultra-low" in text:
-            membrane = ("ultralow" in text or "ultra-low" in text) or (
-                "membrane staining" in text and "no membrane staining" not in text and "without" not in text
-            )
-            return "0", membrane
-    return None, False
-
-
-def _ultralow(texts: tuple[str, ...]) -> bool:
-    return ihc_score(texts)[1]
 
 
 def ish_group(ratio: float, copies: float, params: Params) -> int:
@@ -106,11 +139,17 @@ def _call(episode: _Episode, vs: ValueSets, params: Params) -> _Call:
     ish_calls: set[str] = set()
     ratio = copies = None
     refs: list[str] = []
+    call_contradictory = False
     for r in sorted(episode.results, key=lambda x: (x.when.instant, x.ref)):
         refs.append(r.ref)
         texts = r.answer.texts if r.answer else ()
         if r.kind in ("her2_ihc", "her2_interpretation"):
-            score, ultralow = ihc_score(texts)
+            readings = [read_ihc(t, vs.cues) for t in texts]
+            if any(x.contradictory for x in readings):
+                call_contradictory = True
+                continue
+            reading = next((x for x in readings if x.score is not None), IhcReading(None))
+            score, ultralow = reading.score, reading.ultralow
             if score is not None:
                 scores[score] = scores.get(score, False) or ultralow
             elif r.answer and vs.answer_is("positive", r.answer):
@@ -135,7 +174,12 @@ def _call(episode: _Episode, vs: ValueSets, params: Params) -> _Call:
     elif ratio is not None:
         ish_calls.add("indeterminate")
     call = _Call(category="unknown", group=group, refs=refs)
-    if len(scores) > 1 or ({"positive", "negative"} <= ish_calls) or ({"positive", "negative"} <= interp):
+    if (
+        call_contradictory
+        or len(scores) > 1
+        or ({"positive", "negative"} <= ish_calls)
+        or ({"positive", "negative"} <= interp)
+    ):
         call.contradictory = True
         return call
     ihc = next(iter(scores), None)

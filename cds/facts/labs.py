@@ -91,12 +91,11 @@ def derive_lvef(
     refs = [last.ref]
     if last.value is None:
         facts.unit_unrecognized = last.unit_problem is not None
-        provenance["lvef"] = refs
-        return facts
-    facts.value = last.value
-    lln = last.lln if last.lln is not None else params.num("lvef_lower_limit_normal")
-    facts.below_lln = last.value < lln
-    if regimen_start is not None:
+    else:
+        facts.value = last.value
+        lln = last.lln if last.lln is not None else params.num("lvef_lower_limit_normal")
+        facts.below_lln = last.value < lln
+    if regimen_start is not None:  # the baseline exists even when the latest value is unusable
         window = params.days("lvef_interval_days")
         before = [
             o
@@ -109,7 +108,8 @@ def derive_lvef(
             base = before[-1]
             facts.baseline = base.value
             facts.baseline_known = True
-            facts.drop = round((base.value or 0.0) - last.value, 3)
+            if last.value is not None:
+                facts.drop = round((base.value or 0.0) - last.value, 3)
             if base.ref != last.ref:
                 refs.insert(0, base.ref)
     provenance["lvef"] = refs
@@ -164,3 +164,66 @@ def unit_problems(observations: list[ObservationRecord], as_of: datetime) -> Dat
         if last is not None and last.unit_problem:
             problems.append(f"{last.unit_problem} ({last.ref}, {last.when.iso()})")
     return DataFacts(unit_unrecognized=bool(problems), unit_problems="; ".join(problems) or None)
+
+
+def pregnancy_test_positive(
+    observations: list[ObservationRecord],
+    vs: ValueSets,
+    today: date,
+    params: Params,
+    provenance: dict[str, list[str]],
+) -> bool:
+    """A positive pregnancy test (qualitative positive, or hCG >= hcg_positive_at_least) within
+    pregnancy_positive_days, with no negative test after it."""
+    window = params.days("pregnancy_positive_days")
+    tests = sorted(
+        (
+            o
+            for o in observations
+            if o.kind in ("pregnancy_qualitative", "hcg_quantitative") and (today - o.when.day).days <= window
+        ),
+        key=lambda o: (o.when.instant, o.ref),
+    )
+
+    def verdict(o: ObservationRecord) -> str | None:
+        if o.kind == "hcg_quantitative":
+            if o.value is None:
+                return None
+            if o.value >= params.num("hcg_positive_at_least"):
+                return "positive"
+            return "negative" if o.value < params.num("hcg_negative_below") else None
+        if o.answer is not None and vs.answer_is("positive", o.answer):
+            return "positive"
+        if o.answer is not None and vs.answer_is("negative", o.answer):
+            return "negative"
+        return None
+
+    verdicts = [(o, verdict(o)) for o in tests]
+    positives = [i for i, (_o, v) in enumerate(verdicts) if v == "positive"]
+    if not positives:
+        return False
+    last = positives[-1]
+    if any(v == "negative" for _o, v in verdicts[last + 1 :]):
+        return False
+    provenance["patient.pregnancy_test_positive_recent"] = [verdicts[last][0].ref]
+    return True
+
+
+def temperature_near_anc(
+    observations: list[ObservationRecord], params: Params, provenance: dict[str, list[str]]
+) -> float | None:
+    """The highest body temperature (°C) within febrile_pairing_days of the latest ANC."""
+    anc = latest(observations, "anc")
+    if anc is None:
+        return None
+    days = params.days("febrile_pairing_days")
+    near = [
+        o
+        for o in observations
+        if o.kind == "temperature" and o.value is not None and abs((o.when.day - anc.when.day).days) <= days
+    ]
+    if not near:
+        return None
+    hottest = max(near, key=lambda o: (o.value or 0.0, o.ref))
+    provenance["labs.temperature_c_near_anc"] = [anc.ref, hottest.ref]
+    return hottest.value

@@ -34,6 +34,11 @@ class PatientDemographics(_Facts):
     pregnancy_test_negative_recent: bool = Field(
         False, description="negative pregnancy test within pregnancy_test_days"
     )
+    pregnancy_test_positive_recent: bool = Field(
+        False,
+        description="positive pregnancy test (hCG >= hcg_positive_at_least) within pregnancy_positive_days"
+        " and no later negative test",
+    )
 
 
 class Her2Facts(_Facts):
@@ -187,6 +192,9 @@ class LabFacts(_Facts):
         None, description="days between the latest transaminase and the latest bilirubin"
     )
     ast_alt_max_x_uln: float | None = Field(None, description="max of AST and ALT ×ULN")
+    temperature_c_near_anc: float | None = Field(
+        None, description="highest body temperature (°C) within febrile_pairing_days of the latest ANC"
+    )
 
 
 class LvefFacts(_Facts):
@@ -224,6 +232,9 @@ class ConditionFacts(_Facts):
     leptomeningeal: bool = False
     heart_failure: bool = Field(False, description="active symptomatic heart failure")
     nrh: bool = Field(False, description="nodular regenerative hyperplasia")
+    febrile_neutropenia: bool = Field(
+        False, description="active febrile neutropenia diagnosed within febrile_neutropenia_days"
+    )
 
 
 class AllergyFacts(_Facts):
@@ -277,6 +288,31 @@ class DataFacts(_Facts):
     other_patient_resources: str | None = Field(None, description="which resources name another patient")
 
 
+class ReviewFacts(_Facts):
+    """Facts read from free text or from ambiguous records that a person must confirm (clinical-spec
+    v2): each marks ``review_required`` on the findings it would have changed (policies in the rule
+    files say which)."""
+
+    hr_low_positive: bool = Field(
+        False, description="hormone receptors positive only at a low level (ER/PR 1-10 % of nuclei)"
+    )
+    ild: bool = Field(False, description="ILD/pneumonitis found only in text, or mentioned with uncertainty")
+    ild_detail: str | None = Field(None, description="why the ILD evidence needs review")
+    metastasis: bool = Field(
+        False, description="metastasis found only in text, or mentioned with uncertainty"
+    )
+    metastasis_detail: str | None = Field(None, description="why the metastasis evidence needs review")
+    metastasis_primary_unknown: bool = Field(
+        False,
+        description="metastasis evidence not linked to the breast cancer while another primary exists",
+    )
+    other_primary: str | None = Field(None, description="the other primary malignancy on record")
+    unreadable_data: bool = Field(
+        False, description="a record that could not be read names data the rules use (skipped)"
+    )
+    unreadable_detail: str | None = Field(None, description="which unreadable records, naming what")
+
+
 class PatientFacts(_Facts):
     """Everything the rules may read about one patient at one as-of instant."""
 
@@ -297,6 +333,7 @@ class PatientFacts(_Facts):
     allergy: AllergyFacts = Field(default_factory=AllergyFacts)
     order: OrderFacts = Field(default_factory=OrderFacts)
     data: DataFacts = Field(default_factory=DataFacts)
+    review: ReviewFacts = Field(default_factory=ReviewFacts)
     provenance: dict[str, list[str]] = Field(default_factory=dict, exclude=True)
 
     def get(self, path: str) -> Any:

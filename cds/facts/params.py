@@ -30,6 +30,10 @@ DERIVATION_PARAMETERS = (
     "weight_recency_days",
     "pregnancy_test_days",
     "hcg_negative_below",
+    "hcg_positive_at_least",
+    "pregnancy_positive_days",
+    "febrile_pairing_days",
+    "febrile_neutropenia_days",
     "reproductive_age",
     "dose_tolerance_pct",
 )

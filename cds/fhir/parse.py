@@ -32,7 +32,9 @@ from cds.fhir.records import (
 )
 from cds.fhir.refs import identity_of, other_patient_reference
 from cds.fhir.source import JSON, RawPatient
-from cds.fhir.units import UnitUnrecognized, conversion_factor
+from cds.fhir.text import contains as text_contains
+from cds.fhir.text import tokens as text_tokens
+from cds.fhir.units import UnitUnrecognized, affine_value, conversion_factor, fraction_value
 from cds.fhir.valuesets import Codings, ValueSets
 
 OBSERVATION_OK = {"final", "amended", "corrected"}
@@ -41,14 +43,18 @@ MED_BAD_STATUS = {"entered-in-error", "cancelled", "not-done", "not-taken", "dra
 REQUEST_EXPOSURE_INTENTS = {"order", "original-order", "reflex-order", "filler-order", "instance-order"}
 CONDITION_CONCEPTS = (
     "breast_cancer",
+    "other_primary_cancer",
     "metastasis",
     "brain_metastases",
     "leptomeningeal",
     "ild",
     "heart_failure",
+    "febrile_neutropenia",
     "nrh",
     "postmenopausal",
 )
+# concepts whose codes or text in an unreadable record raise gap.unreadable-data
+RELEVANT_CONCEPTS = ("breast_cancer", "metastasis", "brain_metastases", "ild", "heart_failure", "nrh")
 PROCEDURE_CONCEPTS = ("breast_surgery", "hysterectomy", "bilateral_oophorectomy")
 MED_TYPES = ("MedicationAdministration", "MedicationRequest", "MedicationStatement", "MedicationDispense")
 DISPENSE_BAD_STATUS = {"preparation", "on-hold", "declined"}
@@ -60,6 +66,7 @@ MED_SOURCE = {
 }
 UCUM = "http://unitsofmeasure.org"
 
+_TYPE_ID_RE = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
 _DATE_RE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _RANGE_TEXT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\s*$")
 _LVEF_STRING_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:%?\s*(?:-|–|to)\s*(\d+(?:\.\d+)?))?\s*%?\s*$")
@@ -161,6 +168,7 @@ class _Parser:
         self.vs = vs
         self.skipped: list[Skipped] = []
         self.foreign: list[str] = []
+        self.unreadable: list[tuple[str, list[str]]] = []
         self.patient = self._patient(raw.patient)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -182,10 +190,25 @@ class _Parser:
         self.foreign.append(_ref(resource))
         return True
 
+    def _resolve(self, reference: str) -> str:
+        """A reference as ``Type/id``: fullUrls (urn:uuid, absolute) through the Bundle, absolute
+        and versioned forms (``.../Condition/x/_history/2``) by their last Type/id."""
+        if reference in self.raw.full_urls:
+            return self.raw.full_urls[reference]
+        match = _TYPE_ID_RE.search(reference)
+        return f"{match.group(1)}/{match.group(2)}" if match else reference
+
+    def _unreadable(self, label: str, reason: str, raw: Any) -> None:
+        """Skip a record that cannot be read, and note what rule data it names (never silent)."""
+        self.skipped.append(Skipped(label, reason))
+        names = self.vs.relevance(raw, RELEVANT_CONCEPTS)
+        if names:
+            self.unreadable.append((label, names))
+
     def _valid(self, resource: JSON) -> bool:
         error = validation_error(resource)
         if error:
-            self.skipped.append(Skipped(_ref(resource), error))
+            self._unreadable(_ref(resource), error, resource)
             return False
         return not self._belongs_elsewhere(resource)
 
@@ -210,12 +233,25 @@ class _Parser:
         if isinstance(specimen, str):
             common["specimen"] = specimen
         analyte = self.vs.analytes.get(kind)
+        links = tuple(self._resolve(r) for r in _related_references(resource))
+        if links:
+            common["focus"] = links
         if analyte is None:
+            quantity = resource.get("valueQuantity")
+            unit = None
+            if isinstance(quantity, dict):
+                raw_unit = (
+                    quantity.get("unit") if isinstance(quantity.get("unit"), str) else quantity.get("code")
+                )
+                unit = raw_unit.strip() if isinstance(raw_unit, str) else None
             return ObservationRecord(
-                **common, answer=self._answer(resource), ratio=self._plain_number(resource)
+                **common,
+                answer=self._answer(resource),
+                ratio=self._plain_number(resource),
+                quantity_unit=unit,
             )
         value, unit_problem = self._quantity(resource, kind)
-        uln, lln = self._reference_range(resource, kind) if value is not None else (None, None)
+        uln, lln = self._reference_range(resource, kind, when) if value is not None else (None, None)
         return ObservationRecord(**common, value=value, unit_problem=unit_problem, uln=uln, lln=lln)
 
     def _answer(self, resource: JSON) -> Codings | None:
@@ -252,6 +288,13 @@ class _Parser:
             candidates.append(quantity["unit"])
         if not candidates:
             candidates.append(None)
+        fraction = fraction_value(analyte, value, candidates[0])
+        if fraction is not None:
+            return fraction
+        for unit in candidates:
+            shifted = affine_value(analyte, value, unit)
+            if shifted is not None:
+                return shifted
         last: UnitUnrecognized | None = None
         for unit in candidates:
             try:
@@ -277,12 +320,18 @@ class _Parser:
     def _lvef_other(self, resource: JSON) -> float | None:
         """LVEF as valueString "55-60%" (lower bound), valueRange (low) or valueInteger."""
         if isinstance(resource.get("valueInteger"), int):
-            return float(resource["valueInteger"])
+            value = float(resource["valueInteger"])
+            fraction = fraction_value(self.vs.analytes["lvef"], value, None)
+            return fraction if fraction is not None else value
         text = resource.get("valueString")
         if isinstance(text, str):
             match = _LVEF_STRING_RE.match(text)
             if match:
-                return float(match.group(1))
+                low = float(match.group(1))
+                if "%" not in text:
+                    fraction = fraction_value(self.vs.analytes["lvef"], low, None)
+                    return fraction if fraction is not None else low
+                return low
         value_range = resource.get("valueRange")
         if isinstance(value_range, dict) and isinstance(value_range.get("low"), dict):
             low = value_range["low"]
@@ -290,15 +339,26 @@ class _Parser:
                 return self._convert("lvef", float(low["value"]), low)
         raise UnitUnrecognized("lvef", None)
 
-    def _reference_range(self, resource: JSON, kind: str) -> tuple[float | None, float | None]:
-        """ULN/LLN from referenceRange: the entry without appliesTo, else the one for this sex/age."""
+    def _reference_range(
+        self, resource: JSON, kind: str, when: When | None = None
+    ) -> tuple[float | None, float | None]:
+        """ULN/LLN from referenceRange: the entry whose appliesTo/age matches this patient's sex and
+        age, else the entry without appliesTo; ambiguous (several that disagree) -> none (a gap)."""
         ranges = [r for r in resource.get("referenceRange") or [] if isinstance(r, dict)]
-        chosen = next((r for r in ranges if not r.get("appliesTo") and not r.get("age")), None)
-        if chosen is None:
-            chosen = next((r for r in ranges if self._range_applies(r)), None)
-        if chosen is None:
-            return None, None
+        specific = [r for r in ranges if r.get("appliesTo") or r.get("age")]
+        general = [r for r in ranges if not (r.get("appliesTo") or r.get("age"))]
+        matching = [r for r in specific if self._range_applies(r, when)]
         unit_source = resource.get("valueQuantity") or {}
+        for candidates in (matching, general):
+            if not candidates:
+                continue
+            bounds = {self._range_bounds(r, kind, unit_source) for r in candidates}
+            if len(bounds) == 1:
+                return next(iter(bounds))
+            return None, None  # several entries apply and disagree: ULN unknown, never a guess
+        return None, None
+
+    def _range_bounds(self, chosen: JSON, kind: str, unit_source: JSON) -> tuple[float | None, float | None]:
         high = self._bound(chosen.get("high"), kind, unit_source)
         low = self._bound(chosen.get("low"), kind, unit_source)
         if high is None and isinstance(chosen.get("text"), str):
@@ -322,29 +382,60 @@ class _Parser:
         except UnitUnrecognized:
             return None
 
-    def _range_applies(self, entry: JSON) -> bool:
-        texts: list[str] = []
+    def _range_applies(self, entry: JSON, when: When | None) -> bool:
+        """Whether a referenceRange entry's appliesTo (sex: SNOMED or words) and age fit the patient."""
+        cues = self.vs.cues
+        sexes: set[str] = set()
+        other = False
         for applies in entry.get("appliesTo") or []:
-            texts.extend(Codings.of(applies).texts)
-            texts.extend(code for _s, code in Codings.of(applies).codes)
+            codings = Codings.of(applies)
+            found = {
+                sex
+                for sex in ("male", "female")
+                for _s, c in codings.codes
+                if (c,) in cues.words(f"sex.{sex}_codes")
+            }
+            for text in codings.texts:
+                found |= {sex for sex in ("male", "female") if text_contains(text, cues.words(f"sex.{sex}"))}
+            sexes |= found
+            other |= not found
+        if other:
+            return False  # applies to a group this engine cannot judge (pregnancy, ethnicity...)
         gender = (self.patient.gender or "").lower()
-        sex_ok = (
-            not texts
-            or any(gender and gender in t for t in texts)
-            or (gender == "female" and "248152002" in texts)
-            or (gender == "male" and "248153007" in texts)
-        )
-        return bool(sex_ok)
+        if sexes and gender not in sexes:
+            return False
+        age = entry.get("age")
+        if isinstance(age, dict):
+            birth = self.patient.birth_date
+            if birth is None or when is None:
+                return False
+            day = when.day
+            years = day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+            low = (age.get("low") or {}).get("value")
+            high = (age.get("high") or {}).get("value")
+            if isinstance(low, int | float) and years < low:
+                return False
+            if isinstance(high, int | float) and years > high:
+                return False
+        return True
 
     # -- conditions, procedures, allergies -----------------------------------------------------
     def condition(self, resource: JSON) -> ConditionRecord | None:
         codings = Codings.of(resource.get("code"))
-        concepts = self.vs.concepts_of(codings, CONDITION_CONCEPTS)
-        if not concepts:
+        matched = {n: self.vs.match(n, codings) for n in CONDITION_CONCEPTS}
+        concepts = {n for n, m in matched.items() if m in ("code", "text")}
+        uncertain = {n for n, m in matched.items() if m == "uncertain"}
+        if not concepts and not uncertain:
             return None
         verification = _status_code(resource.get("verificationStatus"))
         if verification in CONDITION_BAD_VERIFICATION:
             return None
+        if verification in ("provisional", "differential"):
+            # a provisional safety diagnosis (ILD, metastasis) is stated with uncertainty: not
+            # positive, reviewed; other concepts keep their plain reading
+            doubtful = {n for n in concepts if self.vs.concepts[n].safety}
+            uncertain |= doubtful
+            concepts -= doubtful
         if not self._valid(resource):
             return None
         onset = parse_when(resource.get("onsetDateTime")) or parse_when(
@@ -357,6 +448,14 @@ class _Parser:
             recorded=parse_when(resource.get("recordedDate")),
             clinical_status=_status_code(resource.get("clinicalStatus")),
             text=codings.texts[0] if codings.texts else "",
+            text_only=frozenset(n for n in concepts if matched[n] == "text"),
+            uncertain=frozenset(uncertain),
+            links=tuple(self._resolve(r) for r in _related_references(resource)),
+            site="|".join(codings.codes[0])
+            if codings.codes
+            else " ".join(text_tokens(codings.texts[0]))
+            if codings.texts
+            else "",
         )
 
     def procedure(self, resource: JSON) -> ProcedureRecord | None:
@@ -513,17 +612,30 @@ class _Parser:
 
     # -- driver --------------------------------------------------------------------------------
     def run(self, order: JSON | None) -> PatientRecord:
-        record = PatientRecord(patient=self.patient, skipped=self.skipped, other_patient=self.foreign)
+        record = PatientRecord(
+            patient=self.patient, skipped=self.skipped, other_patient=self.foreign, unreadable=self.unreadable
+        )
         patient_error = validation_error(self.raw.patient)
         if patient_error:
             self.skipped.append(Skipped(self.patient.ref, patient_error))
+        for number, item in enumerate(self.raw.unreadable, start=1):
+            rid = item.get("id") if isinstance(item, dict) else None
+            label = (
+                f"<no resourceType>/{rid}" if isinstance(rid, str) and rid else f"<unreadable item {number}>"
+            )
+            reason = (
+                "cannot be read: no resourceType"
+                if isinstance(item, dict)
+                else "cannot be read: not a resource"
+            )
+            self._unreadable(label, reason, item)
         for resource in self.raw.resources:
             try:
                 self._one(resource, record)
-            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as exc:
                 # never sink the patient, never drop silently: the resource is listed with why
                 reason = f"could not be read ({type(exc).__name__}: {exc})"[:300]
-                self.skipped.append(Skipped(_ref(resource), reason))
+                self._unreadable(_ref(resource), reason, resource)
         drop_unusable_numbers(record)
         if order is not None:
             if not isinstance(order.get("resourceType"), str) or order["resourceType"] != "MedicationRequest":
@@ -584,6 +696,32 @@ def _quantity_value(quantity: Any) -> tuple[float | None, str | None]:
         return None, None
     raw_unit = quantity.get("code") if isinstance(quantity.get("code"), str) else quantity.get("unit")
     return float(quantity["value"]), raw_unit.strip() if isinstance(raw_unit, str) else None
+
+
+# extension names (last URL segment, lower case, dashes removed) that link to a related condition
+RELATED_EXTENSIONS = ("relatedprimarycancercondition", "conditionrelated", "conditiondueto")
+
+
+def _related_references(resource: JSON) -> tuple[str, ...]:
+    """Conditions a Condition/Observation is attributed to: the mCODE relatedPrimaryCancerCondition
+    extension (or the core condition-related / dueTo extensions), evidence.detail and focus."""
+    refs: list[str] = []
+    for ext in resource.get("extension") or []:
+        if not isinstance(ext, dict) or not isinstance(ext.get("url"), str):
+            continue
+        name = ext["url"].rstrip("/").rsplit("/", 1)[-1].lower().replace("-", "")
+        if name.endswith(RELATED_EXTENSIONS):
+            target = (ext.get("valueReference") or {}).get("reference")
+            if isinstance(target, str):
+                refs.append(target)
+    for evidence in resource.get("evidence") or []:
+        for detail in (evidence.get("detail") or []) if isinstance(evidence, dict) else []:
+            if isinstance(detail, dict) and isinstance(detail.get("reference"), str):
+                refs.append(detail["reference"])
+    for focus in resource.get("focus") or []:
+        if isinstance(focus, dict) and isinstance(focus.get("reference"), str):
+            refs.append(focus["reference"])
+    return tuple(dict.fromkeys(refs))
 
 
 def _period_weeks(repeat: JSON) -> float | None:

@@ -61,6 +61,8 @@ class ObservationRecord:
     answer: Codings | None = None  # valueCodeableConcept / valueString / valueBoolean as text
     ratio: float | None = None  # a plain number for unitless results (ISH ratio, copies)
     specimen: str | None = None
+    focus: tuple[str, ...] = ()  # references the result is about (focus, related condition)
+    quantity_unit: str | None = None  # the unit of a plain number (ER/PR "%")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ class ConditionRecord:
     recorded: When | None
     clinical_status: str | None
     text: str
+    text_only: frozenset[str] = frozenset()  # concepts matched by text only (safety: review)
+    uncertain: frozenset[str] = frozenset()  # concepts mentioned only with uncertainty (not positive)
+    links: tuple[str, ...] = ()  # conditions this one is related to (mCODE relatedPrimaryCancerCondition)
+    site: str = ""  # what the record names (first code, else its text): a new site is a new key
 
     @property
     def when(self) -> When | None:
@@ -147,3 +153,5 @@ class PatientRecord:
     draft: MedicationEvent | None = None
     # resources excluded because they name another patient (also in skipped)
     other_patient: list[str] = field(default_factory=list)
+    # skipped records that could not be read but name data the rules use: (resource, what it names)
+    unreadable: list[tuple[str, list[str]]] = field(default_factory=list)

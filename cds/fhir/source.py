@@ -69,6 +69,9 @@ class RawPatient:
     medications: dict[str, JSON] = field(default_factory=dict)
     # the Patient entry's fullUrl values: references to them name this patient
     patient_urls: tuple[str, ...] = ()
+    full_urls: dict[str, str] = field(default_factory=dict)
+    # items that are not readable resources (no resourceType, not an object), in input order
+    unreadable: list[Any] = field(default_factory=list)
 
     @property
     def patient_ref(self) -> str:
@@ -93,7 +96,7 @@ def decode_json(data: bytes, origin: str) -> Any:
         raise InputRejected(f"not JSON ({first_error})", origin=origin) from first_error
 
 
-def _resources_of(doc: Any, origin: str) -> tuple[list[JSON], dict[str, JSON]]:
+def _resources_of(doc: Any, origin: str) -> tuple[list[Any], dict[str, JSON]]:
     """The resources of a decoded document plus a fullUrl -> resource table for references."""
     by_url: dict[str, JSON] = {}
     if isinstance(doc, dict):
@@ -103,7 +106,7 @@ def _resources_of(doc: Any, origin: str) -> tuple[list[JSON], dict[str, JSON]]:
             entries = doc.get("entry") or []
             if not isinstance(entries, list):
                 raise InputRejected("not FHIR (Bundle.entry is not a list)", origin=origin)
-            resources: list[JSON] = []
+            resources: list[Any] = []
             for entry in entries:
                 if not isinstance(entry, dict):
                     continue
@@ -113,14 +116,16 @@ def _resources_of(doc: Any, origin: str) -> tuple[list[JSON], dict[str, JSON]]:
                     url = entry.get("fullUrl")
                     if isinstance(url, str):
                         by_url[url] = resource
+                elif resource is not None:
+                    resources.append(resource)  # not a resource object: listed as unreadable later
             return resources, by_url
         return [doc], by_url
     if isinstance(doc, list):
         resources = []
-        for index, item in enumerate(doc):
-            if not isinstance(item, dict) or not isinstance(item.get("resourceType"), str):
-                raise InputRejected(f"not FHIR (array item {index} is not a resource)", origin=origin)
-            if item["resourceType"] == "Bundle":
+        if not any(isinstance(item, dict) and isinstance(item.get("resourceType"), str) for item in doc):
+            raise InputRejected("not FHIR (the array holds no resources)", origin=origin)
+        for item in doc:
+            if isinstance(item, dict) and item.get("resourceType") == "Bundle":
                 inner, urls = _resources_of(item, origin)
                 resources.extend(inner)
                 by_url.update(urls)
@@ -142,7 +147,15 @@ def _check_types(resources: Iterable[JSON], origin: str) -> None:
 def raw_patient_from_resources(
     resources: list[JSON], origin: str, by_url: dict[str, JSON] | None = None
 ) -> RawPatient:
-    """Check the one-patient rules on already decoded resources (Bulk NDJSON grouping uses this)."""
+    """Check the one-patient rules on already decoded resources (Bulk NDJSON grouping uses this).
+
+    Items that are not resources (no string ``resourceType``) never sink the patient: they are
+    kept aside as unreadable, listed in ``skipped`` and checked for data the rules use."""
+    unreadable = [
+        r for r in resources if not (isinstance(r, dict) and isinstance(r.get("resourceType"), str))
+    ]
+    if unreadable:
+        resources = [r for r in resources if isinstance(r, dict) and isinstance(r.get("resourceType"), str)]
     _check_types(resources, origin)
     patients = [r for r in resources if r["resourceType"] == "Patient"]
     ids = sorted({str(p.get("id")) for p in patients})
@@ -160,8 +173,19 @@ def raw_patient_from_resources(
     urls = tuple(
         sorted(url for url, r in (by_url or {}).items() if any(r is p for p in patients) and url.strip())
     )
+    full_urls = {
+        url: f"{r['resourceType']}/{r['id']}"
+        for url, r in (by_url or {}).items()
+        if isinstance(r.get("resourceType"), str) and isinstance(r.get("id"), str)
+    }
     return RawPatient(
-        patient=patients[0], resources=resources, origin=origin, medications=medications, patient_urls=urls
+        patient=patients[0],
+        resources=resources,
+        origin=origin,
+        medications=medications,
+        patient_urls=urls,
+        full_urls=full_urls,
+        unreadable=unreadable,
     )
 
 
@@ -187,7 +211,7 @@ def read_order(data: bytes, origin: str) -> JSON:
     """Read a draft order: a MedicationRequest, or a Bundle/array holding exactly one."""
     doc = decode_json(data, origin)
     resources, _ = _resources_of(doc, origin)
-    orders = [r for r in resources if r.get("resourceType") == "MedicationRequest"]
+    orders = [r for r in resources if isinstance(r, dict) and r.get("resourceType") == "MedicationRequest"]
     if len(orders) != 1:
         raise InputRejected(
             f"a draft order must be exactly one MedicationRequest (found {len(orders)})", origin=origin

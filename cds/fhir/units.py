@@ -34,3 +34,27 @@ def conversion_factor(analyte: Analyte, unit: str | None) -> float:
 def to_canonical(analyte: Analyte, value: float, unit: str | None) -> float:
     """Convert ``value`` in ``unit`` to the canonical unit (rounded to 6 significant decimals)."""
     return round(value * conversion_factor(analyte, unit), 6)
+
+
+def fraction_value(analyte: Analyte, value: float, unit: str | None) -> float | None:
+    """A unitless fraction read as the canonical percentage (LVEF 0.58 -> 58), per the analyte's
+    ``fraction`` entry; None if the rule does not apply; UnitUnrecognized if implausible (1 < x < 10)."""
+    spec = analyte.fraction
+    if not spec or (unit or "").strip() not in [str(u) for u in spec.get("units", [])]:
+        return None
+    if value <= float(spec.get("max", 1.0)):
+        return round(value * float(spec.get("factor", 100)), 6)
+    if value < float(spec.get("implausible_below", 0)):
+        raise UnitUnrecognized(analyte.key, f"{unit or 'no unit'} with value {value:g} (fraction or %?)")
+    return None
+
+
+def affine_value(analyte: Analyte, value: float, unit: str | None) -> float | None:
+    """A value in a unit with an offset (Fahrenheit) in the canonical unit, or None if not such a unit."""
+    if unit is None:
+        return None
+    folded = _fold(unit)
+    for spelling, (scale, offset) in analyte.affine.items():
+        if spelling == unit or _fold(spelling) == folded:
+            return round(value * scale + offset, 6)
+    return None

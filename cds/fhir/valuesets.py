@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from cds.errors import ConfigurationError
+from cds.fhir import text as textmod
+from cds.fhir.text import Cues, Phrase, load_cues
 from cds.knowledge.catalogue import Catalogue
+
+ConceptMatch = Literal["code", "text", "uncertain"]
 
 SYSTEM_ALIASES = {
     "http://snomed.info/sct": "snomed",
@@ -35,6 +40,13 @@ class Concept:
     prefixes: Mapping[str, tuple[str, ...]]
     text: tuple[str, ...]
     exclude_text: tuple[str, ...] = ()
+    exclude_regional_nodes: bool = False
+    safety: bool = False  # a text-only or uncertain mention asks for review (ILD, metastasis)
+
+    @cached_property
+    def phrases(self) -> tuple[Phrase, ...]:
+        """The text fallbacks as whole-word phrases."""
+        return tuple(textmod.phrase(t) for t in self.text)
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,8 @@ class Analyte:
     loinc: frozenset[str]
     canonical: str
     units: Mapping[str, float]
+    fraction: Mapping[str, Any] | None = None  # unitless fractions (LVEF 0.58 = 58 %)
+    affine: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # unit -> (scale, offset)
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,8 @@ class ValueSets:
     coded: dict[str, frozenset[str]]
     answers: dict[str, Concept]
     versions: dict[str, str] = field(default_factory=dict)
+    cues: Cues = field(default_factory=lambda: Cues((), 6, (), (), (), (), (), ()))
+    _concept_codes: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     _loinc_kind: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +116,11 @@ class ValueSets:
         for key, codes in self.coded.items():
             for code in codes:
                 self._loinc_kind.setdefault(code, key)
+        known: dict[str, set[str]] = {}
+        for concept in self.concepts.values():
+            for system, codes in concept.codes.items():
+                known.setdefault(system, set()).update(codes)
+        self._concept_codes = {k: frozenset(v) for k, v in known.items()}
 
     # -- observations -------------------------------------------------------------------------
     def observation_kind(self, codings: Codings) -> str | None:
@@ -110,36 +131,111 @@ class ValueSets:
         return None
 
     def answer_is(self, answer: str, codings: Codings) -> bool:
-        """Whether a coded or text answer means ``answer`` (positive, negative, worsened...)."""
+        """Whether a coded or text answer means ``answer`` (positive, negative, worsened...).
+
+        Text is read in context, wherever the answer stands ("ER: POSITIVE (95%)" is positive,
+        "not detected" is not "detected")."""
         concept = self.answers[answer]
         for _system, code in codings.codes:
             if any(code in codes for codes in concept.codes.values()):
                 return True
-        return any(_text_equals_or_word(t, concept.text) for t in codings.texts)
+        phrases = concept.phrases
+        return any(textmod.mention_status(t, phrases, self.cues) == "positive" for t in codings.texts)
 
     # -- conditions and procedures --------------------------------------------------------------
-    def matches(self, concept_name: str, codings: Codings) -> bool:
-        """Whether a CodeableConcept belongs to a concept: codes first, then text."""
+    def in_any_concept(self, system: str, code: str) -> bool:
+        """Whether a code belongs to any concept's value set (exact codes or code families)."""
+        if code in self._concept_codes.get(system, ()):
+            return True
+        return any(
+            code.upper().startswith(p.upper())
+            for c in self.concepts.values()
+            for p in c.prefixes.get(system, ())
+        )
+
+    def match(self, concept_name: str, codings: Codings) -> ConceptMatch | None:
+        """How a CodeableConcept belongs to a concept: by code, by text, or only uncertainly.
+
+        A code of the concept wins; a code of *another* value set wins over text; a code outside
+        every value set never blocks a text match. Text is read in context (negation, uncertainty;
+        for metastasis, a regional breast-node site in the same clause makes it nodal)."""
         concept = self.concepts[concept_name]
         for system, code in codings.codes:
             if code in concept.codes.get(system, ()):
-                return True
+                return "code"
             for prefix in concept.prefixes.get(system, ()):
                 if code.upper().startswith(prefix.upper()):
-                    return True
-        if any(code for _, code in codings.codes if _known_code(concept, _)):
-            # Coded in a system this concept lists, but not a member: the code wins over text.
-            return False
+                    return "code"
+        if any(self.in_any_concept(system, code) for system, code in codings.codes):
+            return None
+        best: ConceptMatch | None = None
         for text in codings.texts:
-            if any(x in text for x in concept.exclude_text):
-                continue
-            if any(x in text for x in concept.text):
-                return True
-        return False
+            status = self.text_status(concept, text)
+            if status == "positive":
+                return "text"
+            if status == "uncertain":
+                best = "uncertain"
+        return best
+
+    def text_status(self, concept: Concept, text: str) -> textmod.Status | None:
+        """How a text states a concept (None: not mentioned, or only as an excluded phrase)."""
+        if concept.exclude_text and textmod.contains(text, (textmod.phrase(x) for x in concept.exclude_text)):
+            return None
+        unless: tuple[Phrase, ...] = ()
+        also: tuple[Phrase, ...] = ()
+        if concept.exclude_regional_nodes:
+            unless = self.cues.words("regional_nodes.sites")
+            also = self.cues.words("regional_nodes.distant")
+        return textmod.mention_status(
+            text, concept.phrases, self.cues, unless_clause_has=unless, unless_also=also
+        )
+
+    def matches(self, concept_name: str, codings: Codings) -> bool:
+        """Whether a CodeableConcept positively belongs to a concept (by code or by text)."""
+        return self.match(concept_name, codings) in ("code", "text")
 
     def concepts_of(self, codings: Codings, names: Iterable[str]) -> list[str]:
         """The subset of ``names`` that a CodeableConcept matches, in the given order."""
         return [n for n in names if self.matches(n, codings)]
+
+    # -- unreadable records ---------------------------------------------------------------------
+    def relevance(self, raw: Any, concept_names: Iterable[str]) -> list[str]:
+        """What data the rules use a raw (unreadable) record names: lab/result codes, condition
+        codes or text (ILD, metastasis...), HER2-directed drugs by code or name. Looked up through
+        the value sets, so a record of interest is never dropped silently."""
+        codes: list[str] = []
+        texts: list[str] = []
+        _leaves(raw, codes, texts)
+        found: list[str] = []
+
+        def note(label: str) -> None:
+            if label not in found:
+                found.append(label)
+
+        names = [n for n in concept_names if n in self.concepts]
+        for code in codes:
+            if code in self._loinc_kind:
+                note(f"{self._loinc_kind[code].replace('_', ' ')} result ({code})")
+            for key in self._her2_directed(self.items_by_code(Codings((("", code),), ()))):
+                note(f"HER2-directed drug {self.catalogue.display(key)} ({code})")
+            for name in names:
+                concept = self.concepts[name]
+                if any(code in c for c in concept.codes.values()) or any(
+                    code.upper().startswith(p.upper()) for ps in concept.prefixes.values() for p in ps
+                ):
+                    note(f"{name.replace('_', ' ')} condition ({code})")
+        for text in texts:
+            for name in names:
+                if self.text_status(self.concepts[name], text) in ("positive", "uncertain"):
+                    note(f"{name.replace('_', ' ')} condition ({text[:60]})")
+            for key in self._her2_directed(self.items_by_name(Codings((), (text,)))):
+                note(f"HER2-directed drug {self.catalogue.display(key)}")
+        return found
+
+    def _her2_directed(self, items: tuple[str, ...]) -> list[str]:
+        """The HER2-directed agents among catalogue items (a product counts as its agents)."""
+        her2 = set(self.catalogue.with_class("her2_directed"))
+        return [a for a in self.catalogue.agents_of(items) if a in her2]
 
     # -- medications ----------------------------------------------------------------------------
     def items_by_code(self, codings: Codings) -> tuple[str, ...]:
@@ -151,16 +247,24 @@ class ValueSets:
         return self.catalogue.items_by_name(codings.texts)
 
 
-def _known_code(concept: Concept, system: str) -> bool:
-    return system in concept.codes or system in concept.prefixes
-
-
-def _text_equals_or_word(text: str, words: tuple[str, ...]) -> bool:
-    """Answer text matching: exact, or a whole leading word ("Positive (3+)" is positive)."""
-    cleaned = text.strip().strip(".").lower()
-    if cleaned in words:
-        return True
-    return any(cleaned.startswith(w + " ") or cleaned.startswith(w + "(") for w in words if len(w) > 3)
+def _leaves(node: Any, codes: list[str], texts: list[str], depth: int = 0) -> None:
+    """Collect ``code`` values and ``text``/``display`` strings of a raw JSON tree (bounded)."""
+    if depth > 20 or len(codes) + len(texts) > 2000:
+        return
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str):
+                if key == "code":
+                    codes.append(value.strip())
+                elif key in ("text", "display", "valueString"):
+                    texts.append(value)
+            else:
+                _leaves(value, codes, texts, depth + 1)
+    elif isinstance(node, list):
+        for item in node:
+            _leaves(item, codes, texts, depth + 1)
+    elif isinstance(node, str):
+        texts.append(node)
 
 
 def _str_list(value: Any, where: str) -> tuple[str, ...]:
@@ -180,6 +284,8 @@ def _concept(name: str, raw: Mapping[str, Any], where: str) -> Concept:
         prefixes=prefixes,
         text=tuple(t.lower() for t in _str_list(raw.get("text"), f"{where}.text")),
         exclude_text=tuple(t.lower() for t in _str_list(raw.get("exclude_text"), f"{where}.exclude_text")),
+        exclude_regional_nodes=bool(raw.get("exclude_regional_nodes", False)),
+        safety=bool(raw.get("safety", False)),
     )
 
 
@@ -213,6 +319,12 @@ def load_valuesets(directory: Path, catalogue: Catalogue) -> ValueSets:
             loinc=frozenset(_str_list(raw.get("loinc"), f"observations.yaml analytes.{key}.loinc")),
             canonical=str(raw["canonical"]),
             units={str(k): float(v) for k, v in units.items()},
+            fraction=raw.get("fraction") if isinstance(raw.get("fraction"), dict) else None,
+            affine={
+                str(k): (float(v[0]), float(v[1]))
+                for k, v in (raw.get("affine") or {}).items()
+                if isinstance(v, list) and len(v) == 2
+            },
         )
     coded = {
         k: frozenset(_str_list(v, f"observations.yaml coded.{k}"))
@@ -232,4 +344,6 @@ def load_valuesets(directory: Path, catalogue: Catalogue) -> ValueSets:
         "concepts": str(concepts_raw.get("version", "")),
         "observations": str(obs.get("version", "")),
     }
-    return ValueSets(concepts, catalogue, analytes, coded, answers, versions)
+    cues = load_cues(directory / "cues.yaml")
+    versions["cues"] = cues.version
+    return ValueSets(concepts, catalogue, analytes, coded, answers, versions, cues)

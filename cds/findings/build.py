@@ -113,7 +113,7 @@ def build_findings(
                 basis=[Basis(fact=p, value=get(p), resources=facts.resources_for(p)) for p in compiled.paths],
             )
         )
-    return apply_policies(library, findings)
+    return apply_policies(library, findings, facts)
 
 
 def _order_is_for(library: RuleLibrary, facts: PatientFacts, applies_to: str) -> bool:
@@ -125,34 +125,51 @@ def _order_is_for(library: RuleLibrary, facts: PatientFacts, applies_to: str) ->
     return any(applies_to in catalogue.agents[a].classes for a in ordered if a in catalogue.agents)
 
 
-def apply_policies(library: RuleLibrary, findings: list[Finding]) -> tuple[list[Finding], list[Suppressed]]:
-    """Apply the suppression policies, keep one finding per code, and sort."""
+def apply_policies(
+    library: RuleLibrary, findings: list[Finding], facts: PatientFacts | None = None
+) -> tuple[list[Finding], list[Suppressed]]:
+    """Apply the policies (suppression, review marks), keep one finding per code, and sort."""
     ordered = sorted(findings, key=Finding.sort_key)
     suppressed: list[Suppressed] = []
     alive = list(ordered)
+    get = getter(facts) if facts is not None else None
     for policy in library.policies:
-        triggers = [
-            f
-            for f in alive
-            if (policy.if_code and f.code == policy.if_code)
-            or (policy.if_code_prefix and f.code.startswith(policy.if_code_prefix))
-        ]
-        if not triggers:
-            continue
-        trigger = triggers[0]
+        if policy.if_fact is not None:
+            if get is None or get(policy.if_fact) is not True:
+                continue
+            trigger_code: str | None = None
+        else:
+            triggers = [
+                f
+                for f in alive
+                if (policy.if_code and f.code == policy.if_code)
+                or (policy.if_code_prefix and f.code.startswith(policy.if_code_prefix))
+            ]
+            if not triggers:
+                continue
+            trigger_code = triggers[0].code
         keep: list[Finding] = []
         for f in alive:
-            hit = f is not trigger and (
+            hit = f.code != trigger_code and f.code not in policy.keep_codes and (
                 f.code in policy.suppress_codes
                 or f.kind in policy.suppress_kinds
-                or (policy.suppress_all_others and f.code != trigger.code)
+                or (policy.suppress_all_others and trigger_code is not None)
             )
             if hit:
                 suppressed.append(
-                    Suppressed(code=f.code, rule=f.rule.id, by_policy=policy.id, because_of=trigger.code)
+                    Suppressed(
+                        code=f.code,
+                        rule=f.rule.id,
+                        by_policy=policy.id,
+                        because_of=trigger_code or policy.if_fact or "",
+                    )
                 )
-            else:
-                keep.append(f)
+                continue
+            if policy.review_note and f.code != trigger_code and policy.marks(f.code, f.kind):
+                note = render(policy.review_note, get, library.parameters, []) if get else policy.review_note
+                if note not in f.detail:
+                    f = f.model_copy(update={"review_required": True, "detail": f"{f.detail} Review: {note}"})
+            keep.append(f)
         alive = keep
     seen: set[str] = set()
     unique: list[Finding] = []

@@ -46,8 +46,12 @@ def load_samples() -> dict[str, Sample]:
     out: dict[str, Sample] = {}
     for path in sorted(SAMPLES.glob("*.json")):
         bundle = orjson.loads(path.read_bytes())
-        resources = [e["resource"] for e in bundle["entry"]]
-        patient = next(r for r in resources if r["resourceType"] == "Patient")
+        resources = [
+            e["resource"]
+            for e in bundle["entry"]
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+        ]
+        patient = next(r for r in resources if r.get("resourceType") == "Patient")
         spec = yaml.safe_load((SAMPLES / f"{path.stem}.expected.yaml").read_text())
         order = orjson.loads((SAMPLES / spec["order"]).read_bytes()) if spec.get("order") else None
         expected = sorted(f["code"] for f in spec.get("findings") or [])
@@ -84,7 +88,7 @@ class FhirData:
     def read(self, rtype: str, rid: str) -> JSON | None:
         for resources in self.by_patient.values():
             for r in resources:
-                if r["resourceType"] == rtype and r.get("id") == rid:
+                if r.get("resourceType") == rtype and r.get("id") == rid:
                     return r
         return None
 
@@ -93,7 +97,7 @@ class FhirData:
         patient = args.get("patient", "").removeprefix("Patient/")
         # every resource filed in the patient's chart, as an EHR returns it: a resource naming another
         # patient in its subject (the gap-other-patient-data sample) comes back too
-        found = [r for r in self.by_patient.get(patient, []) if r["resourceType"] == rtype]
+        found = [r for r in self.by_patient.get(patient, []) if r.get("resourceType") == rtype]
         if "code" in args:
             found = [r for r in found if _token_match(r, args["code"].split(","))]
         if args.get("_sort") == "-date":

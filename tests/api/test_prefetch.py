@@ -225,3 +225,16 @@ def test_plain_http_fhir_server_off_loopback_is_never_called(
     assert response.status_code == 412, response.text
     assert response.json()["error"] == "data-unavailable"
     assert service.fhir_log.requests[start:] == []
+
+
+def test_prefetch_templates_ask_for_every_observation_code_the_rules_read() -> None:
+    """A value set added to observations.yaml (e.g. body temperature for febrile neutropenia) is
+    fetched by the hooks too; otherwise a rule could never fire through CDS Hooks."""
+    from cds import default_rules_dir, load_library
+    from cds.api.services import prefetch_templates
+
+    library = load_library(default_rules_dir())
+    queried = " ".join(prefetch_templates(library).values())
+    vs = library.valuesets
+    wanted = {c for a in vs.analytes.values() for c in a.loinc} | {c for s in vs.coded.values() for c in s}
+    assert sorted(c for c in wanted if f"|{c}," not in queried + "," and f"|{c}&" not in queried) == []

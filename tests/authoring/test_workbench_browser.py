@@ -78,7 +78,7 @@ def test_edit_threshold_preview_save_lint(server: tuple[str, Path], tmp_path: Pa
         page.click("#preview")
         page.wait_for_selector("#impact .impact")
         impact = page.inner_text("#impact")
-        assert "1 of 86 patients change" in impact
+        assert f"1 of {len(list((ROOT / 'fhir_samples').glob('*.json')))} patients change" in impact
         row = page.locator("#impact tr.impact-row[data-rule='alert.tdm1.platelets-grade3']")
         assert row.get_attribute("data-kind") == "now fires"
         assert "tdm1-platelets-exactly-50" in row.inner_text()
@@ -104,7 +104,7 @@ def test_edit_threshold_preview_save_lint(server: tuple[str, Path], tmp_path: Pa
         page.click("#save")
         page.wait_for_selector("#message")
         message = page.inner_text("#message")
-        assert "tdm1-safety.yaml (now 1.1.0, draft)" in message
+        assert "tdm1-safety.yaml (now 2.2.0, draft)" in message
         assert "Lint: 0 error(s)" in message
         assert page.locator("input[name=platelets_grade3_below]").input_value() == "55"
         page.screenshot(path=str(img / "workbench-saved.png"))
@@ -121,7 +121,7 @@ def test_edit_threshold_preview_save_lint(server: tuple[str, Path], tmp_path: Pa
     text = (rules / "tdm1-safety.yaml").read_text()
     data = yaml.safe_load(text)
     assert data["parameters"]["platelets_grade3_below"]["value"] == 55
-    assert (data["version"], data["status"]) == ("1.1.0", "draft")
+    assert (data["version"], data["status"]) == ("2.2.0", "draft")
     assert "approved_by" not in data
     assert text.startswith("# T-DM1 (ado-trastuzumab emtansine, Kadcyla) safety alerts")  # comments kept
     assert lint(rules, cohort=None, base=None).ok

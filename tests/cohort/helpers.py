@@ -28,7 +28,9 @@ def bundles_to_bulk(bundles: list[Path], out: Path, seed: int = 3) -> dict[str, 
     for path in bundles:
         doc = orjson.loads(path.read_bytes())
         for entry in doc["entry"]:
-            resource = entry["resource"]
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                continue  # a malformed entry has no type file in a Bulk export
             by_type.setdefault(resource["resourceType"], []).append(orjson.dumps(resource))
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)

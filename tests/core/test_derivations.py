@@ -106,8 +106,10 @@ def facts(
         ("negative", None, False),
     ],
 )
-def test_ihc_score_is_read_from_text(text: str, score: str | None, ultralow: bool) -> None:
-    assert ihc_score((text.lower(),)) == (score, ultralow)
+def test_ihc_score_is_read_from_text(
+    text: str, score: str | None, ultralow: bool, library: RuleLibrary
+) -> None:
+    assert ihc_score((text.lower(),), library.valuesets.cues) == (score, ultralow)
 
 
 @pytest.mark.parametrize(

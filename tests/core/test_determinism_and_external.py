@@ -81,9 +81,10 @@ def test_external_outcomes_are_the_clinically_expected_ones(evaluator: Evaluator
     assert codes("mcode-pathways/T0_patient.json") == []
     # metastatic HER2 "Negative" without an IHC score: HER2-low cannot be assessed
     assert "gap.her2-ihc-score" in codes("mcode-ctms/eom_patient_1.json")
-    # the HER2 Observations carry two value[x]: skipped with the reason, and HER2 is a gap, not "negative"
+    # the HER2 Observations carry two value[x]: skipped with the reason, and HER2 is a gap, not "negative";
+    # the skipped records name HER2 results, so the unreadable data is a gap too
     result = evaluator.evaluate(raw_patient_from_path(external("mcode-ctms/patient_data.json")), as_of=as_of)
-    assert result.evaluation.codes() == ["gap.her2-unknown"]
+    assert result.evaluation.codes() == ["gap.her2-unknown", "gap.unreadable-data"]
     assert any("got multiple" in s.reason for s in result.evaluation.skipped)
 
 
