@@ -35,6 +35,10 @@ FINDINGS_SCHEMA = pa.schema(
         ("ruleset", pa.string()),
         ("evidence_status", pa.string()),
         ("summary", pa.string()),
+        ("title", pa.string()),
+        ("drug", pa.string()),
+        ("action_text", pa.string()),
+        ("basis_date", pa.string()),
         ("key_facts", pa.string()),
         ("resources", pa.string()),
     ]
@@ -43,6 +47,7 @@ FINDINGS_SCHEMA = pa.schema(
 PATIENTS_SCHEMA = pa.schema(
     [
         ("patient", pa.string()),
+        ("identifier", pa.string()),
         ("origin", pa.string()),
         ("gender", pa.string()),
         ("age_years", pa.int32()),
@@ -72,6 +77,7 @@ PATIENTS_SCHEMA = pa.schema(
         ("lvef_date", pa.string()),
         ("lvef_baseline", pa.float64()),
         ("lvef_drop", pa.float64()),
+        ("lvef_series", pa.string()),
         ("weight_kg", pa.float64()),
         ("findings", pa.int32()),
         ("critical", pa.int32()),
@@ -79,6 +85,7 @@ PATIENTS_SCHEMA = pa.schema(
         ("worst_severity", pa.string()),
         ("needs_action", pa.bool_()),
         ("action_codes", pa.string()),
+        ("recommendation_codes", pa.string()),
         ("codes", pa.string()),
         ("skipped_resources", pa.int32()),
         ("evaluation_sha256", pa.string()),
