@@ -27,7 +27,7 @@ from typing import IO, Any
 import orjson
 
 from cds.cohort import outputs
-from cds.cohort.sources import CohortInput, classify, open_binary
+from cds.cohort.sources import READ_ERRORS, CohortInput, classify, open_binary
 from cds.cohort.spill import (
     IngestStats,
     Partition,
@@ -116,18 +116,39 @@ def _manifest(opts: RunOptions, inp: CohortInput, rules: RulesSpec) -> dict[str,
     }
 
 
-def _bundle_items(inp: CohortInput) -> list[tuple[str, int, int, int]]:
-    """Items of a bundles input: whole files, or (offset, length, line) of each .jsonl line."""
+def _bundle_items(
+    inp: CohortInput, on_error: Callable[[dict[str, Any]], None]
+) -> list[tuple[str, int, int, int]]:
+    """Items of a bundles input: whole files, or (offset, length, line) of each .jsonl line.
+
+    A .jsonl(.gz) file that breaks off (truncated or not gzip) keeps the lines before the break;
+    the break is reported."""
     if inp.kind == "bundles":
         return [(str(f.path), 0, -1, 0) for f in inp.files]
     items: list[tuple[str, int, int, int]] = []
     for f in inp.files:
-        with open_binary(f.path) as handle:
-            offset = 0
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    items.append((str(f.path), offset, len(line), number))
-                offset += len(line)
+        number, offset = 0, 0
+        found: list[tuple[str, int, int, int]] = []
+        try:
+            with open_binary(f.path) as handle:
+                for number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        found.append((str(f.path), offset, len(line), number))
+                    offset += len(line)
+        except READ_ERRORS as exc:
+            on_error(
+                {
+                    "stage": "ingest",
+                    "kind": "unreadable-file",
+                    "file": str(f.path),
+                    "line": number + 1,
+                    "patient": None,
+                    "resource": None,
+                    "reason": f"{type(exc).__name__}: reading stopped at line {number + 1} "
+                    f"(byte {offset} uncompressed): {exc}; the lines before it are used",
+                }
+            )
+        items.extend(found)
     return items
 
 
@@ -244,8 +265,8 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
         tasks = [Task(p.index, SpillSource(str(db), p, root), rules, opts.as_of) for p in parts]
         planned = sum(p.patients for p in parts)
     else:
-        items = _bundle_items(inp)
         with ingest_errors.open("wb") as sink:
+            items = _bundle_items(inp, lambda record: _write_line(sink, record))
             for name in inp.not_resource_files:
                 sink.write(
                     orjson.dumps(

@@ -25,6 +25,7 @@ import orjson
 
 from cds.cohort.sources import (
     NON_PATIENT_TYPES,
+    READ_ERRORS,
     CohortInput,
     medication_refs,
     patient_key,
@@ -53,6 +54,7 @@ class IngestStats:
     dropped: int = 0  # lines that could not be used at all: each has an errors.jsonl record
     flagged: int = 0  # grouped lines of a non-R4 type: their patient is rejected
     files_not_read: int = 0  # files that are not resource files (the export log, a manifest)
+    unreadable_files: int = 0  # files that broke off (truncated or not gzip): lines after the break unknown
 
     def reconciles(self) -> bool:
         """Every non-blank line is in exactly one bucket."""
@@ -138,6 +140,20 @@ def ingest_ndjson(
                 "reason": "file name does not start with an R4 resource type (e.g. the export log): not read",
             }
         )
+    for problem in inp.problems:
+        on_error(
+            {
+                "stage": "ingest",
+                "kind": problem.kind,
+                "file": problem.file,
+                "line": problem.line,
+                "patient": None,
+                "resource": None,
+                "reason": problem.reason,
+            }
+        )
+    for path in inp.error_files:
+        _report_export_errors(path, on_error)
     batch: list[tuple[str, int, bytes]] = []
     meds: list[tuple[str, bytes]] = []
     seq = 0
@@ -163,74 +179,90 @@ def ingest_ndjson(
     for item in inp.files:
         fname = str(item.path)
         unlinked: Counter[str] = Counter()
-        handle, counter = _open(item.path)
-        with handle:
-            for number, raw_line in enumerate(handle, start=1):
-                line = raw_line.strip()
-                if not line:
-                    continue
-                stats.lines += 1
-                seq += 1
-                if on_progress is not None and stats.lines % 10_000 == 0:
-                    on_progress(done_bytes + counter.position())
-                try:
-                    resource = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    error("bad-json", fname, number, f"not JSON: {exc}")
-                    continue
-                if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-                    error("not-a-resource", fname, number, "a JSON line without resourceType: not FHIR")
-                    continue
-                rtype: str = resource["resourceType"]
-                rid = resource.get("id")
-                ref = f"{rtype}/{rid}" if isinstance(rid, str) else f"{rtype}/<no id>"
-                pid = patient_key(resource)
-                if not is_r4_resource_type(rtype):
+        number = 0
+        try:
+            handle, counter = _open(item.path)
+        except OSError as exc:
+            stats.unreadable_files += 1
+            on_error(_unreadable(fname, 1, 0, exc))
+            continue
+        try:
+            with handle:
+                for number, raw_line in enumerate(handle, start=1):
+                    line = raw_line.strip()
+                    if not line:
+                        continue
+                    stats.lines += 1
+                    seq += 1
+                    if on_progress is not None and stats.lines % 10_000 == 0:
+                        on_progress(done_bytes + counter.position())
+                    try:
+                        resource = orjson.loads(line)
+                    except orjson.JSONDecodeError as exc:
+                        error("bad-json", fname, number, f"not JSON: {exc}")
+                        continue
+                    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                        error("not-a-resource", fname, number, "a JSON line without resourceType: not FHIR")
+                        continue
+                    rtype: str = resource["resourceType"]
+                    rid = resource.get("id")
+                    ref = f"{rtype}/{rid}" if isinstance(rid, str) else f"{rtype}/<no id>"
+                    pid = patient_key(resource)
+                    if not is_r4_resource_type(rtype):
+                        if pid is None:
+                            error(
+                                "unknown-type",
+                                fname,
+                                number,
+                                f"resource type {rtype!r} does not exist in "
+                                "FHIR R4 and names no patient: not used",
+                                resource=ref,
+                            )
+                            continue
+                        # Kept in the patient's group: the one-patient contract then rejects that patient
+                        # (clinical-spec §1), exactly as `cds evaluate` would on a bundle holding it.
+                        stats.flagged += 1
+                        on_error(
+                            {
+                                "stage": "ingest",
+                                "kind": "unknown-type",
+                                "file": fname,
+                                "line": number,
+                                "patient": f"Patient/{pid}",
+                                "resource": ref,
+                                "reason": f"resource type {rtype!r} does not exist in FHIR R4: "
+                                "its patient is rejected",
+                            }
+                        )
+                    elif rtype in NON_PATIENT_TYPES and pid is None:
+                        if rtype == "Medication" and isinstance(rid, str):
+                            meds.append((ref, line))
+                            stats.medications += 1
+                        else:
+                            unlinked[rtype] += 1
+                            stats.unlinked += 1
+                        continue
                     if pid is None:
+                        what = (
+                            "Patient without an id" if rtype == "Patient" else "no subject/patient reference"
+                        )
                         error(
-                            "unknown-type",
-                            fname,
-                            number,
-                            f"resource type {rtype!r} does not exist in "
-                            "FHIR R4 and names no patient: not used",
-                            resource=ref,
+                            "no-patient-reference", fname, number, f"{what}: cannot be grouped", resource=ref
                         )
                         continue
-                    # Kept in the patient's group: the one-patient contract then rejects that patient
-                    # (clinical-spec §1), exactly as `cds evaluate` would on a bundle holding it.
-                    stats.flagged += 1
-                    on_error(
-                        {
-                            "stage": "ingest",
-                            "kind": "unknown-type",
-                            "file": fname,
-                            "line": number,
-                            "patient": f"Patient/{pid}",
-                            "resource": ref,
-                            "reason": f"resource type {rtype!r} does not exist in FHIR R4: "
-                            "its patient is rejected",
-                        }
-                    )
-                elif rtype in NON_PATIENT_TYPES and pid is None:
-                    if rtype == "Medication" and isinstance(rid, str):
-                        meds.append((ref, line))
-                        stats.medications += 1
-                    else:
-                        unlinked[rtype] += 1
-                        stats.unlinked += 1
-                    continue
-                if pid is None:
-                    what = "Patient without an id" if rtype == "Patient" else "no subject/patient reference"
-                    error("no-patient-reference", fname, number, f"{what}: cannot be grouped", resource=ref)
-                    continue
-                batch.append((pid, seq, line))
-                stats.grouped += 1
-                if len(batch) >= BATCH:
-                    con.executemany("INSERT INTO lines VALUES (?,?,?)", batch)
-                    batch.clear()
-                if len(meds) >= BATCH:
-                    con.executemany("INSERT OR REPLACE INTO meds VALUES (?,?)", meds)
-                    meds.clear()
+                    batch.append((pid, seq, line))
+                    stats.grouped += 1
+                    if len(batch) >= BATCH:
+                        con.executemany("INSERT INTO lines VALUES (?,?,?)", batch)
+                        batch.clear()
+                    if len(meds) >= BATCH:
+                        con.executemany("INSERT OR REPLACE INTO meds VALUES (?,?)", meds)
+                        meds.clear()
+        except READ_ERRORS as exc:
+            # A damaged file (truncated gzip, not gzip at all, corrupt data): the lines read so far
+            # are kept, the break is reported with where it happened, and the next file is read.
+            stats.unreadable_files += 1
+            on_error(_unreadable(fname, number + 1, counter.position(), exc))
         done_bytes += item.path.stat().st_size
         if on_progress is not None:
             on_progress(done_bytes)
@@ -257,6 +289,62 @@ def ingest_ndjson(
     con.execute("INSERT OR REPLACE INTO meta VALUES ('complete', ?)", (fingerprint(inp),))
     con.close()
     return stats
+
+
+def _unreadable(fname: str, line: int, offset: int, exc: BaseException) -> dict[str, Any]:
+    what = (
+        "not a gzip file"
+        if isinstance(exc, gzip.BadGzipFile)
+        else (
+            "truncated (compressed stream ended early)" if isinstance(exc, EOFError) else type(exc).__name__
+        )
+    )
+    return {
+        "stage": "ingest",
+        "kind": "unreadable-file",
+        "file": fname,
+        "line": line,
+        "patient": None,
+        "resource": None,
+        "reason": f"{what}: reading stopped at line {line} (byte {offset} of the file): {exc}; "
+        "the lines before it are used, the rest of the file is not",
+    }
+
+
+def _report_export_errors(path: Path, on_error: ErrorSink) -> None:
+    """The export's own error file (OperationOutcome NDJSON): one record per line."""
+    fname = str(path)
+    handle, counter = _open(path)
+    number = 0
+    try:
+        with handle:
+            for number, raw_line in enumerate(handle, start=1):
+                if not raw_line.strip():
+                    continue
+                try:
+                    outcome = orjson.loads(raw_line)
+                except orjson.JSONDecodeError:
+                    outcome = None
+                issues = outcome.get("issue") if isinstance(outcome, dict) else None
+                texts = [
+                    str(i.get("diagnostics") or (i.get("details") or {}).get("text") or i.get("code") or "")
+                    for i in (issues if isinstance(issues, list) else [])
+                    if isinstance(i, dict)
+                ]
+                on_error(
+                    {
+                        "stage": "ingest",
+                        "kind": "export-error",
+                        "file": fname,
+                        "line": number,
+                        "patient": None,
+                        "resource": None,
+                        "reason": "the server reported: "
+                        + ("; ".join(t for t in texts if t) or "an error without text"),
+                    }
+                )
+    except READ_ERRORS as exc:
+        on_error(_unreadable(fname, number + 1, counter.position(), exc))
 
 
 def stored_stats(db_path: Path) -> IngestStats:

@@ -21,7 +21,7 @@ import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from cds.cohort.outputs import FINDINGS_SCHEMA, PATIENTS_SCHEMA
-from cds.cohort.sources import open_binary
+from cds.cohort.sources import READ_ERRORS, open_binary
 from cds.cohort.spill import Partition, read_partition
 from cds.engine.library import load_library
 from cds.engine.runtime import getter
@@ -30,9 +30,17 @@ from cds.evaluate import Evaluator, Result
 from cds.fhir.source import RawPatient, raw_patient_from_bytes, raw_patient_from_resources
 from cds.findings.wording import Wording, action_text, basis_date, load_wording
 
-# One patient's input: (key, origin, data). ``data`` is a whole document (a Bundle: bytes) or the
-# raw NDJSON lines of one patient (list of bytes).
-Unit = tuple[str, str, bytes | list[bytes]]
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A patient file that could not be read (missing, truncated or non-gzip ``.gz``): why."""
+
+    reason: str
+
+
+# One patient's input: (key, origin, data). ``data`` is a whole document (a Bundle: bytes), the
+# raw NDJSON lines of one patient (list of bytes), or why the file could not be read.
+Unit = tuple[str, str, bytes | list[bytes] | Unreadable]
 
 
 @dataclass(frozen=True)
@@ -104,12 +112,14 @@ class FileSource:
     def units(self) -> Iterator[Unit]:
         for path, offset, length, line in self.items:
             if length < 0:
+                data: bytes | Unreadable
                 try:
                     with open_binary(Path(path)) as handle:
                         data = handle.read()
-                except OSError as exc:
-                    # An unreadable file is still one patient in: the core rejects it as not JSON.
-                    data = f"cannot read: {exc.strerror}".encode()
+                except READ_ERRORS as exc:
+                    # An unreadable file (or a truncated / non-gzip .gz) is still one patient in:
+                    # it is rejected with the reason.
+                    data = Unreadable(f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
                 yield Path(path).name, path, data
             else:
                 with open_binary(Path(path)) as handle:
@@ -330,6 +340,8 @@ def patient_row(
 
 def _raw(unit: Unit) -> RawPatient:
     _key, origin, data = unit
+    if isinstance(data, Unreadable):
+        raise InputRejected(f"{origin}: cannot read the file ({data.reason})")
     if isinstance(data, bytes):
         return raw_patient_from_bytes(data, origin)
     return raw_patient_from_resources([orjson.loads(line) for line in data], origin)
