@@ -18,9 +18,12 @@ from rich.table import Table
 
 from cds.clikit import err, fail, load_rules_or_exit
 from cds.engine.library import RuleLibrary
+from cds.engine.runtime import getter
 from cds.errors import CdsError, InputRejected
 from cds.evaluate import Evaluator, Result, default_rules_dir, parse_as_of
 from cds.fhir.source import raw_patient_from_path, read_order
+from cds.findings.fhir_out import to_resources, transaction_bundle
+from cds.findings.wording import load_wording
 
 app = typer.Typer(
     help=(
@@ -105,6 +108,11 @@ def _print_table(result: Result, origin: str) -> None:
     out.print("")
 
 
+def fhir_resources(result: Result, library: RuleLibrary) -> list[dict[str, Any]]:
+    """The evaluation as FHIR resources (GuidanceResponse, DetectedIssue per alert, RequestGroup)."""
+    return to_resources(result.evaluation, load_wording(library.directory), getter(result.facts))
+
+
 def _print_trace(result: Result) -> None:
     assert result.trace is not None
     table = Table(title="rule trace", show_lines=False)
@@ -131,7 +139,9 @@ def evaluate(
             show_default=False,
         ),
     ],
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="table, json, or fhir (an R4 transaction Bundle).")
+    ] = "table",
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -149,8 +159,8 @@ def evaluate(
     include_drafts: DraftsOpt = False,
 ) -> None:
     """Evaluate patients and print findings (recommendations, safety alerts, data gaps)."""
-    if output_format not in ("table", "json"):
-        raise _fail(f"--format must be table or json, not {output_format!r}")
+    if output_format not in ("table", "json", "fhir"):
+        raise _fail(f"--format must be table, json or fhir, not {output_format!r}")
     try:
         instant = parse_as_of(as_of)
     except ValueError as exc:
@@ -169,6 +179,7 @@ def evaluate(
     if not files:
         raise _fail("no patient files given (a directory had no *.json)")
     results: list[bytes] = []
+    resources: list[dict[str, Any]] = []
     rejected = 0
     for path in files:
         try:
@@ -182,6 +193,8 @@ def evaluate(
             raise typer.Exit(1) from exc
         if output_format == "json":
             results.append(result.evaluation.to_json())
+        elif output_format == "fhir":
+            resources.extend(fhir_resources(result, library))
         else:
             _print_table(result, str(path))
             if trace:
@@ -191,6 +204,10 @@ def evaluate(
             sys.stdout.buffer.write(results[0] + b"\n")
         else:
             sys.stdout.buffer.write(b"[\n" + b",\n".join(results) + b"\n]\n")
+    if output_format == "fhir" and resources:
+        sys.stdout.buffer.write(
+            orjson.dumps(transaction_bundle(resources), option=orjson.OPT_INDENT_2) + b"\n"
+        )
     if rejected:
         raise typer.Exit(2)
 

@@ -57,7 +57,10 @@ def run(
         str | None,
         typer.Option("--as-of", help="Evaluate as of this date (YYYY-MM-DD) or instant; default now."),
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="parquet, csv, or fhir (parquet tables plus fhir/<Type>.ndjson)."),
+    ] = "parquet",
     processes: Annotated[
         int | None, typer.Option("--processes", "-j", help="Local worker processes (default: one per core).")
     ] = None,
@@ -83,8 +86,8 @@ def run(
     from cds.cohort.runner import CohortError, Interrupted, RunOptions, run_cohort
     from cds.cohort.runner import Progress as Hooks
 
-    if output_format not in ("parquet", "csv"):
-        raise _fail(f"--format must be parquet or csv, not {output_format!r}")
+    if output_format not in ("parquet", "csv", "fhir"):
+        raise _fail(f"--format must be parquet, csv or fhir, not {output_format!r}")
     if scheduler and dask_local:
         raise _fail("use --scheduler or --dask-local, not both")
     if (
@@ -103,7 +106,8 @@ def run(
         out=out,
         as_of=instant,
         rules_dir=rules_dir,
-        fmt=output_format,  # type: ignore[arg-type]
+        fmt="parquet" if output_format == "fhir" else output_format,  # type: ignore[arg-type]
+        fhir=output_format == "fhir",
         processes=processes,
         scheduler=scheduler,
         dask_local=dask_local,

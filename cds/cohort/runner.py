@@ -69,6 +69,7 @@ class RunOptions:
     partition_size: int = 1000
     resume: bool = False
     report: bool = True
+    fhir: bool = False  # also write fhir/<Type>.ndjson (GuidanceResponse, DetectedIssue, RequestGroup)
 
 
 @dataclass
@@ -113,6 +114,7 @@ def _manifest(opts: RunOptions, inp: CohortInput, rules: RulesSpec) -> dict[str,
         "rules_digest": rules.digest,
         "statuses": sorted(opts.statuses),
         "partition_size": opts.partition_size,
+        "fhir": opts.fhir,
     }
 
 
@@ -262,7 +264,7 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
                 )
         parts = plan_partitions(db, opts.partition_size)
         root = str(opts.input)
-        tasks = [Task(p.index, SpillSource(str(db), p, root), rules, opts.as_of) for p in parts]
+        tasks = [Task(p.index, SpillSource(str(db), p, root), rules, opts.as_of, opts.fhir) for p in parts]
         planned = sum(p.patients for p in parts)
     else:
         with ingest_errors.open("wb") as sink:
@@ -283,7 +285,7 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
                     + b"\n"
                 )
         chunks = _chunks(items, opts.partition_size)
-        tasks = [Task(i, FileSource(chunk), rules, opts.as_of) for i, chunk in enumerate(chunks)]
+        tasks = [Task(i, FileSource(chunk), rules, opts.as_of, opts.fhir) for i, chunk in enumerate(chunks)]
         planned = len(items)
     ingest_seconds = time.perf_counter() - started
 
@@ -306,7 +308,13 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
         if pending:
             for result in results:
                 outputs.write_part(
-                    out, result.index, result.findings, result.patients, result.errors, result.counts
+                    out,
+                    result.index,
+                    result.findings,
+                    result.patients,
+                    result.errors,
+                    result.counts,
+                    result.fhir,
                 )
                 done_counts[result.index] = result.counts
                 if first_result is None:
@@ -324,12 +332,17 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
         if other.exists():
             other.unlink()
     error_records = outputs.merge_errors(out, ingest_errors, order)
+    fhir_counts = outputs.merge_fhir(out, order) if opts.fhir else None
     summary = _summarise(
         opts, inp, rules, stats, done_counts, planned, findings_rows, patient_rows, error_records
     )
     patients_evaluated_now = sum(
         r["patients_in"] for i, r in done_counts.items() if i in {t.index for t in pending}
     )
+    if fhir_counts is not None:
+        summary.data["fhir_resources"] = fhir_counts
+    elif (out / "fhir").exists():
+        shutil.rmtree(out / "fhir")  # from an earlier --format fhir run: not these results
     summary.data["timings"] = {
         "ingest_s": round(ingest_seconds, 3),
         "evaluate_s": round(evaluate_seconds, 3),

@@ -28,6 +28,7 @@ from cds.engine.runtime import getter
 from cds.errors import InputRejected
 from cds.evaluate import Evaluator, Result
 from cds.fhir.source import RawPatient, raw_patient_from_bytes, raw_patient_from_resources
+from cds.findings.fhir_out import to_resources
 from cds.findings.wording import Wording, action_text, basis_date, load_wording
 
 
@@ -149,6 +150,7 @@ class Task:
     source: Source
     rules: RulesSpec
     as_of: datetime
+    fhir: bool = False  # also render each evaluation as FHIR resources (``--format fhir``)
 
 
 @dataclass
@@ -160,6 +162,7 @@ class PartResult:
     patients: pa.Table
     errors: list[dict[str, Any]]
     counts: dict[str, int] = field(default_factory=dict)
+    fhir: dict[str, list[bytes]] = field(default_factory=dict)  # resource type -> NDJSON lines
 
 
 def _text(value: Any) -> str:
@@ -374,6 +377,7 @@ def run_task(task: Task) -> PartResult:
     patients: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     counts = {"patients_in": 0, "evaluated": 0, "rejected": 0, "findings": 0, "skipped_resources": 0}
+    fhir: dict[str, list[bytes]] = {}
     for unit in task.source.units():
         key, origin, _ = unit
         counts["patients_in"] += 1
@@ -399,6 +403,9 @@ def run_task(task: Task) -> PartResult:
         counts["findings"] += len(ev.findings)
         counts["skipped_resources"] += len(ev.skipped)
         findings.extend(finding_rows(patient, result, wording, rules))
+        if task.fhir:
+            for resource in to_resources(ev, wording, getter(result.facts)):
+                fhir.setdefault(resource["resourceType"], []).append(orjson.dumps(resource))
         # The LVEF trajectory is drawn only for patients with an LVEF finding: parse those again.
         lvef_flagged = any("lvef" in f.code for f in ev.findings)
         history = lvef_series(evaluator, raw, task.as_of) if lvef_flagged else None
@@ -411,6 +418,7 @@ def run_task(task: Task) -> PartResult:
         patients=pa.Table.from_pylist(patients, schema=PATIENTS_SCHEMA),
         errors=errors,
         counts=counts,
+        fhir=fhir,
     )
 
 
@@ -418,4 +426,4 @@ def materialise(task: Task) -> Task:
     """The same task with its input read into bytes, for a worker that cannot see local files."""
     if isinstance(task.source, InlineSource):
         return task
-    return Task(task.index, InlineSource(tuple(task.source.units())), task.rules, task.as_of)
+    return Task(task.index, InlineSource(tuple(task.source.units())), task.rules, task.as_of, task.fhir)
