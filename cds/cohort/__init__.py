@@ -10,3 +10,7 @@ process pool or a Dask cluster; ``outputs`` writes per-partition results and mer
 ``report`` renders the self-contained HTML page. Every patient read is either evaluated or
 rejected, and every line that could not be used is listed in errors.jsonl.
 """
+
+from cds.cohort.results import Results, read_results
+
+__all__ = ["Results", "read_results"]
