@@ -355,14 +355,14 @@ code{font-size:11.5px;color:#555}#filter{padding:4px;width:300px;margin:0 8px 6p
 <th data-type="num">severity</th><th data-type="text">MRN</th><th data-type="text">action</th><th data-type="text">date</th>
 <th data-type="text">on drug</th><th data-type="text">code</th><th data-type="text">review</th></tr></thead><tbody>
 {% for r in worklist %}<tr data-patient="{{ r.patient }}"><td data-v="{{ r.rank }}" class="sev-{{ r.severity }}">{{ r.severity }}</td>
-<td title="Patient/{{ r.patient }}">{{ r.identifier }}</td><td>{{ r.action }}</td><td>{{ r.date }}</td><td>{{ r.on_drug }}</td>
+<td title="Patient/{{ r.patient }}">{{ r.identifier or 'no identifier: Patient/' ~ r.patient }}</td><td>{{ r.action }}</td><td>{{ r.date }}</td><td>{{ r.on_drug }}</td>
 <td><code>{{ r.code }}</code></td><td>{{ 'review' if r.review_required else '' }}</td></tr>
 {% endfor %}</tbody></table>
 </section>
 <section id="recommendations-section">
 <h2>Recommendations ({{ recommendations|length }} for {{ recommended_patients }} patients): for the next clinic visit</h2>
 <table id="recommendations"><thead><tr><th>MRN</th><th>recommendation</th><th>strength</th><th>code</th><th>review</th></tr></thead><tbody>
-{% for r in recommendations %}<tr><td title="Patient/{{ r.patient }}">{{ r.identifier }}</td><td>{{ r.action }}</td><td>{{ r.strength }}</td><td><code>{{ r.code }}</code></td><td>{{ 'review' if r.review_required else '' }}</td></tr>
+{% for r in recommendations %}<tr><td title="Patient/{{ r.patient }}">{{ r.identifier or 'no identifier: Patient/' ~ r.patient }}</td><td>{{ r.action }}</td><td>{{ r.strength }}</td><td><code>{{ r.code }}</code></td><td>{{ 'review' if r.review_required else '' }}</td></tr>
 {% endfor %}</tbody></table>
 </section>
 <div class="grid">
@@ -440,13 +440,15 @@ def _worklist(findings: pa.Table, people: dict[str, dict[str, Any]]) -> list[dic
             {
                 **f,
                 "rank": SEVERITY_RANK[f["severity"]],
-                "identifier": person.get("identifier") or f["patient"],
+                "identifier": person.get("identifier") or "",
                 "on_drug": person.get("on_drug") or "",
                 "action": f["action_text"] or f["summary"],
                 "date": (f["basis_date"] or "")[:10],
             }
         )
-    rows.sort(key=lambda r: (r["rank"], r["date"] == "", r["date"], r["identifier"], r["code"]))
+    rows.sort(
+        key=lambda r: (r["rank"], r["date"] == "", r["date"], r["identifier"] or r["patient"], r["code"])
+    )
     return rows
 
 
@@ -462,12 +464,12 @@ def _recommendations(findings: pa.Table, people: dict[str, dict[str, Any]]) -> l
         rows.append(
             {
                 **f,
-                "identifier": person.get("identifier") or f["patient"],
+                "identifier": person.get("identifier") or "",
                 "action": f["action_text"] or f["summary"],
                 "strength": f["strength"] or "",
             }
         )
-    rows.sort(key=lambda r: (r["identifier"], strength_rank.get(r["strength"], 3), r["code"]))
+    rows.sort(key=lambda r: (r["identifier"] or r["patient"], strength_rank.get(r["strength"], 3), r["code"]))
     return rows
 
 
