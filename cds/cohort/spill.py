@@ -179,90 +179,88 @@ def ingest_ndjson(
     for item in inp.files:
         fname = str(item.path)
         unlinked: Counter[str] = Counter()
-        number = 0
         try:
             handle, counter = _open(item.path)
         except OSError as exc:
             stats.unreadable_files += 1
             on_error(_unreadable(fname, 1, 0, exc))
             continue
-        try:
-            with handle:
-                for number, raw_line in enumerate(handle, start=1):
-                    line = raw_line.strip()
-                    if not line:
-                        continue
-                    stats.lines += 1
-                    seq += 1
-                    if on_progress is not None and stats.lines % 10_000 == 0:
-                        on_progress(done_bytes + counter.position())
-                    try:
-                        resource = orjson.loads(line)
-                    except orjson.JSONDecodeError as exc:
-                        error("bad-json", fname, number, f"not JSON: {exc}")
-                        continue
-                    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-                        error("not-a-resource", fname, number, "a JSON line without resourceType: not FHIR")
-                        continue
-                    rtype: str = resource["resourceType"]
-                    rid = resource.get("id")
-                    ref = f"{rtype}/{rid}" if isinstance(rid, str) else f"{rtype}/<no id>"
-                    pid = patient_key(resource)
-                    if not is_r4_resource_type(rtype):
-                        if pid is None:
-                            error(
-                                "unknown-type",
-                                fname,
-                                number,
-                                f"resource type {rtype!r} does not exist in "
-                                "FHIR R4 and names no patient: not used",
-                                resource=ref,
-                            )
-                            continue
-                        # Kept in the patient's group: the one-patient contract then rejects that patient
-                        # (clinical-spec §1), exactly as `cds evaluate` would on a bundle holding it.
-                        stats.flagged += 1
-                        on_error(
-                            {
-                                "stage": "ingest",
-                                "kind": "unknown-type",
-                                "file": fname,
-                                "line": number,
-                                "patient": f"Patient/{pid}",
-                                "resource": ref,
-                                "reason": f"resource type {rtype!r} does not exist in FHIR R4: "
-                                "its patient is rejected",
-                            }
-                        )
-                    elif rtype in NON_PATIENT_TYPES and pid is None:
-                        if rtype == "Medication" and isinstance(rid, str):
-                            meds.append((ref, line))
-                            stats.medications += 1
-                        else:
-                            unlinked[rtype] += 1
-                            stats.unlinked += 1
-                        continue
-                    if pid is None:
-                        what = (
-                            "Patient without an id" if rtype == "Patient" else "no subject/patient reference"
-                        )
-                        error(
-                            "no-patient-reference", fname, number, f"{what}: cannot be grouped", resource=ref
-                        )
-                        continue
-                    batch.append((pid, seq, line))
-                    stats.grouped += 1
-                    if len(batch) >= BATCH:
-                        con.executemany("INSERT INTO lines VALUES (?,?,?)", batch)
-                        batch.clear()
-                    if len(meds) >= BATCH:
-                        con.executemany("INSERT OR REPLACE INTO meds VALUES (?,?)", meds)
-                        meds.clear()
-        except READ_ERRORS as exc:
+
+        def broke_off(
+            line: int, exc: BaseException, fname: str = fname, counter: _Counting = counter
+        ) -> None:
             # A damaged file (truncated gzip, not gzip at all, corrupt data): the lines read so far
             # are kept, the break is reported with where it happened, and the next file is read.
             stats.unreadable_files += 1
-            on_error(_unreadable(fname, number + 1, counter.position(), exc))
+            on_error(_unreadable(fname, line, counter.position(), exc))
+
+        with handle:
+            for number, raw_line in lines_until_break(handle, broke_off):
+                line = raw_line.strip()
+                if not line:
+                    continue
+                stats.lines += 1
+                seq += 1
+                if on_progress is not None and stats.lines % 10_000 == 0:
+                    on_progress(done_bytes + counter.position())
+                try:
+                    resource = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    error("bad-json", fname, number, f"not JSON: {exc}")
+                    continue
+                if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                    error("not-a-resource", fname, number, "a JSON line without resourceType: not FHIR")
+                    continue
+                rtype: str = resource["resourceType"]
+                rid = resource.get("id")
+                ref = f"{rtype}/{rid}" if isinstance(rid, str) else f"{rtype}/<no id>"
+                pid = patient_key(resource)
+                if not is_r4_resource_type(rtype):
+                    if pid is None:
+                        error(
+                            "unknown-type",
+                            fname,
+                            number,
+                            f"resource type {rtype!r} does not exist in "
+                            "FHIR R4 and names no patient: not used",
+                            resource=ref,
+                        )
+                        continue
+                    # Kept in the patient's group: the one-patient contract then rejects that patient
+                    # (clinical-spec §1), exactly as `cds evaluate` would on a bundle holding it.
+                    stats.flagged += 1
+                    on_error(
+                        {
+                            "stage": "ingest",
+                            "kind": "unknown-type",
+                            "file": fname,
+                            "line": number,
+                            "patient": f"Patient/{pid}",
+                            "resource": ref,
+                            "reason": f"resource type {rtype!r} does not exist in FHIR R4: "
+                            "its patient is rejected",
+                        }
+                    )
+                elif rtype in NON_PATIENT_TYPES and pid is None:
+                    if rtype == "Medication" and isinstance(rid, str):
+                        meds.append((ref, line))
+                        stats.medications += 1
+                    else:
+                        unlinked[rtype] += 1
+                        stats.unlinked += 1
+                    continue
+                if pid is None:
+                    what = "Patient without an id" if rtype == "Patient" else "no subject/patient reference"
+                    error("no-patient-reference", fname, number, f"{what}: cannot be grouped", resource=ref)
+                    continue
+                batch.append((pid, seq, line))
+                stats.grouped += 1
+                if len(batch) >= BATCH:
+                    con.executemany("INSERT INTO lines VALUES (?,?,?)", batch)
+                    batch.clear()
+                if len(meds) >= BATCH:
+                    con.executemany("INSERT OR REPLACE INTO meds VALUES (?,?)", meds)
+                    meds.clear()
         done_bytes += item.path.stat().st_size
         if on_progress is not None:
             on_progress(done_bytes)
@@ -289,6 +287,18 @@ def ingest_ndjson(
     con.execute("INSERT OR REPLACE INTO meta VALUES ('complete', ?)", (fingerprint(inp),))
     con.close()
     return stats
+
+
+def lines_until_break(
+    handle: BinaryIO, on_break: Callable[[int, BaseException], None]
+) -> Iterator[tuple[int, bytes]]:
+    """(1-based number, raw line) of a file until it ends or breaks off; a break is reported once."""
+    number = 0
+    try:
+        for number, raw_line in enumerate(handle, start=1):
+            yield number, raw_line
+    except READ_ERRORS as exc:
+        on_break(number + 1, exc)
 
 
 def _unreadable(fname: str, line: int, offset: int, exc: BaseException) -> dict[str, Any]:
