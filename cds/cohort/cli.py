@@ -57,7 +57,7 @@ def run(
     output_format: Annotated[
         str,
         format_option(
-            "parquet", "csv", "fhir", help="Output: the tables as parquet or csv; fhir adds fhir/<Type>.ndjson."
+            "parquet", "csv", "fhir", help="Tables as parquet or csv; fhir adds fhir/<Type>.ndjson."
         ),
     ] = "parquet",
     processes: Annotated[
