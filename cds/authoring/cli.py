@@ -309,7 +309,9 @@ def changelog_cmd(
 
 
 def workbench_cmd(
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (one address; requests must name it).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port.")] = 8765,
     rules: Annotated[Path, typer.Option("--rules", help="Rules directory to edit.")] = Path("rules"),
     cohort: Annotated[Path, typer.Option("--cohort", help="Sample patients.")] = Path("fhir_samples"),
@@ -319,7 +321,11 @@ def workbench_cmd(
 
     from cds.authoring.workbench import create_app
 
-    uvicorn.run(create_app(rules, cohort), host=host, port=port, log_level="warning")
+    try:
+        app = create_app(rules, cohort, host=host, port=port)
+    except ValueError as exc:
+        raise _die(str(exc)) from exc
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def register(app: typer.Typer, rules_app: typer.Typer) -> None:
