@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from cds import Evaluator, InputRejected, RuleLibrary, parse_as_of, raw_patient_from_bytes
 from cds.fhir.units import UnitUnrecognized, to_canonical
-from tests.conftest import SAMPLES, SHARED
+from tests.conftest import SAMPLES
+from tests.external import bundles, find
 
 PLATELET_SPELLINGS = ["10*3/uL", "10^3/uL", "x10E3/uL", "K/uL", "thou/uL", "10*9/L", "x10^9/L"]
 PER_UL_SPELLINGS = ["/uL", "/mm3", "cells/uL"]
@@ -62,11 +63,10 @@ JSON_VALUE = st.recursive(
     max_leaves=6,
 )
 BASE = orjson.loads((SAMPLES / "tdm1-hy-law.json").read_bytes())
-EXTERNAL = SHARED / "fhir-external"
-# every sample patient, and the external files small enough to evaluate many times (<= 300 kB)
-SOURCES = sorted(SAMPLES.glob("*.json")) + sorted(
-    p for p in EXTERNAL.glob("*/*.json") if p.stat().st_size <= 300_000
-)
+# every sample patient, and the external files (vendored, else beside the checkout) small enough
+# to evaluate many times (<= 300 kB)
+_EXTERNAL = [p for p in (find(rel) for rel in bundles()) if p is not None]
+SOURCES = sorted(SAMPLES.glob("*.json")) + sorted(p for p in _EXTERNAL if p.stat().st_size <= 300_000)
 JUNK = st.one_of(
     JSON_LEAF, st.lists(JSON_LEAF, max_size=2), st.dictionaries(st.text(max_size=6), JSON_LEAF, max_size=2)
 )
