@@ -11,7 +11,35 @@ from .conftest import AS_OF, Service
 from .helpers import FhirData, Sample, card_codes, card_problems, hook_body, load_samples, prefetch_for
 
 NAMES = sorted(load_samples())
+# Samples whose point is a construct that exists only inside a Bundle file and cannot come back
+# from a FHIR search: urn:uuid references resolved through entry fullUrls, an entry without a
+# resourceType, a Medication entry referenced by its fullUrl (the service does not yet fetch
+# referenced Medication resources: a known gap, see docs/cds-hooks.md). Through the hooks they
+# must give exactly the core's answer for the resources the FHIR server returned.
+BUNDLE_ONLY = {
+    "rw-bundled-medication",
+    "rw-malformed-no-resource-type",
+    "rw-other-patient-urn",
+    "rw-ref-urn-patient",
+}
 ORDER_NAMES = [n for n in NAMES if load_samples()[n].order is not None]
+
+
+def _entries(value: object) -> list[dict[str, object]]:
+    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+        return [e["resource"] for e in value.get("entry") or [] if isinstance(e.get("resource"), dict)]
+    return [value] if isinstance(value, dict) else []
+
+
+def _dedupe(resources: list[dict[str, object]]) -> list[dict[str, object]]:
+    seen: set[tuple[object, object]] = set()
+    out = []
+    for r in resources:
+        key = (r.get("resourceType"), r.get("id"))
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
 
 
 def _core_codes(evaluator: Evaluator, sample: Sample) -> list[str]:
@@ -37,6 +65,10 @@ def test_patient_view_every_sample(
     # without a draft order the expected codes are the sample's own; with one, the core's answer
     # for the patient alone (the order findings belong to the order hooks)
     expected = sample.expected if sample.order is None else _core_codes(evaluator, sample)
+    if name in BUNDLE_ONLY:
+        returned = [r for key in service.templates for r in _entries(body["prefetch"].get(key))]
+        raw = raw_patient_from_resources(_dedupe(returned), name)
+        expected = sorted(evaluator.evaluate(raw, as_of=parse_as_of(AS_OF)).evaluation.codes())
     # patient-view shows only actionable cards by default: info findings stay in `cds evaluate`
     assert card_codes(cards) == [c for c in expected if not c.startswith("info.")]
 
