@@ -318,9 +318,7 @@ def changelog_cmd(
 
 
 def workbench_cmd(
-    host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (one address; requests must name it).")
-    ] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port.")] = 8765,
     rules: RulesOpt = None,
     cohort: Annotated[Path, typer.Option("--cohort", help="Sample patients.")] = Path("fhir_samples"),
@@ -333,10 +331,7 @@ def workbench_cmd(
     directory = config.rules_dir(rules)
     if not cohort.exists():
         err.print(f"warning: no sample cohort at {cohort} (pass --cohort DIR); impact views will be empty")
-    try:
-        application = create_app(directory, cohort, host=host, port=port)
-    except ValueError as exc:
-        raise _die(str(exc)) from exc
+    application = create_app(directory, cohort)
     out.print(f"rule workbench for {directory} on http://{host}:{port}/ (Ctrl-C to stop)", markup=False)
     uvicorn.run(application, host=host, port=port, log_level="warning")
 

@@ -11,7 +11,7 @@ evidence keys; lint adds what needs the whole directory, the cohort or git.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,6 @@ TRANSITIONS = {
 AGENT_VALUED = {"order.agent", "order.product", "order.matches_other_agent"}  # catalogue ids
 AVOID_ACTIONS = {"review", "hold", "hold-reduce", "discontinue"}
 PLACEHOLDER = re.compile(r"\{(\$?[a-z_][a-z0-9_.]*)\}")
-Progress = Callable[[int, int], None]
 CONTENT_EXCLUDED = {"tests", "status", "approved_by", "approved_on"}
 
 
@@ -307,7 +306,7 @@ def check_overlaps(
 
 
 def cohort_cofire(
-    library: RuleLibrary, cohort: Path, report: LintReport, progress: Progress | None = None
+    library: RuleLibrary, cohort: Path, report: LintReport
 ) -> tuple[dict[tuple[str, str], list[str]], set[str]]:
     """Run the sample cohort: which rule pairs co-fired (by patient) and which rules ever fired."""
     patients, rejected = load_cohort(cohort)
@@ -316,9 +315,7 @@ def cohort_cofire(
     evaluator = Evaluator(library)
     pairs: dict[tuple[str, str], list[str]] = {}
     ever: set[str] = set()
-    for done, patient in enumerate(patients):
-        if progress is not None:
-            progress(done, len(patients))
+    for patient in patients:
         try:
             result = run_patient(evaluator, patient)
         except InputRejected as exc:
@@ -448,17 +445,8 @@ def _key_line(path: Path, key: str) -> int | None:
     return None
 
 
-def lint(
-    directory: Path,
-    *,
-    cohort: Path | None = None,
-    base: str | None = "HEAD",
-    progress: Progress | None = None,
-) -> LintReport:
-    """Lint a rules directory; ``cohort`` adds the sample-patient check, ``base`` the git check.
-
-    ``progress(done, total)`` reports the sample patients evaluated (the slow part).
-    """
+def lint(directory: Path, *, cohort: Path | None = None, base: str | None = "HEAD") -> LintReport:
+    """Lint a rules directory; ``cohort`` adds the sample-patient check, ``base`` the git check."""
     report = LintReport()
     directory = Path(directory)
     try:
@@ -492,7 +480,7 @@ def lint(
     check_tests(library, report)
     cofired: dict[tuple[str, str], list[str]] = {}
     if cohort is not None and cohort.exists():
-        cofired, ever = cohort_cofire(library, cohort, report, progress)
+        cofired, ever = cohort_cofire(library, cohort, report)
         for rs, rid, _c in _active(library):
             if rid not in ever:
                 report.add(

@@ -1,51 +1,34 @@
 """``cds workbench``: a local web page where a pharmacist browses, tunes and checks rules.
 
-FastAPI with server-rendered HTML and one static script (no build step, nothing fetched from the
-internet). Unsaved parameter edits are evaluated in memory (``parameter_overrides``) so the impact
-on the sample cohort and on one patient is visible before anything is written; saving writes the
-YAML surgically (comments and order kept), bumps the version and returns the file to draft for
-review, then lint runs on the result.
-
-Every form carries the content hash of the file it was rendered from, so a save made from a
-stale page is refused (409) instead of overwriting a newer edit; ``websecurity`` pins Host and
-Origin and checks the CSRF token of every state-changing request.
+FastAPI with server-rendered HTML and a few lines of JavaScript (no build step, nothing fetched
+from the internet). Unsaved parameter edits are evaluated in memory (``parameter_overrides``) so
+the impact on the sample cohort and on one patient is visible before anything is written; saving
+writes the YAML surgically (comments and order kept), bumps the version and returns the file to
+draft for review, then lint runs on the result.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import threading
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader
-from markupsafe import Markup
-from ruamel.yaml.error import YAMLError
-from starlette.datastructures import UploadFile
+from fastapi import FastAPI, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import DictLoader, Environment
 
 from cds import config
 from cds.authoring import edit
 from cds.authoring.cohort import CohortPatient, load_cohort, run_patient
 from cds.authoring.explain import explain, label_for, unit_for
 from cds.authoring.impact import compare, render_html_fragment
-from cds.authoring.jobs import Jobs, Progress
 from cds.authoring.lint import lint
-from cds.authoring.websecurity import CSRF_FIELD, Guard, Refused
 from cds.engine.conditions import Compare, Condition
-from cds.engine.library import CompiledRule, CompiledRuleset, RuleLibrary, load_library
+from cds.engine.library import RuleLibrary, load_library
 from cds.errors import ConfigurationError, InputRejected, RuleDefinitionError
 from cds.evaluate import Evaluator
 from cds.fhir.source import raw_patient_from_bytes
 
 WORKING = config.WORKING_STATUSES
-FORM_FIELDS = {CSRF_FIELD, "base"}
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-STATIC = {"workbench.css": "text/css", "workbench.js": "text/javascript"}
-_ENV = Environment(loader=PackageLoader("cds.authoring", "templates"), autoescape=True)
 OPS = {
     "==": "is",
     "!=": "is not",
@@ -58,6 +41,119 @@ OPS = {
     "exists": "is known",
     "missing": "is unknown",
 }
+
+BASE = """<!doctype html><html lang="en"><head>
+<meta charset="utf-8"><title>{{ title }} - rule workbench</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:0;color:#222;font-size:14px}
+header{background:#233b5d;color:#fff;padding:.5rem 1rem}header a{color:#fff;margin-right:1rem}
+main{padding:1rem;max-width:75rem}table{border-collapse:collapse;margin:.5rem 0}
+td,th{border:1px solid #ccc;padding:.2rem .45rem;text-align:left;vertical-align:top}th{background:#eef2f7}
+.status-approved{color:#05620a}.status-draft{color:#8a5a00}.status-in-review{color:#0b4f8a}
+.fired{color:#05620a;font-weight:600}.suppressed{color:#8a5a00}.now{color:#a40000}.no{color:#05620a}
+.changed{color:#8a5a00}.box{border:1px solid #ccc;border-radius:4px;padding:.5rem 1rem;margin:.5rem 0}
+.plain{background:#f6f8fa;white-space:pre-wrap;font-family:ui-monospace,monospace;padding:.5rem}
+.msg{background:#e8f5e9;padding:.5rem}.error{background:#fdecea;padding:.5rem}
+input[type=text]{width:7rem}button{margin:.25rem .25rem .25rem 0}
+</style></head><body><header><b>HER2 CDS rule workbench</b> &nbsp;
+<a href="/">Rules</a><a href="/run">Run a patient</a><a href="/lint">Lint</a></header>
+<main>{% block body %}{% endblock %}</main></body></html>"""
+
+INDEX = """{% extends "base" %}{% block body %}<h1>Rules</h1>
+{% for rs in lib.rulesets %}<div class="box"><h2>{{ rs.name }} <small>{{ rs.version }}
+<span class="status-{{ rs.spec.status }}">{{ rs.spec.status }}</span></small></h2>
+<p>{{ rs.spec.description }} <small>({{ rs.source.name }}{% if rs.spec.approved_by %}; approved by
+{{ rs.spec.approved_by }} on {{ rs.spec.approved_on }}{% endif %})</small></p>
+{% if rs.rules %}<table><tr><th>rule</th><th>kind</th><th>title</th><th>evidence</th></tr>
+{% for rid, c in rs.rules|dictsort %}<tr><td><a href="/rule/{{ rid }}">{{ rid }}</a></td>
+<td>{{ c.rule.then.kind }}{% if c.rule.then.action %} ({{ c.rule.then.action }}){% endif %}</td>
+<td>{{ c.rule.title }}</td><td>{{ c.rule.then.evidence|join(", ") or "none" }}
+{% if c.rule.evidence_status == "unverified" %}<b>unverified</b>{% endif %}</td></tr>{% endfor %}</table>
+{% endif %}</div>{% endfor %}{% endblock %}"""
+
+RULE = """{% extends "base" %}{% block body %}
+<h1>{{ c.rule.id }}</h1><p>{{ c.rule.title }} &mdash; <b>{{ rs.name }} {{ rs.version }}</b>
+<span class="status-{{ rs.spec.status }}">{{ rs.spec.status }}</span> ({{ rs.source.name }})</p>
+{% if message %}<p class="msg" id="message">{{ message }}</p>{% endif %}
+{% if error %}<p class="error" id="error">{{ error }}</p>{% endif %}
+<h2>In plain language</h2><div class="plain" id="plain">{{ plain }}</div>
+<h2>Decision table</h2><table id="decision"><tr><th>fact</th>
+<th>test</th><th>value</th><th>parameter</th></tr>
+{% for row in table %}<tr><td>{{ row.indent }}{{ row.fact }}</td><td>{{ row.op }}</td><td>{{ row.value }}</td>
+<td>{{ row.param }}</td></tr>{% endfor %}</table>
+<h2>Parameters</h2>
+{% if params %}<form id="params" method="post" action="/rule/{{ c.rule.id }}/save">
+<table><tr><th>parameter</th><th>value</th><th>unit</th><th>meaning</th><th>declared in</th></tr>
+{% for p in params %}<tr><td>{{ p.name }}</td><td><input type="text" name="{{ p.name }}" value="{{ p.value }}"
+ data-saved="{{ p.value }}"></td><td>{{ p.unit }}</td><td>{{ p.description }}</td><td>{{ p.file }}</td></tr>
+{% endfor %}</table>
+<button type="button" id="preview">Preview impact on sample patients</button>
+<button type="submit" id="save">Save (bumps version, back to draft for review)</button></form>
+{% else %}<p>This rule has no parameters; edit its YAML below.</p>{% endif %}
+<div id="impact" class="box">Change a value and press <i>Preview
+impact</i> to see which sample patients change.</div>
+<h2>Try on one patient</h2><p><select id="sample">{% for n in samples %}<option>{{ n }}</option>{% endfor %}
+</select> <button type="button" id="try">Run with the values above</button></p><div id="patient"></div>
+<h2>Finding</h2><table><tr><th>code</th><td>{{ c.rule.then.code }}</td></tr>
+<tr><th>kind</th><td>{{ c.rule.then.kind }} {{ c.rule.then.strength or c.rule.then.action or "" }}</td></tr>
+<tr><th>summary</th><td>{{ c.rule.then.summary }}</td></tr>
+<tr><th>detail</th><td>{{ c.rule.then.detail }}</td></tr>
+<tr><th>evidence</th><td>{% for e in evidence %}<a href="{{ e.url }}">{{ e.label }}</a>: {{ e.citation }}<br>
+{% endfor %}</td></tr></table>
+<h2>Rule YAML</h2><form method="post" action="/rule/{{ c.rule.id }}/yaml">
+<textarea name="text" rows="18" cols="110" id="yaml">{{ yaml_text }}</textarea><br>
+<button type="submit" id="save-yaml">Save rule YAML</button></form>
+<script>
+const form = document.getElementById('params');
+async function post(url, target, extra) {
+  const data = form ? new FormData(form) : new FormData();
+  for (const [k, v] of Object.entries(extra || {})) data.append(k, v);
+  document.getElementById(target).innerHTML = 'running...';
+  const r = await fetch(url, {method: 'POST', body: data});
+  document.getElementById(target).innerHTML = await r.text();
+}
+const pv = document.getElementById('preview');
+if (pv) pv.onclick = () => post('/impact', 'impact');
+document.getElementById('try').onclick = () => post('/run/fragment', 'patient',
+  {sample: document.getElementById('sample').value, rule: '{{ c.rule.id }}'});
+</script>{% endblock %}"""
+
+RUN = """{% extends "base" %}{% block body %}<h1>Run a patient</h1>
+<form method="post" action="/run" enctype="multipart/form-data" class="box">
+<label>Sample <select name="sample" id="sample">{% for n in samples %}
+<option {% if n == chosen %}selected{% endif %}>
+{{ n }}</option>{% endfor %}</select></label> or upload a bundle <input type="file" name="bundle">
+<label>as of <input type="text" name="as_of" value="{{ as_of or '' }}" placeholder="sidecar or today"></label>
+<button type="submit" id="run">Run</button></form>{{ fragment|safe }}{% endblock %}"""
+
+PATIENT = """<div class="patient-result"><h3>{{ ev.patient }} as of {{ ev.as_of }}</h3>
+{% if overrides %}<p>with unsaved values: {% for k, v in overrides.items() %}{{ k }} = {{ v }} {% endfor %}
+</p>{% endif %}
+<table class="findings"><tr><th>severity</th><th>code</th>
+<th>action / strength</th><th>summary</th><th>rule version</th></tr>
+{% for f in ev.findings %}<tr><td>{{ f.severity }}</td><td class="code">{{ f.code }}</td>
+<td>{{ f.action or f.strength or "" }}</td><td>{{ f.summary }}
+</td><td>{{ f.rule.ruleset }} {{ f.rule.version }}</td></tr>
+{% else %}<tr><td colspan="5">No findings.</td></tr>{% endfor %}</table>
+<h3>Why (every rule{% if only %} matching {{ only }}{% endif %})</h3>
+<table class="explain"><tr><th>rule</th><th>outcome</th><th>why</th></tr>
+{% for e in rows %}<tr><td>{{ e.rule_id }}</td><td class="{{ e.outcome.split()[0] }}">{{ e.outcome }}</td>
+<td>{{ e.reason }}</td></tr>{% endfor %}</table></div>"""
+
+LINT = """{% extends "base" %}{% block body %}<h1>Lint</h1>
+<p id="lint-summary" class="{{ 'msg' if ok else 'error'
+}}">{{ errors|length }} error(s), {{ warnings|length }}
+warning(s){% if ok %}: the rules can go to review{% endif %}</p>
+{% for title, items in (("Errors", errors), ("Warnings", warnings), ("Notes", notes)) %}{% if items %}
+<h2>{{ title }}</h2><ul>{% for d in items %}<li>{{ d }}</li>{% endfor %}</ul>{% endif %}{% endfor %}
+{% endblock %}"""
+
+_ENV = Environment(
+    loader=DictLoader(
+        {"base": BASE, "index": INDEX, "rule": RULE, "run": RUN, "patient": PATIENT, "lint": LINT}
+    ),
+    autoescape=True,
+)
 
 
 def _fmt(value: Any) -> str:
@@ -115,108 +211,31 @@ def _params_of(cond: Condition) -> list[str]:
     return out
 
 
-def content_hash(path: Path) -> str:
-    """The version token a form carries: SHA-256 of the file it was rendered from."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class BadInput(ValueError):
-    """A form value the workbench refuses (400 with the reason)."""
-
-
-def coerce_value(name: str, current: Any, raw: str) -> Any:
-    """A form value typed like the parameter's current value; non-finite numbers are refused."""
-    try:
-        value = edit.coerce(current, raw)
-    except ValueError as exc:
-        raise BadInput(f"{name}: {raw!r} is not a valid value ({exc})") from exc
-    values = value if isinstance(value, list) else [value]
-    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-        raise BadInput(f"{name}: {raw!r} is not a finite number")
-    if isinstance(current, list) and not value:
-        raise BadInput(f"{name}: the list may not be empty")
-    return value
-
-
-def form_overrides(
-    form: dict[str, Any], parameters: dict[str, Any], allowed: set[str] | None = None
-) -> dict[str, Any]:
-    """Changed parameter values of a form; ``allowed`` limits which parameters it may set."""
-    out: dict[str, Any] = {}
-    for key, raw in form.items():
-        if key in FORM_FIELDS or key in ("sample", "rule"):
-            continue
-        if key not in parameters:
-            raise BadInput(f"{key!r} is not a parameter")
-        if allowed is not None and key not in allowed:
-            raise BadInput(
-                f"{key} is not a parameter of this rule's ruleset: change it from a rule of the "
-                "ruleset that declares it"
-            )
-        if not isinstance(raw, str):
-            raise BadInput(f"{key}: expected a text value")
-        value = coerce_value(key, parameters[key], raw)
-        if value != parameters[key]:
-            out[key] = value
-    return out
-
-
-def create_app(rules_dir: Path, cohort_dir: Path, *, host: str = "127.0.0.1", port: int = 8765) -> FastAPI:
-    """The workbench application over one rules directory and one sample cohort, bound to host:port."""
-    app = FastAPI(title="HER2 CDS rule workbench", docs_url=None, redoc_url=None, openapi_url=None)
-    guard = Guard(host, port)
-    guard.install(app)
-    jobs = Jobs()
-    write_lock = threading.Lock()
+def create_app(rules_dir: Path, cohort_dir: Path) -> FastAPI:
+    """The workbench application over one rules directory and one sample cohort."""
+    app = FastAPI(title="HER2 CDS rule workbench", docs_url=None, redoc_url=None)
     rules_dir = Path(rules_dir)
-    cohort_path = Path(cohort_dir)
-    cohort, _rejected = load_cohort(cohort_path)
+    cohort, _rejected = load_cohort(Path(cohort_dir))
     by_name = {p.name: p for p in cohort}
-
-    @app.exception_handler(Refused)
-    async def refused(_request: Request, exc: Refused) -> PlainTextResponse:
-        return PlainTextResponse(f"Refused: {exc}", status_code=403)
-
-    async def csrf(request: Request) -> None:
-        await guard.check_csrf(request)
-
-    checked = [Depends(csrf)]
 
     def library(overrides: dict[str, Any] | None = None) -> RuleLibrary:
         return load_library(rules_dir, statuses=WORKING, parameter_overrides=overrides)
 
-    def session(request: Request) -> str:
-        return str(request.state.session)
+    def page(name: str, **kw: Any) -> HTMLResponse:
+        return HTMLResponse(_ENV.get_template(name).render(**kw))
 
-    def render(request: Request, name: str, status: int = 200, **kw: Any) -> HTMLResponse:
-        token = guard.token(session(request))
-        return HTMLResponse(_ENV.get_template(name).render(csrf=token, **kw), status_code=status)
-
-    def message(
-        request: Request, status: int, title: str, text: str, back: str | None = None
-    ) -> HTMLResponse:
-        return render(request, "message.html", status, title=title, message=text, back=back)
-
-    def find_rule(lib: RuleLibrary, rule_id: str) -> tuple[CompiledRuleset, CompiledRule]:
-        try:
-            return lib.rule(rule_id)
-        except KeyError as exc:
-            raise HTTPException(404, f"no rule {rule_id}") from exc
-
-    def stale(request: Request, path: Path, sent: Any, back: str) -> HTMLResponse | None:
-        """409 when the form was rendered from another version of the file than the one on disk."""
-        if sent == content_hash(path):
-            return None
-        data = edit.read(path)
-        return message(
-            request,
-            409,
-            "Not saved: the file changed",
-            f"Not saved: {path.name} was changed since this page was loaded (it is now version "
-            f"{data.get('version')}, status {data.get('status')}). Nothing was overwritten. Reload the "
-            "page to see the current content, then make your change again.",
-            back,
-        )
+    async def overrides_from(request: Request, lib: RuleLibrary) -> dict[str, Any]:
+        form = await request.form()
+        out: dict[str, Any] = {}
+        for key, raw in form.items():
+            if key in lib.parameters and isinstance(raw, str):
+                try:
+                    value = edit.coerce(lib.parameters[key], raw)
+                except ValueError as exc:
+                    raise HTTPException(400, f"{key}: {exc}") from exc
+                if value != lib.parameters[key]:
+                    out[key] = value
+        return out
 
     def patient_fragment(
         lib: RuleLibrary,
@@ -229,53 +248,41 @@ def create_app(rules_dir: Path, cohort_dir: Path, *, host: str = "127.0.0.1", po
 
         result = run_patient(Evaluator(lib), patient, parse_as_of(as_of) if as_of else None)
         rows = [e for e in explain(lib, result) if not only or only in e.rule_id or e.outcome == "fired"]
-        return _ENV.get_template("patient.html").render(
+        return _ENV.get_template("patient").render(
             ev=result.evaluation, rows=rows, overrides=overrides, only=only
         )
 
-    @app.get("/static/{name}")
-    def static(name: str) -> Response:
-        if name not in STATIC:
-            raise HTTPException(404, "no such file")
-        body = resources.files("cds.authoring").joinpath("static", name).read_bytes()
-        return Response(body, media_type=STATIC[name])
-
     @app.get("/", response_class=HTMLResponse)
-    def index(request: Request) -> HTMLResponse:
-        return render(request, "index.html", title="Rules", lib=library())
+    def index() -> HTMLResponse:
+        return page("index", title="Rules", lib=library())
 
-    def rule_view(
-        request: Request,
-        rule_id: str,
-        *,
-        status: int = 200,
-        message: str | None = None,
-        error: str | None = None,
-        values: dict[str, str] | None = None,
-        yaml_text: str | None = None,
-    ) -> HTMLResponse:
+    @app.get("/rule/{rule_id}", response_class=HTMLResponse)
+    def rule_page(rule_id: str, message: str | None = None, error: str | None = None) -> HTMLResponse:
         lib = library()
-        rs, c = find_rule(lib, rule_id)
+        try:
+            rs, c = lib.rule(rule_id)
+        except KeyError as exc:
+            raise HTTPException(404, f"no rule {rule_id}") from exc
         params = []
         for name in _params_of(c.condition):
-            owner = next((r for r in lib.rulesets if name in r.spec.parameters), None)
+            owner = (
+                next(r for r in lib.rulesets if name in r.spec.parameters)
+                if any(name in r.spec.parameters for r in lib.rulesets)
+                else None
+            )
             spec = owner.spec.parameters[name] if owner else None
             params.append(
                 {
                     "name": name,
-                    "value": (values or {}).get(name, _fmt(lib.parameters[name])),
+                    "value": _fmt(lib.parameters[name]),
                     "unit": spec.unit if spec else "",
                     "description": spec.description if spec else "",
-                    "source": (spec.source or "") if spec else "",
                     "file": owner.source.name if owner else "",
-                    "editable": owner is rs,
                 }
             )
         evidence = [lib.evidence.evidence[k] for k in c.rule.then.evidence]
-        return render(
-            request,
-            "rule.html",
-            status,
+        return page(
+            "rule",
             title=rule_id,
             rs=rs,
             c=c,
@@ -284,80 +291,52 @@ def create_app(rules_dir: Path, cohort_dir: Path, *, host: str = "127.0.0.1", po
             params=params,
             evidence=evidence,
             samples=sorted(by_name),
-            yaml_text=yaml_text if yaml_text is not None else edit.rule_text(rs.source, rule_id),
-            base=content_hash(rs.source),
+            yaml_text=edit.rule_text(rs.source, rule_id),
             message=message,
             error=error,
         )
 
-    @app.get("/rule/{rule_id}", response_class=HTMLResponse)
-    def rule_page(request: Request, rule_id: str, message: str | None = None) -> HTMLResponse:
-        return rule_view(request, rule_id, message=message)
-
-    @app.post("/impact", dependencies=checked)
-    async def impact(request: Request) -> Response:
+    @app.post("/impact", response_class=HTMLResponse)
+    async def impact(request: Request) -> HTMLResponse:
         saved = library()
-        form = dict((await request.form()).items())
-        try:
-            overrides = form_overrides(form, saved.parameters)
-        except BadInput as exc:
-            return HTMLResponse(f"<p class='error'>{Markup.escape(str(exc))}</p>", status_code=400)
+        overrides = await overrides_from(request, saved)
         if not overrides:
             return HTMLResponse("<p class='none'>No unsaved changes: nothing to compare.</p>")
-        label = "unsaved: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in overrides.items())
+        try:
+            edited = library(overrides)
+        except RuleDefinitionError as exc:
+            return HTMLResponse(f"<p class='error'>{exc}</p>", status_code=400)
+        report = compare(
+            saved,
+            edited,
+            cohort,
+            old_label="saved rules",
+            new_label="unsaved: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in overrides.items()),
+        )
+        return HTMLResponse(render_html_fragment(report, examples=5))
 
-        def work(progress: Progress) -> tuple[int, str]:
-            try:
-                edited = library(overrides)
-            except RuleDefinitionError as exc:
-                return 400, f"<p class='error'>{Markup.escape(str(exc))}</p>"
-            report = compare(
-                saved, edited, cohort, old_label="saved rules", new_label=label, progress=progress
-            )
-            return 200, render_html_fragment(report, examples=5)
-
-        job = jobs.start(session(request), "impact on sample patients", work)
-        return JSONResponse({"id": job.id})
-
-    @app.get("/jobs/{job_id}")
-    def job_state(request: Request, job_id: str) -> JSONResponse:
-        job = jobs.get(job_id, session(request))
-        if job is None:
-            raise HTTPException(404, "no such job")
-        return JSONResponse(job.state())
-
-    @app.post("/run/fragment", response_class=HTMLResponse, dependencies=checked)
+    @app.post("/run/fragment", response_class=HTMLResponse)
     async def run_fragment(request: Request) -> HTMLResponse:
         saved = library()
-        form = dict((await request.form()).items())
-        try:
-            overrides = form_overrides(form, saved.parameters)
-        except BadInput as exc:
-            return HTMLResponse(f"<p class='error'>{Markup.escape(str(exc))}</p>", status_code=400)
+        overrides = await overrides_from(request, saved)
+        form = await request.form()
         patient = by_name.get(str(form.get("sample")))
         if patient is None:
-            return HTMLResponse("<p class='error'>unknown sample</p>", status_code=404)
+            raise HTTPException(404, "unknown sample")
         only = str(form.get("rule") or "") or None
         lib = library(overrides) if overrides else saved
         return HTMLResponse(patient_fragment(lib, patient, overrides, only))
 
-    @app.post("/rule/{rule_id}/save", dependencies=checked)
-    async def save(request: Request, rule_id: str) -> Response:
-        form = dict((await request.form()).items())
-        values = {k: v for k, v in form.items() if isinstance(v, str) and k not in FORM_FIELDS}
-        with write_lock:
-            saved = library()
-            rs, _c = find_rule(saved, rule_id)
-            conflict = stale(request, rs.source, form.get("base"), f"/rule/{rule_id}")
-            if conflict is not None:
-                return conflict
-            try:
-                overrides = form_overrides(form, saved.parameters, set(rs.spec.parameters))
-                if not overrides:
-                    return RedirectResponse(f"/rule/{rule_id}?message=Nothing+changed", status_code=303)
-                versions = edit.set_parameters(rules_dir, overrides)
-            except (BadInput, RuleDefinitionError, ConfigurationError, ValueError) as exc:
-                return rule_view(request, rule_id, status=400, error=f"Not saved: {exc}", values=values)
+    @app.post("/rule/{rule_id}/save")
+    async def save(rule_id: str, request: Request) -> RedirectResponse:
+        saved = library()
+        overrides = await overrides_from(request, saved)
+        if not overrides:
+            return RedirectResponse(f"/rule/{rule_id}?message=Nothing+changed", status_code=303)
+        try:
+            versions = edit.set_parameters(rules_dir, overrides)
+        except (RuleDefinitionError, ConfigurationError, ValueError) as exc:
+            return RedirectResponse(f"/rule/{rule_id}?error={_q(str(exc))}", status_code=303)
         report = lint(rules_dir, cohort=None, base=None)
         msg = (
             f"Saved {', '.join(f'{f} (now {v}, draft)' for f, v in versions.items())}. "
@@ -365,84 +344,64 @@ def create_app(rules_dir: Path, cohort_dir: Path, *, host: str = "127.0.0.1", po
         )
         return RedirectResponse(f"/rule/{rule_id}?message={_q(msg)}", status_code=303)
 
-    @app.post("/rule/{rule_id}/yaml", dependencies=checked)
-    async def save_yaml(request: Request, rule_id: str) -> Response:
+    @app.post("/rule/{rule_id}/yaml")
+    async def save_yaml(rule_id: str, request: Request) -> RedirectResponse:
         form = await request.form()
-        text = form.get("text")
-        if not isinstance(text, str):
-            return message(request, 400, "Not saved", "the rule YAML is missing", f"/rule/{rule_id}")
-        with write_lock:
-            rs, _c = find_rule(library(), rule_id)
-            conflict = stale(request, rs.source, form.get("base"), f"/rule/{rule_id}")
-            if conflict is not None:
-                return conflict
-            try:
-                new_id, version = edit.replace_rule(rs.source, rule_id, text)
-            except (
-                YAMLError,
-                RuleDefinitionError,
-                ConfigurationError,
-                ValueError,
-                KeyError,
-                TypeError,
-            ) as exc:
-                reason = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
-                return rule_view(request, rule_id, status=400, error=f"Not saved: {reason}", yaml_text=text)
+        lib = library()
+        try:
+            rs, _c = lib.rule(rule_id)
+            new_id, version = edit.replace_rule(rs.source, rule_id, str(form.get("text") or ""))
+        except (RuleDefinitionError, ValueError, KeyError) as exc:
+            return RedirectResponse(f"/rule/{rule_id}?error={_q(str(exc))}", status_code=303)
         return RedirectResponse(
             f"/rule/{new_id}?message={_q(f'Saved {rs.source.name} {version} (draft)')}", status_code=303
         )
 
-    def run_page(request: Request, status: int = 200, **kw: Any) -> HTMLResponse:
-        kw.setdefault("chosen", None)
-        kw.setdefault("fragment", "")
-        kw.setdefault("as_of", None)
-        return render(request, "run.html", status, title="Run a patient", samples=sorted(by_name), **kw)
-
     @app.get("/run", response_class=HTMLResponse)
-    def run_form(request: Request) -> HTMLResponse:
-        return run_page(request)
+    def run_form() -> HTMLResponse:
+        return page(
+            "run", title="Run a patient", samples=sorted(by_name), chosen=None, fragment="", as_of=None
+        )
 
-    @app.post("/run", response_class=HTMLResponse, dependencies=checked)
+    @app.post("/run", response_class=HTMLResponse)
     async def run(request: Request) -> HTMLResponse:
         form = await request.form()
+        lib = library()
         upload = form.get("bundle")
-        as_of = str(form.get("as_of") or "").strip() or None
+        as_of = str(form.get("as_of") or "") or None
         chosen = str(form.get("sample") or "").strip() or None
         try:
             if isinstance(upload, UploadFile) and upload.filename:
-                data = await upload.read(MAX_UPLOAD_BYTES + 1)
-                if len(data) > MAX_UPLOAD_BYTES:
-                    raise ValueError(f"the bundle is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
-                name = Path(upload.filename).name
-                patient = CohortPatient(name, raw_patient_from_bytes(data, name), None, None, name)
+                data = await upload.read()
+                raw = raw_patient_from_bytes(data, upload.filename)
+                patient = CohortPatient(upload.filename, raw, None, None, upload.filename)
             elif chosen in by_name:
                 patient = by_name[chosen]
             else:
-                return run_page(request, 400, as_of=as_of, error="choose a sample or upload a bundle")
-            fragment = patient_fragment(library(), patient, {}, None, as_of)
+                raise HTTPException(400, "choose a sample or upload a bundle")
+            fragment = patient_fragment(lib, patient, {}, None, as_of)
         except (InputRejected, ValueError) as exc:
-            return run_page(request, 400, chosen=chosen, as_of=as_of, error=str(exc))
-        return run_page(request, chosen=chosen, as_of=as_of, fragment=Markup(fragment))
+            fragment = f"<p class='error'>{exc}</p>"
+        return page(
+            "run",
+            title="Run a patient",
+            samples=sorted(by_name),
+            chosen=chosen,
+            fragment=fragment,
+            as_of=as_of,
+        )
 
     @app.get("/lint", response_class=HTMLResponse)
-    def lint_page(request: Request) -> HTMLResponse:
-        return render(request, "lint.html", title="Lint")
-
-    @app.post("/lint/run", dependencies=checked)
-    def lint_run(request: Request) -> JSONResponse:
-        def work(progress: Progress) -> tuple[int, str]:
-            report = lint(rules_dir, cohort=cohort_path, base="HEAD", progress=progress)
-            html = _ENV.get_template("lint_result.html").render(
-                ok=report.ok,
-                errors=report.of("error"),
-                warnings=report.of("warning"),
-                notes=report.of("info"),
-                acknowledged=[],
-            )
-            return 200, html
-
-        job = jobs.start(session(request), "lint (sample patients evaluated)", work)
-        return JSONResponse({"id": job.id})
+    def lint_page() -> HTMLResponse:
+        report = lint(rules_dir, cohort=Path(cohort_dir), base="HEAD")
+        return page(
+            "lint",
+            title="Lint",
+            ok=report.ok,
+            errors=report.of("error"),
+            warnings=report.of("warning"),
+            notes=report.of("info"),
+        )
 
     return app
 
