@@ -164,15 +164,6 @@ def summary_line(evaluations: list[Evaluation], rejected: int) -> str:
         f"{files} file(s): {len(evaluations)} patient(s) evaluated, {rejected} rejected; "
         f"{len(findings)} finding(s): {by_kind} ({by_severity}); {silent} patient(s) without findings"
     )
-def fhir_resources(result: Result, library: RuleLibrary) -> list[dict[str, Any]]:
-    """The evaluation as FHIR resources (GuidanceResponse, DetectedIssue per alert, RequestGroup)."""
-    from cds.engine.runtime import getter
-    from cds.findings.actions import load_wording
-    from cds.findings.fhir_out import to_resources
-
-    return to_resources(result.evaluation, load_wording(library.directory), getter(result.facts))
-
-
 
 
 def _print_trace(result: Result) -> None:
@@ -202,7 +193,7 @@ def evaluate(
             show_default=False,
         ),
     ],
-    output_format: Annotated[str, format_option("text", "json", "fhir")] = "text",
+    output_format: Annotated[str, format_option("text", "json")] = "text",
     as_of: AsOfOpt = None,
     order: Annotated[
         Path | None,
@@ -236,7 +227,6 @@ def evaluate(
     evaluations: list[Evaluation] = []
     rejected = 0  # the exit code of the last rejection (0: none)
     rejected_count = 0
-    resources: list[dict[str, Any]] = []
     for path in files:
         try:
             result = evaluator.evaluate(raw_patient_from_path(path), as_of=instant, order=draft, trace=trace)
@@ -251,8 +241,6 @@ def evaluate(
         evaluations.append(result.evaluation)
         if output_format == "json":
             results.append(result.evaluation.to_json())
-        elif output_format == "fhir":
-            resources.extend(fhir_resources(result, library))
         else:
             _print_table(result, str(path))
             if trace:
@@ -264,14 +252,6 @@ def evaluate(
             sys.stdout.buffer.write(b"[\n" + b",\n".join(results) + b"\n]\n")
     if output_format == "text" and len(files) > 1:
         out.print(summary_line(evaluations, rejected_count), markup=False, soft_wrap=True)
-    if output_format == "fhir" and resources:
-        import orjson
-
-        from cds.findings.fhir_out import transaction_bundle as _transaction_bundle
-
-        sys.stdout.buffer.write(
-            orjson.dumps(_transaction_bundle(resources), option=orjson.OPT_INDENT_2) + b"\n"
-        )
     if rejected:
         raise typer.Exit(rejected)
 

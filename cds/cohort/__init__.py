@@ -10,22 +10,3 @@ process pool or a Dask cluster; ``outputs`` writes per-partition results and mer
 ``report`` renders the self-contained HTML page. Every patient read is either evaluated or
 rejected, and every line that could not be used is listed in errors.jsonl.
 """
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from cds.cohort.results import Results, read_results
-
-__all__ = ["Results", "read_results"]
-
-
-def __getattr__(name: str) -> Any:
-    # Imported on first use: every `cds` command imports this package, and the results reader
-    # pulls in pyarrow (about a second), which only notebooks need.
-    if name in __all__:
-        from cds.cohort import results
-
-        return getattr(results, name)
-    raise AttributeError(f"module 'cds.cohort' has no attribute {name!r}")

@@ -35,10 +35,6 @@ FINDINGS_SCHEMA = pa.schema(
         ("ruleset", pa.string()),
         ("evidence_status", pa.string()),
         ("summary", pa.string()),
-        ("title", pa.string()),
-        ("drug", pa.string()),
-        ("action_text", pa.string()),
-        ("basis_date", pa.string()),
         ("key_facts", pa.string()),
         ("resources", pa.string()),
     ]
@@ -47,7 +43,6 @@ FINDINGS_SCHEMA = pa.schema(
 PATIENTS_SCHEMA = pa.schema(
     [
         ("patient", pa.string()),
-        ("identifier", pa.string()),
         ("origin", pa.string()),
         ("gender", pa.string()),
         ("age_years", pa.int32()),
@@ -73,7 +68,6 @@ PATIENTS_SCHEMA = pa.schema(
         ("lvef_date", pa.string()),
         ("lvef_baseline", pa.float64()),
         ("lvef_drop", pa.float64()),
-        ("lvef_series", pa.string()),
         ("weight_kg", pa.float64()),
         ("findings", pa.int32()),
         ("critical", pa.int32()),
@@ -81,7 +75,6 @@ PATIENTS_SCHEMA = pa.schema(
         ("worst_severity", pa.string()),
         ("needs_action", pa.bool_()),
         ("action_codes", pa.string()),
-        ("recommendation_codes", pa.string()),
         ("codes", pa.string()),
         ("skipped_resources", pa.int32()),
         ("evaluation_sha256", pa.string()),
@@ -107,7 +100,6 @@ def write_part(
     patients: pa.Table,
     errors: list[dict[str, Any]],
     counts: dict[str, int],
-    fhir: dict[str, list[bytes]] | None = None,
 ) -> None:
     """Write one partition's results; the ``.done.json`` marker goes last so a crash leaves no marker."""
     stem = part_stem(out, index)
@@ -119,8 +111,6 @@ def write_part(
     _atomic_write(
         stem.with_name(stem.name + ".errors.jsonl"), b"".join(orjson.dumps(e) + b"\n" for e in errors)
     )
-    for rtype, lines in sorted((fhir or {}).items()):
-        _atomic_write(stem.with_name(f"{stem.name}.{rtype}.ndjson"), b"".join(line + b"\n" for line in lines))
     _atomic_write(stem.with_name(stem.name + ".done.json"), orjson.dumps(counts))
 
 
@@ -169,31 +159,6 @@ def merge_errors(out: Path, ingest_errors: Path | None, indexes: Iterable[int]) 
                     count += 1
     os.replace(tmp, target)
     return count
-
-
-FHIR_TYPES = ("GuidanceResponse", "DetectedIssue", "RequestGroup")
-
-
-def merge_fhir(out: Path, indexes: Iterable[int]) -> dict[str, int]:
-    """``out/fhir/<Type>.ndjson`` (the Bulk Data layout a FHIR server's $import reads), in partition
-    order; returns the resources per type."""
-    target = out / "fhir"
-    target.mkdir(exist_ok=True)
-    order = list(indexes)
-    counts: dict[str, int] = {}
-    for rtype in FHIR_TYPES:
-        final = target / f"{rtype}.ndjson"
-        tmp = final.with_name(final.name + ".tmp")
-        counts[rtype] = 0
-        with tmp.open("wb") as sink:
-            for index in order:
-                part = part_stem(out, index).with_name(f"part-{index:05d}.{rtype}.ndjson")
-                if part.exists():
-                    data = part.read_bytes()
-                    counts[rtype] += data.count(b"\n")
-                    sink.write(data)
-        os.replace(tmp, final)
-    return counts
 
 
 def read_table(out: Path, name: str) -> pa.Table:

@@ -27,7 +27,7 @@ from typing import IO, Any
 import orjson
 
 from cds.cohort import outputs
-from cds.cohort.sources import READ_ERRORS, CohortInput, classify, open_binary
+from cds.cohort.sources import CohortInput, classify, open_binary
 from cds.cohort.spill import (
     IngestStats,
     Partition,
@@ -58,7 +58,6 @@ class RunOptions:
     partition_size: int = 1000
     resume: bool = False
     report: bool = True
-    fhir: bool = False  # also write fhir/<Type>.ndjson (GuidanceResponse, DetectedIssue, RequestGroup)
 
 
 @dataclass
@@ -103,43 +102,21 @@ def _manifest(opts: RunOptions, inp: CohortInput, rules: RulesSpec) -> dict[str,
         "rules_digest": rules.digest,
         "statuses": sorted(opts.statuses),
         "partition_size": opts.partition_size,
-        "fhir": opts.fhir,
     }
 
 
-def _bundle_items(
-    inp: CohortInput, on_error: Callable[[dict[str, Any]], None]
-) -> list[tuple[str, int, int, int]]:
-    """Items of a bundles input: whole files, or (offset, length, line) of each .jsonl line.
-
-    A .jsonl(.gz) file that breaks off (truncated or not gzip) keeps the lines before the break;
-    the break is reported."""
+def _bundle_items(inp: CohortInput) -> list[tuple[str, int, int, int]]:
+    """Items of a bundles input: whole files, or (offset, length, line) of each .jsonl line."""
     if inp.kind == "bundles":
         return [(str(f.path), 0, -1, 0) for f in inp.files]
     items: list[tuple[str, int, int, int]] = []
     for f in inp.files:
-        number, offset = 0, 0
-        found: list[tuple[str, int, int, int]] = []
-        try:
-            with open_binary(f.path) as handle:
-                for number, line in enumerate(handle, start=1):
-                    if line.strip():
-                        found.append((str(f.path), offset, len(line), number))
-                    offset += len(line)
-        except READ_ERRORS as exc:
-            on_error(
-                {
-                    "stage": "ingest",
-                    "kind": "unreadable-file",
-                    "file": str(f.path),
-                    "line": number + 1,
-                    "patient": None,
-                    "resource": None,
-                    "reason": f"{type(exc).__name__}: reading stopped at line {number + 1} "
-                    f"(byte {offset} uncompressed): {exc}; the lines before it are used",
-                }
-            )
-        items.extend(found)
+        with open_binary(f.path) as handle:
+            offset = 0
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    items.append((str(f.path), offset, len(line), number))
+                offset += len(line)
     return items
 
 
@@ -253,11 +230,11 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
                 )
         parts = plan_partitions(db, opts.partition_size)
         root = str(opts.input)
-        tasks = [Task(p.index, SpillSource(str(db), p, root), rules, opts.as_of, opts.fhir) for p in parts]
+        tasks = [Task(p.index, SpillSource(str(db), p, root), rules, opts.as_of) for p in parts]
         planned = sum(p.patients for p in parts)
     else:
+        items = _bundle_items(inp)
         with ingest_errors.open("wb") as sink:
-            items = _bundle_items(inp, lambda record: _write_line(sink, record))
             for name in inp.not_resource_files:
                 sink.write(
                     orjson.dumps(
@@ -274,7 +251,7 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
                     + b"\n"
                 )
         chunks = _chunks(items, opts.partition_size)
-        tasks = [Task(i, FileSource(chunk), rules, opts.as_of, opts.fhir) for i, chunk in enumerate(chunks)]
+        tasks = [Task(i, FileSource(chunk), rules, opts.as_of) for i, chunk in enumerate(chunks)]
         planned = len(items)
     ingest_seconds = time.perf_counter() - started
 
@@ -297,13 +274,7 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
         if pending:
             for result in results:
                 outputs.write_part(
-                    out,
-                    result.index,
-                    result.findings,
-                    result.patients,
-                    result.errors,
-                    result.counts,
-                    result.fhir,
+                    out, result.index, result.findings, result.patients, result.errors, result.counts
                 )
                 done_counts[result.index] = result.counts
                 if first_result is None:
@@ -321,17 +292,12 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
         if other.exists():
             other.unlink()
     error_records = outputs.merge_errors(out, ingest_errors, order)
-    fhir_counts = outputs.merge_fhir(out, order) if opts.fhir else None
     summary = _summarise(
         opts, inp, rules, stats, done_counts, planned, findings_rows, patient_rows, error_records
     )
     patients_evaluated_now = sum(
         r["patients_in"] for i, r in done_counts.items() if i in {t.index for t in pending}
     )
-    if fhir_counts is not None:
-        summary.data["fhir_resources"] = fhir_counts
-    elif (out / "fhir").exists():
-        shutil.rmtree(out / "fhir")  # from an earlier --format fhir run: not these results
     summary.data["timings"] = {
         "ingest_s": round(ingest_seconds, 3),
         "evaluate_s": round(evaluate_seconds, 3),
@@ -345,9 +311,9 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
     }
     (out / "summary.json").write_bytes(orjson.dumps(summary.data, option=orjson.OPT_INDENT_2))
     if opts.report:
-        from cds.cohort.report import report_thresholds, write_report
+        from cds.cohort.report import write_report
 
-        write_report(out, report_thresholds(opts.rules_dir, opts.statuses))
+        write_report(out)
     return summary
 
 

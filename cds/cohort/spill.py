@@ -25,7 +25,6 @@ import orjson
 
 from cds.cohort.sources import (
     NON_PATIENT_TYPES,
-    READ_ERRORS,
     CohortInput,
     medication_refs,
     patient_key,
@@ -54,7 +53,6 @@ class IngestStats:
     dropped: int = 0  # lines that could not be used at all: each has an errors.jsonl record
     flagged: int = 0  # grouped lines of a non-R4 type: their patient is rejected
     files_not_read: int = 0  # files that are not resource files (the export log, a manifest)
-    unreadable_files: int = 0  # files that broke off (truncated or not gzip): lines after the break unknown
 
     def reconciles(self) -> bool:
         """Every non-blank line is in exactly one bucket."""
@@ -140,20 +138,6 @@ def ingest_ndjson(
                 "reason": "file name does not start with an R4 resource type (e.g. the export log): not read",
             }
         )
-    for problem in inp.problems:
-        on_error(
-            {
-                "stage": "ingest",
-                "kind": problem.kind,
-                "file": problem.file,
-                "line": problem.line,
-                "patient": None,
-                "resource": None,
-                "reason": problem.reason,
-            }
-        )
-    for path in inp.error_files:
-        _report_export_errors(path, on_error)
     batch: list[tuple[str, int, bytes]] = []
     meds: list[tuple[str, bytes]] = []
     seq = 0
@@ -179,23 +163,9 @@ def ingest_ndjson(
     for item in inp.files:
         fname = str(item.path)
         unlinked: Counter[str] = Counter()
-        try:
-            handle, counter = _open(item.path)
-        except OSError as exc:
-            stats.unreadable_files += 1
-            on_error(_unreadable(fname, 1, 0, exc))
-            continue
-
-        def broke_off(
-            line: int, exc: BaseException, fname: str = fname, counter: _Counting = counter
-        ) -> None:
-            # A damaged file (truncated gzip, not gzip at all, corrupt data): the lines read so far
-            # are kept, the break is reported with where it happened, and the next file is read.
-            stats.unreadable_files += 1
-            on_error(_unreadable(fname, line, counter.position(), exc))
-
+        handle, counter = _open(item.path)
         with handle:
-            for number, raw_line in lines_until_break(handle, broke_off):
+            for number, raw_line in enumerate(handle, start=1):
                 line = raw_line.strip()
                 if not line:
                     continue
@@ -287,74 +257,6 @@ def ingest_ndjson(
     con.execute("INSERT OR REPLACE INTO meta VALUES ('complete', ?)", (fingerprint(inp),))
     con.close()
     return stats
-
-
-def lines_until_break(
-    handle: BinaryIO, on_break: Callable[[int, BaseException], None]
-) -> Iterator[tuple[int, bytes]]:
-    """(1-based number, raw line) of a file until it ends or breaks off; a break is reported once."""
-    number = 0
-    try:
-        for number, raw_line in enumerate(handle, start=1):
-            yield number, raw_line
-    except READ_ERRORS as exc:
-        on_break(number + 1, exc)
-
-
-def _unreadable(fname: str, line: int, offset: int, exc: BaseException) -> dict[str, Any]:
-    what = (
-        "not a gzip file"
-        if isinstance(exc, gzip.BadGzipFile)
-        else (
-            "truncated (compressed stream ended early)" if isinstance(exc, EOFError) else type(exc).__name__
-        )
-    )
-    return {
-        "stage": "ingest",
-        "kind": "unreadable-file",
-        "file": fname,
-        "line": line,
-        "patient": None,
-        "resource": None,
-        "reason": f"{what}: reading stopped at line {line} (byte {offset} of the file): {exc}; "
-        "the lines before it are used, the rest of the file is not",
-    }
-
-
-def _report_export_errors(path: Path, on_error: ErrorSink) -> None:
-    """The export's own error file (OperationOutcome NDJSON): one record per line."""
-    fname = str(path)
-    handle, counter = _open(path)
-    number = 0
-    try:
-        with handle:
-            for number, raw_line in enumerate(handle, start=1):
-                if not raw_line.strip():
-                    continue
-                try:
-                    outcome = orjson.loads(raw_line)
-                except orjson.JSONDecodeError:
-                    outcome = None
-                issues = outcome.get("issue") if isinstance(outcome, dict) else None
-                texts = [
-                    str(i.get("diagnostics") or (i.get("details") or {}).get("text") or i.get("code") or "")
-                    for i in (issues if isinstance(issues, list) else [])
-                    if isinstance(i, dict)
-                ]
-                on_error(
-                    {
-                        "stage": "ingest",
-                        "kind": "export-error",
-                        "file": fname,
-                        "line": number,
-                        "patient": None,
-                        "resource": None,
-                        "reason": "the server reported: "
-                        + ("; ".join(t for t in texts if t) or "an error without text"),
-                    }
-                )
-    except READ_ERRORS as exc:
-        on_error(_unreadable(fname, number + 1, counter.position(), exc))
 
 
 def stored_stats(db_path: Path) -> IngestStats:

@@ -13,7 +13,7 @@ import hashlib
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +21,17 @@ import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from cds.cohort.outputs import FINDINGS_SCHEMA, PATIENTS_SCHEMA
-from cds.cohort.sources import READ_ERRORS, open_binary
+from cds.cohort.sources import open_binary
 from cds.cohort.spill import Partition, read_partition
 from cds.engine.library import load_library
-from cds.engine.runtime import getter
 from cds.errors import OUTCOMES, EvaluationError, InputRejected, outcome_of
 from cds.evaluate import Evaluator, Result
-from cds.fhir.source import RawPatient, raw_patient_from_bytes, raw_patient_from_resources
-from cds.findings.actions import Wording, action_text, basis_date, load_wording
-from cds.findings.fhir_out import to_resources
+from cds.fhir.source import raw_patient_from_bytes, raw_patient_from_resources
 from cds.knowledge.catalogue import Catalogue
 
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A patient file that could not be read (missing, truncated or non-gzip ``.gz``): why."""
-
-    reason: str
-
-
-# One patient's input: (key, origin, data). ``data`` is a whole document (a Bundle: bytes), the
-# raw NDJSON lines of one patient (list of bytes), or why the file could not be read.
-Unit = tuple[str, str, bytes | list[bytes] | Unreadable]
+# One patient's input: (key, origin, data). ``data`` is a whole document (a Bundle: bytes) or the
+# raw NDJSON lines of one patient (list of bytes).
+Unit = tuple[str, str, bytes | list[bytes]]
 
 
 @dataclass(frozen=True)
@@ -114,14 +103,12 @@ class FileSource:
     def units(self) -> Iterator[Unit]:
         for path, offset, length, line in self.items:
             if length < 0:
-                data: bytes | Unreadable
                 try:
                     with open_binary(Path(path)) as handle:
                         data = handle.read()
-                except READ_ERRORS as exc:
-                    # An unreadable file (or a truncated / non-gzip .gz) is still one patient in:
-                    # it is rejected with the reason.
-                    data = Unreadable(f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
+                except OSError as exc:
+                    # An unreadable file is still one patient in: the core rejects it as not JSON.
+                    data = f"cannot read: {exc.strerror}".encode()
                 yield Path(path).name, path, data
             else:
                 with open_binary(Path(path)) as handle:
@@ -151,7 +138,6 @@ class Task:
     source: Source
     rules: RulesSpec
     as_of: datetime
-    fhir: bool = False  # also render each evaluation as FHIR resources (``--format fhir``)
 
 
 @dataclass
@@ -163,7 +149,6 @@ class PartResult:
     patients: pa.Table
     errors: list[dict[str, Any]]
     counts: dict[str, int] = field(default_factory=dict)
-    fhir: dict[str, list[bytes]] = field(default_factory=dict)  # resource type -> NDJSON lines
 
 
 def _text(value: Any) -> str:
@@ -176,17 +161,9 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def finding_rows(
-    patient: str,
-    result: Result,
-    wording: Wording | None = None,
-    rules: dict[str, tuple[str, str | None]] | None = None,
-) -> list[dict[str, Any]]:
-    """One row per finding, with the basis facts, the resources behind them and the action in words."""
+def finding_rows(patient: str, result: Result) -> list[dict[str, Any]]:
+    """One row per finding, with the basis facts and the resources behind them."""
     rows = []
-    wording = wording or Wording()
-    get = getter(result.facts)
-    as_of = date.fromisoformat(result.evaluation.as_of[:10])
     for f in result.evaluation.findings:
         resources: list[str] = []
         for b in f.basis:
@@ -206,12 +183,6 @@ def finding_rows(
                 "ruleset": f.rule.ruleset,
                 "evidence_status": f.rule.evidence_status,
                 "summary": f.summary,
-                "title": (rules or {}).get(f.rule.id, ("", None))[0] or None,
-                "drug": wording.drug_name((rules or {}).get(f.rule.id, ("", None))[1], f.rule.ruleset)
-                if f.kind == "alert"
-                else None,
-                "action_text": action_text(f, wording, get, as_of),
-                "basis_date": basis_date(f, wording, get),
                 "key_facts": "; ".join(f"{b.fact}={_text(b.value)}" for b in f.basis) or None,
                 "resources": " ".join(resources) or None,
             }
@@ -219,56 +190,11 @@ def finding_rows(
     return rows
 
 
-# What a quality team must act on: critical or warning alerts and open data gaps. Recommendations
-# are listed separately (a treatment choice for the clinic visit, not a safety action).
-ACTION_KINDS = {"alert", "data-gap"}
-ACTION_SEVERITIES = {"critical", "warning"}
-MRN_TYPE = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR")
-
-
-def patient_identifier(patient: dict[str, Any]) -> str | None:
-    """The identifier a clinic knows the patient by: the MRN-typed one (v2-0203 ``MR``) first,
-    then an official or usual one, then the first with a value; None when there is none."""
-    listed = patient.get("identifier")
-    ids = [
-        i
-        for i in (listed if isinstance(listed, list) else [])
-        if isinstance(i, dict) and isinstance(i.get("value"), str) and i["value"]
-    ]
-
-    def is_mrn(ident: dict[str, Any]) -> bool:
-        kind = ident.get("type")
-        codings = kind.get("coding") if isinstance(kind, dict) else None
-        return isinstance(codings, list) and any(
-            isinstance(c, dict) and (c.get("system"), c.get("code")) == MRN_TYPE for c in codings
-        )
-
-    for test in (is_mrn, lambda i: i.get("use") in ("official", "usual"), lambda i: True):
-        for ident in ids:
-            if test(ident):
-                value: str = ident["value"]
-                return value
-    return None
-
-
-def lvef_series(evaluator: Evaluator, raw: RawPatient, as_of: datetime) -> str | None:
-    """The patient's LVEF readings up to as-of as JSON ``[[date, %], ...]`` (for the trajectory chart)."""
-    readings = sorted(
-        (o.when.day.isoformat(), o.value, o.ref)
-        for o in evaluator.parse(raw).observations
-        if o.kind == "lvef" and o.value is not None and o.when.not_after(as_of)
-    )
-    return orjson.dumps([[d, v] for d, v, _ in readings]).decode() if readings else None
+ACTION_KINDS = {"alert", "data-gap", "recommendation"}
 
 
 def patient_row(
-    patient: str,
-    origin: str,
-    result: Result,
-    digest: str,
-    catalogue: Catalogue,
-    identifier: str | None = None,
-    lvef_history: str | None = None,
+    patient: str, origin: str, result: Result, digest: str, catalogue: Catalogue
 ) -> dict[str, Any]:
     """One row per evaluated patient: HER2, setting, line, on-drug, latest labs and the findings tally.
 
@@ -280,8 +206,7 @@ def patient_row(
     levels = sorted((a, v) for a, v in therapy.dose_level.items() if v is not None)
     severities = [f.severity for f in findings]
     worst = next((s for s in ("critical", "warning", "info") if s in severities), None)
-    action = [f.code for f in findings if f.kind in ACTION_KINDS and f.severity in ACTION_SEVERITIES]
-    recommended = [f.code for f in findings if f.kind == "recommendation"]
+    action = [f.code for f in findings if f.kind in ACTION_KINDS]
     labs = facts.labs
     lab_dates = [
         d
@@ -290,7 +215,6 @@ def patient_row(
     ]
     return {
         "patient": patient,
-        "identifier": identifier,
         "origin": origin,
         "gender": facts.patient.gender,
         "age_years": facts.patient.age_years,
@@ -316,7 +240,6 @@ def patient_row(
         "lvef_date": facts.lvef.date,
         "lvef_baseline": facts.lvef.baseline,
         "lvef_drop": facts.lvef.drop,
-        "lvef_series": lvef_history,
         "weight_kg": facts.weight.kg,
         "findings": len(findings),
         "critical": severities.count("critical"),
@@ -324,17 +247,14 @@ def patient_row(
         "worst_severity": worst,
         "needs_action": bool(action),
         "action_codes": " ".join(action) or None,
-        "recommendation_codes": " ".join(recommended) or None,
         "codes": " ".join(f.code for f in findings) or None,
         "skipped_resources": len(result.evaluation.skipped),
         "evaluation_sha256": digest,
     }
 
 
-def _raw(unit: Unit) -> RawPatient:
+def _raw(unit: Unit) -> Any:
     _key, origin, data = unit
-    if isinstance(data, Unreadable):
-        raise InputRejected(f"{origin}: cannot read the file ({data.reason})")
     if isinstance(data, bytes):
         return raw_patient_from_bytes(data, origin)
     return raw_patient_from_resources([orjson.loads(line) for line in data], origin)
@@ -357,25 +277,15 @@ def _error(
 def run_task(task: Task) -> PartResult:
     """Evaluate every patient of one partition; rejected patients and skipped resources become errors."""
     evaluator = evaluator_for(task.rules)
-    wording = load_wording(evaluator.library.directory)
-    rules = {
-        rid: (c.rule.title, c.rule.then.applies_to)
-        for rs in evaluator.library.rulesets
-        for rid, c in rs.rules.items()
-    }
     findings: list[dict[str, Any]] = []
     patients: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     counts = {"patients_in": 0, "evaluated": 0, "rejected": 0, "findings": 0, "skipped_resources": 0}
-    fhir: dict[str, list[bytes]] = {}
     for unit in task.source.units():
         key, origin, _ = unit
         counts["patients_in"] += 1
-        identifier: str | None = None
         try:
-            raw = _raw(unit)
-            identifier = patient_identifier(raw.patient)
-            result = evaluator.evaluate(raw, as_of=task.as_of)
+            result = evaluator.evaluate(_raw(unit), as_of=task.as_of)
         except InputRejected as exc:
             counts["rejected"] += 1
             errors.append(_error(outcome_of(exc).cohort_kind, origin, key, str(exc)))
@@ -393,16 +303,8 @@ def run_task(task: Task) -> PartResult:
         counts["evaluated"] += 1
         counts["findings"] += len(ev.findings)
         counts["skipped_resources"] += len(ev.skipped)
-        findings.extend(finding_rows(patient, result, wording, rules))
-        if task.fhir:
-            for resource in to_resources(ev, wording, getter(result.facts)):
-                fhir.setdefault(resource["resourceType"], []).append(orjson.dumps(resource))
-        # The LVEF trajectory is drawn only for patients with an LVEF finding: parse those again.
-        lvef_flagged = any("lvef" in f.code for f in ev.findings)
-        history = lvef_series(evaluator, raw, task.as_of) if lvef_flagged else None
-        patients.append(patient_row(
-            patient, origin, result, digest, evaluator.library.catalogue, identifier, history
-        ))
+        findings.extend(finding_rows(patient, result))
+        patients.append(patient_row(patient, origin, result, digest, evaluator.library.catalogue))
         for s in ev.skipped:
             errors.append(_error("skipped-resource", origin, ev.patient, s.reason, s.resource))
     return PartResult(
@@ -411,7 +313,6 @@ def run_task(task: Task) -> PartResult:
         patients=pa.Table.from_pylist(patients, schema=PATIENTS_SCHEMA),
         errors=errors,
         counts=counts,
-        fhir=fhir,
     )
 
 
@@ -419,4 +320,4 @@ def materialise(task: Task) -> Task:
     """The same task with its input read into bytes, for a worker that cannot see local files."""
     if isinstance(task.source, InlineSource):
         return task
-    return Task(task.index, InlineSource(tuple(task.source.units())), task.rules, task.as_of, task.fhir)
+    return Task(task.index, InlineSource(tuple(task.source.units())), task.rules, task.as_of)

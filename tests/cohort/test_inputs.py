@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import shutil
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 
 from cds.cohort.runner import CohortError
 from cds.cohort.synth import write_cohort
-from tests.cohort.helpers import AS_OF, SAMPLES, bundles_to_bulk, errors, run, table
+from tests.cohort.helpers import AS_OF, SAMPLES, errors, run, table
 from tests.external import bulk_export, bundles, find
 
 
@@ -199,97 +198,3 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     summary = orjson.loads((out / "summary.json").read_bytes())
     assert summary["timings"]["resumed_partitions"] == done
     assert (summary["patients_in"], summary["evaluated"], summary["reconciled"]) == (600, 600, True)
-
-
-def _lines_before_break(path: Path) -> int:
-    """How many lines gzip yields from a damaged file before it raises (independent of the code)."""
-    count = 0
-    try:
-        with gzip.open(path, "rb") as handle:
-            for _ in handle:
-                count += 1
-    except (EOFError, OSError):
-        pass
-    return count
-
-
-def test_truncated_gzip_is_an_error_record_and_the_rest_is_evaluated(tmp_path: Path) -> None:
-    export = tmp_path / "export"
-    counts = bundles_to_bulk(sorted(SAMPLES.glob("*.json")), export)
-    damaged = export / "Observation.001.ndjson.gz"
-    data = damaged.read_bytes()
-    damaged.write_bytes(data[: len(data) // 2])
-    kept = _lines_before_break(damaged)
-    assert 0 < kept < counts["Observation"]
-    summary = run(export, tmp_path / "out").data
-    # Every patient is still in and evaluated; the lines that could be read are used and counted.
-    assert (summary["patients_in"], summary["evaluated"], summary["rejected"]) == (86, 86, 0)
-    assert summary["reconciled"] is True
-    lost = counts["Observation"] - len((export / "Observation.000.ndjson").read_bytes().splitlines()) - kept
-    assert summary["lines"]["lines"] == sum(counts.values()) - lost
-    assert summary["lines"]["unreadable_files"] == 1
-    [record] = [e for e in errors(tmp_path / "out") if e["kind"] == "unreadable-file"]
-    assert (Path(record["file"]).name, record["line"], record["stage"]) == (damaged.name, kept + 1, "ingest")
-    assert record["reason"].startswith("truncated") and "byte " in record["reason"]
-
-
-def test_non_gzip_file_named_gz_is_an_error_record_and_exits_1(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from cds.cli import app
-
-    export = tmp_path / "export"
-    counts = bundles_to_bulk(sorted(SAMPLES.glob("*.json")), export)
-    plain = export / "Condition.001.ndjson.gz"
-    with gzip.open(plain, "rb") as handle:
-        plain.write_bytes(handle.read())  # the same lines, not compressed
-    out = tmp_path / "out"
-    result = CliRunner().invoke(
-        app,
-        [
-            "cohort",
-            "run",
-            str(export),
-            "--out",
-            str(out),
-            "--as-of",
-            "2026-11-01",
-            "-j",
-            "1",
-            "--no-progress",
-        ],
-    )
-    assert result.exit_code == 1, result.output
-    assert "broke off" in result.output and "Traceback" not in result.output
-    summary = orjson.loads((out / "summary.json").read_bytes())
-    assert (summary["patients_in"], summary["evaluated"]) == (86, 86) and summary["reconciled"] is True
-    skipped = len(plain.read_bytes().splitlines())
-    assert summary["lines"]["lines"] == sum(counts.values()) - skipped
-    [record] = [e for e in errors(out) if e["kind"] == "unreadable-file"]
-    assert (Path(record["file"]).name, record["line"]) == (plain.name, 1)
-    assert record["reason"].startswith("not a gzip file")
-    assert (out / "report.html").exists() and (out / "findings.parquet").exists()
-
-
-def test_damaged_gzip_bundles_reject_one_patient_or_stop_one_file(tmp_path: Path) -> None:
-    folder = tmp_path / "bundles"
-    folder.mkdir()
-    for name in ("tdm1-platelets-grade3", "mbc-second-line"):
-        shutil.copy(SAMPLES / f"{name}.json", folder / f"{name}.json")
-    raw = gzip.compress((SAMPLES / "tdxd-ild-history.json").read_bytes())
-    (folder / "cut.json.gz").write_bytes(raw[: len(raw) // 2])
-    summary = run(folder, tmp_path / "out").data
-    assert (summary["patients_in"], summary["evaluated"], summary["rejected"]) == (3, 2, 1)
-    [bad] = [e for e in errors(tmp_path / "out") if e["kind"] == "rejected-patient"]
-    assert bad["file"].endswith("cut.json.gz") and "Compressed file ended" in bad["reason"]
-    lines = b"".join(
-        orjson.dumps(orjson.loads((SAMPLES / f"{n}.json").read_bytes())) + b"\n"
-        for n in ("tdm1-platelets-grade3", "mbc-second-line", "tdxd-ild-history")
-    )
-    packed = gzip.compress(lines)
-    (tmp_path / "cohort.jsonl.gz").write_bytes(packed[: len(packed) - 40])
-    summary = run(tmp_path / "cohort.jsonl.gz", tmp_path / "out2").data
-    kept = _lines_before_break(tmp_path / "cohort.jsonl.gz")
-    assert summary["patients_in"] == summary["evaluated"] == kept < 3 and summary["reconciled"] is True
-    [record] = errors(tmp_path / "out2")
-    assert (record["kind"], record["line"]) == ("unreadable-file", kept + 1)

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from collections import Counter
 from pathlib import Path
 
-import orjson
 import pyarrow.compute as pc
 
 from cds.cohort.synth import SCENARIOS, write_cohort
 from tests.browser import launch, needs_chromium
-from tests.cohort.helpers import AS_OF, ROOT, SAMPLES, run, table
-
-IMG = ROOT / "docs" / "img"
+from tests.cohort.helpers import AS_OF, SAMPLES, run, table
 
 
 def _digest(folder: Path) -> str:
@@ -62,34 +58,22 @@ def test_synth_is_seeded_and_recognised_by_the_engine(tmp_path: Path) -> None:
         assert expected in codes, expected
 
 
-def _worklist_expected(out: Path) -> list[dict[str, object]]:
-    """Critical and warning alerts and data gaps from findings (what the worklist must hold)."""
-    findings = table(out, "findings").to_pylist()
-    return [
-        f for f in findings if f["kind"] in ("alert", "data-gap") and f["severity"] in ("critical", "warning")
-    ]
-
-
 @needs_chromium
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     out = tmp_path / "out"
-    img = IMG if os.environ.get("CDS_UPDATE_SCREENSHOTS") else tmp_path
     summary = run(SAMPLES, out, report=True).data
     patients = table(out, "patients")
     needing = patients.filter(pc.equal(patients["needs_action"], True))
-    expected = _worklist_expected(out)
     findings = table(out, "findings")
-    recommendations = findings.filter(pc.equal(findings["kind"], "recommendation")).num_rows
     tdm1_grade3 = len(
         set(findings.filter(pc.equal(findings["code"], "alert.tdm1.platelets-grade3"))["patient"].to_pylist())
     )
-    mrn = orjson.loads((SAMPLES / "tdm1-platelets-grade3.json").read_bytes())["entry"][0]["resource"]
     outside: list[str] = []
     with sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+        page = browser.new_page()
         page.on(
             "request",
             lambda r: None if r.url.startswith(("file:", "data:", "about:")) else outside.append(r.url),
@@ -105,86 +89,18 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
             and page.inner_text("#n-rejected") == "0"
         )
         assert page.inner_text("#n-findings") == str(summary["findings"])
-        # Needing action = a critical or warning alert or data gap; recommendations are counted apart.
         assert page.inner_text("#n-needs-action") == str(needing.num_rows)
-        assert needing.num_rows == len({f["patient"] for f in expected}) < 86
-        assert page.inner_text("#n-actions") == str(len(expected))
         assert page.inner_text("#reconciled") == "reconciled"
         assert page.inner_text('td[data-code="alert.tdm1.platelets-grade3"]') == str(tdm1_grade3)
         rows = page.locator("#worklist tbody tr")
-        assert rows.count() == len(expected)
-        assert page.locator("#recommendations tbody tr").count() == recommendations > 0
-        # The worklist is above the fold at 1400x900: its heading and first rows are on the first screen.
-        heading = page.locator("#worklist-section h2").bounding_box()
-        first_rows = rows.nth(4).bounding_box()
-        assert heading is not None and first_rows is not None
-        assert first_rows["y"] + first_rows["height"] <= 900
-        page.screenshot(path=str(img / "cohort-worklist.png"))
-        # Sorted by severity, then the oldest result first (undated last).
-        cells = [
-            (int(r.locator("td").nth(0).get_attribute("data-v") or 9), r.locator("td").nth(3).inner_text())
-            for r in rows.all()
-        ]
-        assert cells == sorted(cells, key=lambda c: (c[0], c[1] == "", c[1]))
-        assert cells[0][0] == 0
-        # The action in clinical words with the value and its date; the MRN from Patient.identifier.
-        row = page.locator('#worklist tbody tr[data-patient="tdm1-platelets-grade3"]')
-        assert row.locator("td").nth(1).inner_text() == mrn["identifier"][0]["value"]
-        assert (
-            row.locator("td").nth(2).inner_text()
-            == "Hold T-DM1: platelets 42 \u00d710\u00b3/\u00b5L on 31 Oct"
-        )
-        # The CSV download built into the page holds exactly the worklist, in its order.
-        with page.expect_download() as download_info:
-            page.click("#download-csv")
-        download = download_info.value
-        assert download.suggested_filename == "worklist-2026-11-01.csv"
-        with Path(download.path()).open(encoding="utf-8", newline="") as handle:
-            csv_rows = list(csv.DictReader(handle))
-        assert [(r["patient"], r["code"]) for r in csv_rows] == [
-            (r.get_attribute("data-patient"), r.locator("td").nth(5).inner_text()) for r in rows.all()
-        ]
-        assert sorted((r["patient"], r["code"]) for r in csv_rows) == sorted(
-            (str(f["patient"]), str(f["code"])) for f in expected
-        )
-        grade3 = next(r for r in csv_rows if r["patient"] == "tdm1-platelets-grade3")
-        assert (grade3["identifier"], grade3["action"], grade3["date"], grade3["severity"]) == (
-            mrn["identifier"][0]["value"],
-            "Hold T-DM1: platelets 42 \u00d710\u00b3/\u00b5L on 31 Oct",
-            "2026-10-31",
-            "critical",
-        )
-        for chart in (
-            "alerts-by-drug",
-            "gaps",
-            "lvef-days",
-            "lab-days",
-            "lvef",
-            "her2",
-            "lines",
-            "platelets",
-            "anc",
-            "ast-alt",
-            "bilirubin",
-        ):
+        assert rows.count() == needing.num_rows
+        for chart in ("codes", "her2", "lines", "platelets", "anc", "ast-alt", "bilirubin", "lvef"):
             assert page.locator(f"svg#chart-{chart}").is_visible(), chart
-        assert page.locator("svg#chart-codes").count() == 0  # the chart that repeated the table is gone
-        # Alerts by drug: T-DM1 critical patients match the findings.
-        tdm1_critical = {
-            f["patient"]
-            for f in expected
-            if f["kind"] == "alert" and f["drug"] == "T-DM1" and f["severity"] == "critical"
-        }
-        bar = page.locator('#chart-alerts-by-drug rect[data-severity="critical"]').first
-        assert bar.get_attribute("data-count") == str(len(tdm1_critical))
-        # LVEF trajectory: one labelled line per flagged patient, a legend entry each, thresholds drawn.
-        lines = page.locator("#chart-lvef g.patient-line")
-        assert 0 < lines.count() == page.locator("#chart-lvef g.legend").first.locator("text").count()
-        labels = page.locator("#chart-lvef .threshold-label").all_text_contents()
-        assert labels == ["hold below 40%", "lower limit of normal 50%"]
-        assert "due every 91 days" in (page.text_content("#chart-lvef-days .threshold-label") or "")
-        assert "due every 3 days" in (page.text_content("#chart-lab-days .threshold-label") or "")
-        page.locator(".grid").screenshot(path=str(img / "cohort-charts.png"))
+        # Sort by platelets (ascending): the first row is the lowest platelet count among those with one.
+        page.click("#worklist th:nth-child(8)")
+        first = page.locator("#worklist tbody tr").first.locator("td").nth(7).inner_text()
+        lowest = min(v for v in needing["platelets"].to_pylist() if v is not None)
+        assert float(first) == round(lowest)
         page.fill("#filter", "alert.tdm1.platelets-grade3")
         assert page.locator("#worklist tbody tr:visible").count() == tdm1_grade3
         browser.close()
