@@ -13,5 +13,8 @@ RULE_PACKAGES = ["cds.bundled_rules", *(f"cds.bundled_rules.{p}" for p in find_n
 setup(
     packages=[*find_packages(include=["cds", "cds.*"]), *RULE_PACKAGES],
     package_dir={"cds.bundled_rules": "rules"},
-    package_data={"cds": ["py.typed"], **{p: ["*.yaml", "*.yml", "*.md"] for p in RULE_PACKAGES}},
+    package_data={
+        "cds": ["py.typed", "api/migrations/script.py.mako"],
+        **{p: ["*.yaml", "*.yml", "*.md"] for p in RULE_PACKAGES},
+    },
 )
