@@ -114,7 +114,7 @@ def test_edit_threshold_preview_save_lint(server: tuple[str, Path], tmp_path: Pa
         page.click("#run")
         page.wait_for_selector(".patient-result")
         assert "alert.tdm1.platelets-grade3" in page.locator("table.findings").inner_text()
-        assert "tdm1-safety 1.1.0" in page.locator("table.findings").inner_text()
+        assert "tdm1-safety 2.2.0" in page.locator("table.findings").inner_text()
         page.screenshot(path=str(img / "workbench-patient.png"), full_page=False)
         browser.close()
 

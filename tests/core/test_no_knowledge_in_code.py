@@ -30,10 +30,12 @@ EXTRA_WORD_SOURCES: tuple[tuple[str, str], ...] = (
 # Cue values that are also the engine's own vocabulary, not text-reading knowledge: result
 # categories and fact values (positive, negative, ultralow), FHIR administrative-gender codes
 # (female, male), concept ids (breast, leptomeningeal), and plain English of messages (not, non,
-# but, before, after, never, without, null). Every other cue word or phrase stays banned.
+# but, before, after, never, without, null, excluded, query: words of the service's own messages and
+# URL checks). Every other cue word or phrase stays banned.
 SHARED_VOCABULARY = frozenset(
     {"positive", "negative", "ultralow", "female", "male", "breast", "leptomeningeal",
-     "not", "non", "but", "before", "after", "never", "without", "null", "sentinel"}
+     "not", "non", "but", "before", "after", "never", "without", "null", "sentinel",
+     "excluded", "query"}
 )
 # The cohort synthesiser writes FHIR records (code displays such as "Secondary malignant neoplasm of
 # liver"); it reads no text, so cue words are not checked there (drug names and codes still are).
