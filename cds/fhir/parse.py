@@ -525,11 +525,33 @@ class _Parser:
             texts.append(display.lower())
         return Codings(tuple(codes), tuple(texts))
 
+    def _note_unresolved_medication(self, resource: JSON) -> None:
+        """A medication record naming its drug only by a reference the record does not hold (no
+        Medication sent, no display) may be HER2 therapy: dropping it would shift the line of therapy
+        silently, so it is skipped as unreadable and raises gap.unreadable-data."""
+        ref = resource.get("medicationReference")
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if "medicationCodeableConcept" in resource or not isinstance(target, str):
+            return
+        if isinstance(ref, dict) and isinstance(ref.get("display"), str) and ref["display"].strip():
+            return  # named in words: read as written (an unlisted drug is not ours)
+        contained = {c.get("id") for c in resource.get("contained") or [] if isinstance(c, dict)}
+        if target[1:] in contained if target.startswith("#") else target in self.raw.medications:
+            return  # resolved: its codes simply name no catalogued drug
+        if _str(resource.get("status")) in MED_BAD_STATUS:
+            return
+        if other_patient_reference(resource, identity_of(self.raw)) is not None:
+            return
+        label = _ref(resource)
+        self.skipped.append(Skipped(label, f"its drug is {target}, which the record does not hold"))
+        self.unreadable.append((label, [f"medication {target} (not in the record)"]))
+
     def medication(self, resource: JSON, *, draft: bool = False) -> MedicationEvent | None:
         rtype = resource["resourceType"]
         codings = self._medication_codings(resource)
         agents, by_code, by_name = self._agents(codings)
         if not agents and not draft:
+            self._note_unresolved_medication(resource)
             return None
         status = _str(resource.get("status"))
         if not draft:

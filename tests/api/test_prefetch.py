@@ -238,3 +238,31 @@ def test_prefetch_templates_ask_for_every_observation_code_the_rules_read() -> N
     vs = library.valuesets
     wanted = {c for a in vs.analytes.values() for c in a.loinc} | {c for s in vs.coded.values() for c in s}
     assert sorted(c for c in wanted if f"|{c}," not in queried + "," and f"|{c}&" not in queried) == []
+
+
+def test_medication_searches_include_the_referenced_medication(service: Service) -> None:
+    for key in (
+        "medicationRequests",
+        "medicationAdministrations",
+        "medicationStatements",
+        "medicationDispenses",
+    ):
+        rtype = service.templates[key].split("?", 1)[0]
+        assert service.templates[key].endswith(f"&_include={rtype}:medication"), key
+
+
+def test_drug_named_by_reference_is_read_from_the_included_medication_on_fallback(
+    service: Service, samples: dict[str, Sample]
+) -> None:
+    """rw-bundled-medication names T-DM1 only through medicationReference: fetched from the FHIR
+    server (no prefetch), the included Medication makes it the same third line as `cds evaluate`."""
+    sample = samples["rw-bundled-medication"]
+    start = len(service.fhir_log.requests)
+    response = service.call(
+        SERVICE, hook_body("patient-view", sample.patient_id, fhir_server=service.fhir_base)
+    )
+    assert response.status_code == 200, response.text
+    assert card_codes(response.json()) == [c for c in sample.expected if not c.startswith("info.")]
+    assert any(
+        "_include=MedicationAdministration%3Amedication" in r for r in service.fhir_log.requests[start:]
+    )

@@ -421,3 +421,45 @@ def test_trastuzumab_at_the_tdm1_level_is_a_name_confusion(evaluator: Evaluator)
         "below-min",
         "tdm1",
     )
+
+
+# ---- medicationReference -----------------------------------------------------------------------
+def referenced(mid: str, target: str, *, display: str | None = None) -> dict[str, Any]:
+    """A T-DM1 statement naming its drug only by a reference to a Medication resource."""
+    out = statement(mid, text="x", start="2026-06-01", asserted="2026-10-20")
+    del out["medicationCodeableConcept"]
+    out["medicationReference"] = {"reference": target, **({"display": display} if display else {})}
+    return out
+
+
+def tdm1_medication(mid: str) -> dict[str, Any]:
+    return {"resourceType": "Medication", "id": mid, "code": {"coding": [{"system": RX, "code": "1371041"}]}}
+
+
+def test_referenced_medication_in_the_record_is_read_from_its_code(evaluator: Evaluator) -> None:
+    f = facts(evaluator, breast(), referenced("s1", "Medication/m1"), tdm1_medication("m1"))
+    assert (f.get("therapy.on.tdm1"), f.resources_for("therapy.on.tdm1")) == (
+        True,
+        ["MedicationStatement/s1"],
+    )
+
+
+def test_referenced_medication_missing_from_the_record_is_an_unreadable_data_gap(
+    evaluator: Evaluator,
+) -> None:
+    raw = raw_patient_from_resources([patient(), breast(), referenced("s1", "Medication/m1")], "test")
+    result = evaluator.evaluate(raw, as_of=parse_as_of(AS_OF))
+    assert [(s.resource, s.reason) for s in result.evaluation.skipped] == [
+        ("MedicationStatement/s1", "its drug is Medication/m1, which the record does not hold")
+    ]
+    gap = by_code(result.evaluation.findings)["gap.unreadable-data"]
+    assert "MedicationStatement/s1: medication Medication/m1 (not in the record)" in gap.detail
+
+
+def test_missing_referenced_medication_with_a_display_is_read_from_the_display(evaluator: Evaluator) -> None:
+    raw = raw_patient_from_resources(
+        [patient(), breast(), referenced("s1", "Medication/m1", display="Kadcyla 100 mg vial")], "test"
+    )
+    result = evaluator.evaluate(raw, as_of=parse_as_of(AS_OF))
+    assert (result.evaluation.skipped, "gap.unreadable-data" in result.evaluation.codes()) == ([], False)
+    assert result.facts.get("therapy.on.tdm1") is True
