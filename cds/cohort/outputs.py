@@ -9,6 +9,7 @@ output is the same whatever order the partitions finished in.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,27 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from cds.errors import CdsError, InputFileError, outcome_of
+
 OutputFormat = Literal["parquet", "csv"]
+ERROR_FIELDS = ("stage", "kind", "file", "line", "patient", "resource", "reason")
+
+
+def error_record(
+    exc: CdsError, stage: str, *, patient: str | None = None, resource: str | None = None
+) -> dict[str, Any]:
+    """The ``errors.jsonl`` record of an error of the tree: its kind is the error's cohort kind
+    (``cds.errors.OUTCOMES``), its file the error's origin, its line where it happened."""
+    return {
+        "stage": stage,
+        "kind": outcome_of(exc).cohort_kind,
+        "file": exc.origin,
+        "line": exc.line if isinstance(exc, InputFileError) else None,
+        "patient": patient,
+        "resource": resource,
+        "reason": exc.reason,
+    }
+
 
 FINDINGS_SCHEMA = pa.schema(
     [
@@ -144,11 +165,12 @@ def merge_tables(out: Path, indexes: Iterable[int], name: str, schema: pa.Schema
     return rows
 
 
-def merge_errors(out: Path, ingest_errors: Path | None, indexes: Iterable[int]) -> int:
-    """``errors.jsonl``: the ingest errors, then each partition's, in partition order."""
+def merge_errors(out: Path, ingest_errors: Path | None, indexes: Iterable[int]) -> Counter[str]:
+    """``errors.jsonl``: the ingest errors, then each partition's, in partition order; returns the
+    records per kind."""
     target = out / "errors.jsonl"
     tmp = target.with_name(target.name + ".tmp")
-    count = 0
+    kinds: Counter[str] = Counter()
     with tmp.open("wb") as sink:
         sources = [ingest_errors] if ingest_errors is not None and ingest_errors.exists() else []
         sources += [part_stem(out, i).with_name(f"part-{i:05d}.errors.jsonl") for i in indexes]
@@ -156,9 +178,9 @@ def merge_errors(out: Path, ingest_errors: Path | None, indexes: Iterable[int]) 
             with source.open("rb") as handle:
                 for line in handle:
                     sink.write(line)
-                    count += 1
+                    kinds[str(orjson.loads(line).get("kind"))] += 1
     os.replace(tmp, target)
-    return count
+    return kinds
 
 
 def read_table(out: Path, name: str) -> pa.Table:

@@ -20,18 +20,27 @@ from typing import Any
 import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from cds.cohort.outputs import FINDINGS_SCHEMA, PATIENTS_SCHEMA
-from cds.cohort.sources import open_binary
+from cds.cohort.outputs import FINDINGS_SCHEMA, PATIENTS_SCHEMA, error_record
+from cds.cohort.sources import READ_ERRORS, damaged, open_binary
 from cds.cohort.spill import Partition, read_partition
 from cds.engine.library import load_library
-from cds.errors import OUTCOMES, EvaluationError, InputRejected, outcome_of
+from cds.errors import OUTCOMES, DamagedFile, EvaluationError, InputRejected, outcome_of
 from cds.evaluate import Evaluator, Result
 from cds.fhir.source import raw_patient_from_bytes, raw_patient_from_resources
 from cds.knowledge.catalogue import Catalogue
 
-# One patient's input: (key, origin, data). ``data`` is a whole document (a Bundle: bytes) or the
-# raw NDJSON lines of one patient (list of bytes).
-Unit = tuple[str, str, bytes | list[bytes]]
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A bundle file that could not be read (damaged gzip, I/O error): its patient is rejected."""
+
+    reason: str
+    line: int
+
+
+# One patient's input: (key, origin, data). ``data`` is a whole document (a Bundle: bytes), the
+# raw NDJSON lines of one patient (list of bytes), or why its file could not be read.
+Unit = tuple[str, str, bytes | list[bytes] | Unreadable]
 
 
 @dataclass(frozen=True)
@@ -102,18 +111,24 @@ class FileSource:
 
     def units(self) -> Iterator[Unit]:
         for path, offset, length, line in self.items:
+            data: bytes | Unreadable
             if length < 0:
                 try:
                     with open_binary(Path(path)) as handle:
                         data = handle.read()
-                except OSError as exc:
-                    # An unreadable file is still one patient in: the core rejects it as not JSON.
-                    data = f"cannot read: {exc.strerror}".encode()
+                except READ_ERRORS as exc:
+                    # A damaged file is still one patient in: rejected, with where it broke off.
+                    problem = damaged(path, 1, 0, exc)
+                    data = Unreadable(problem.reason, 1)
                 yield Path(path).name, path, data
             else:
-                with open_binary(Path(path)) as handle:
-                    handle.seek(offset)
-                    data = handle.read(length)
+                try:
+                    with open_binary(Path(path)) as handle:
+                        handle.seek(offset)
+                        data = handle.read(length)
+                except READ_ERRORS as exc:
+                    problem = damaged(path, line, offset, exc)
+                    data = Unreadable(problem.reason, line)
                 yield f"{Path(path).name}:{line}", f"{path}:line {line}", data
 
 
@@ -255,6 +270,8 @@ def patient_row(
 
 def _raw(unit: Unit) -> Any:
     _key, origin, data = unit
+    if isinstance(data, Unreadable):
+        raise DamagedFile(data.reason, origin=origin.split(":line ", 1)[0], line=data.line)
     if isinstance(data, bytes):
         return raw_patient_from_bytes(data, origin)
     return raw_patient_from_resources([orjson.loads(line) for line in data], origin)
@@ -286,6 +303,10 @@ def run_task(task: Task) -> PartResult:
         counts["patients_in"] += 1
         try:
             result = evaluator.evaluate(_raw(unit), as_of=task.as_of)
+        except DamagedFile as exc:
+            counts["rejected"] += 1
+            errors.append(error_record(exc, "evaluate", patient=key))
+            continue
         except InputRejected as exc:
             counts["rejected"] += 1
             errors.append(_error(outcome_of(exc).cohort_kind, origin, key, str(exc)))
