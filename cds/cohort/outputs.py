@@ -56,6 +56,10 @@ FINDINGS_SCHEMA = pa.schema(
         ("ruleset", pa.string()),
         ("evidence_status", pa.string()),
         ("summary", pa.string()),
+        ("title", pa.string()),  # the rule's title: the same for every patient with this finding
+        ("drug", pa.string()),  # alerts: the drug (or class) the rule applies to, by its display name
+        ("action_text", pa.string()),  # the worklist line: action, values and their dates in words
+        ("value_date", pa.string()),  # the latest date of the values the finding rests on
         ("key_facts", pa.string()),
         ("resources", pa.string()),
     ]
@@ -64,6 +68,7 @@ FINDINGS_SCHEMA = pa.schema(
 PATIENTS_SCHEMA = pa.schema(
     [
         ("patient", pa.string()),
+        ("identifier", pa.string()),  # Patient.identifier value: the MRN-typed one first
         ("origin", pa.string()),
         ("gender", pa.string()),
         ("age_years", pa.int32()),
@@ -78,6 +83,7 @@ PATIENTS_SCHEMA = pa.schema(
         ("on_drug", pa.string()),
         ("on_agents", pa.string()),  # catalogue agent ids, space-separated (any agent, no fixed list)
         ("dose_levels", pa.string()),  # "<agent>=<level>" of the last dose given, space-separated
+        ("on_her2_directed", pa.bool_()),
         ("platelets", pa.float64()),
         ("platelets_date", pa.string()),
         ("anc", pa.float64()),
@@ -89,6 +95,7 @@ PATIENTS_SCHEMA = pa.schema(
         ("lvef_date", pa.string()),
         ("lvef_baseline", pa.float64()),
         ("lvef_drop", pa.float64()),
+        ("lvef_series", pa.string()),  # every LVEF reading up to as-of: JSON [["YYYY-MM-DD", %], ...]
         ("weight_kg", pa.float64()),
         ("findings", pa.int32()),
         ("critical", pa.int32()),
@@ -96,6 +103,7 @@ PATIENTS_SCHEMA = pa.schema(
         ("worst_severity", pa.string()),
         ("needs_action", pa.bool_()),
         ("action_codes", pa.string()),
+        ("recommendation_codes", pa.string()),
         ("codes", pa.string()),
         ("skipped_resources", pa.int32()),
         ("evaluation_sha256", pa.string()),

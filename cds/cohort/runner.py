@@ -325,9 +325,9 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
     }
     (out / "summary.json").write_bytes(orjson.dumps(summary.data, option=orjson.OPT_INDENT_2))
     if opts.report:
-        from cds.cohort.report import write_report
+        from cds.cohort.report import report_thresholds, write_report
 
-        write_report(out)
+        write_report(out, report_thresholds(opts.rules_dir, opts.statuses))
     return summary
 
 
