@@ -56,7 +56,14 @@ def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created).")],
     as_of: AsOfOpt = None,
     output_format: Annotated[
-        str, format_option("parquet", "csv", help="Output: the table files as parquet or csv.")
+        str,
+        format_option(
+            "parquet",
+            "csv",
+            "fhir",
+            help="Output: the table files as parquet or csv; fhir writes parquet tables plus "
+            "fhir/<Type>.ndjson (GuidanceResponse, DetectedIssue, RequestGroup: FHIR R4).",
+        ),
     ] = "parquet",
     processes: Annotated[
         int | None, typer.Option("--processes", "-j", help="Local worker processes (default: one per core).")
@@ -105,7 +112,8 @@ def run(
         out=out,
         as_of=instant,
         rules_dir=rules_dir,
-        fmt=output_format,  # type: ignore[arg-type]
+        fmt="parquet" if output_format == "fhir" else output_format,  # type: ignore[arg-type]
+        fhir=output_format == "fhir",
         processes=processes,
         scheduler=scheduler,
         dask_local=dask_local,

@@ -129,6 +129,7 @@ def write_part(
     patients: pa.Table,
     errors: list[dict[str, Any]],
     counts: dict[str, int],
+    fhir: dict[str, list[bytes]] | None = None,
 ) -> None:
     """Write one partition's results; the ``.done.json`` marker goes last so a crash leaves no marker."""
     stem = part_stem(out, index)
@@ -140,6 +141,8 @@ def write_part(
     _atomic_write(
         stem.with_name(stem.name + ".errors.jsonl"), b"".join(orjson.dumps(e) + b"\n" for e in errors)
     )
+    for rtype, lines in sorted((fhir or {}).items()):
+        _atomic_write(stem.with_name(f"{stem.name}.{rtype}.ndjson"), b"".join(line + b"\n" for line in lines))
     _atomic_write(stem.with_name(stem.name + ".done.json"), orjson.dumps(counts))
 
 
@@ -189,6 +192,28 @@ def merge_errors(out: Path, ingest_errors: Path | None, indexes: Iterable[int]) 
                     kinds[str(orjson.loads(line).get("kind"))] += 1
     os.replace(tmp, target)
     return kinds
+
+
+def merge_fhir(out: Path, indexes: Iterable[int], types: Iterable[str]) -> dict[str, int]:
+    """``out/fhir/<Type>.ndjson`` (Bulk Data layout: one resource per line) in partition order;
+    returns the resources per type."""
+    target = out / "fhir"
+    target.mkdir(exist_ok=True)
+    order = list(indexes)
+    counts: dict[str, int] = {}
+    for rtype in types:
+        final = target / f"{rtype}.ndjson"
+        tmp = final.with_name(final.name + ".tmp")
+        counts[rtype] = 0
+        with tmp.open("wb") as sink:
+            for index in order:
+                part = part_stem(out, index).with_name(f"part-{index:05d}.{rtype}.ndjson")
+                if part.exists():
+                    data = part.read_bytes()
+                    counts[rtype] += data.count(b"\n")
+                    sink.write(data)
+        os.replace(tmp, final)
+    return counts
 
 
 def read_table(out: Path, name: str) -> pa.Table:

@@ -43,6 +43,7 @@ from cds.cohort.worker import FileSource, PartResult, RulesSpec, SpillSource, Ta
 from cds.errors import CohortError as CohortError
 from cds.errors import DamagedFile
 from cds.errors import Interrupted as Interrupted
+from cds.findings.fhir_out import TYPES as FHIR_TYPES
 
 
 @dataclass
@@ -61,6 +62,7 @@ class RunOptions:
     partition_size: int = 1000
     resume: bool = False
     report: bool = True
+    fhir: bool = False  # also write fhir/<Type>.ndjson: GuidanceResponse, DetectedIssue, RequestGroup
 
 
 @dataclass
@@ -105,6 +107,7 @@ def _manifest(opts: RunOptions, inp: CohortInput, rules: RulesSpec) -> dict[str,
         "rules_digest": rules.digest,
         "statuses": sorted(opts.statuses),
         "partition_size": opts.partition_size,
+        "fhir": opts.fhir,
     }
 
 
@@ -244,7 +247,7 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
                 )
         parts = plan_partitions(db, opts.partition_size)
         root = str(opts.input)
-        tasks = [Task(p.index, SpillSource(str(db), p, root), rules, opts.as_of) for p in parts]
+        tasks = [Task(p.index, SpillSource(str(db), p, root), rules, opts.as_of, opts.fhir) for p in parts]
         planned = sum(p.patients for p in parts)
     else:
         with ingest_errors.open("wb") as sink:
@@ -265,7 +268,7 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
                     + b"\n"
                 )
         chunks = _chunks(items, opts.partition_size)
-        tasks = [Task(i, FileSource(chunk), rules, opts.as_of) for i, chunk in enumerate(chunks)]
+        tasks = [Task(i, FileSource(chunk), rules, opts.as_of, opts.fhir) for i, chunk in enumerate(chunks)]
         planned = len(items)
     ingest_seconds = time.perf_counter() - started
 
@@ -288,7 +291,13 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
         if pending:
             for result in results:
                 outputs.write_part(
-                    out, result.index, result.findings, result.patients, result.errors, result.counts
+                    out,
+                    result.index,
+                    result.findings,
+                    result.patients,
+                    result.errors,
+                    result.counts,
+                    result.fhir,
                 )
                 done_counts[result.index] = result.counts
                 if first_result is None:
@@ -306,6 +315,9 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
         if other.exists():
             other.unlink()
     error_kinds = outputs.merge_errors(out, ingest_errors, order)
+    fhir_counts = outputs.merge_fhir(out, order, FHIR_TYPES) if opts.fhir else None
+    if fhir_counts is None and (out / "fhir").exists():
+        shutil.rmtree(out / "fhir")  # from an earlier --format fhir run: not these results
     summary = _summarise(
         opts, inp, rules, stats, done_counts, planned, findings_rows, patient_rows, error_kinds
     )
@@ -323,6 +335,8 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
         "patients_per_s_total": round(patients_evaluated_now / (time.perf_counter() - started), 1),
         "resumed_partitions": len(tasks) - len(pending),
     }
+    if fhir_counts is not None:
+        summary.data["fhir_resources"] = fhir_counts
     (out / "summary.json").write_bytes(orjson.dumps(summary.data, option=orjson.OPT_INDENT_2))
     if opts.report:
         from cds.cohort.report import report_thresholds, write_report

@@ -29,6 +29,7 @@ from cds.errors import OUTCOMES, DamagedFile, EvaluationError, InputRejected, ou
 from cds.evaluate import Evaluator, Result
 from cds.fhir.records import PatientRecord
 from cds.fhir.source import RawPatient, raw_patient_from_bytes, raw_patient_from_resources
+from cds.findings.fhir_out import to_resources
 from cds.findings.wording import Wording, drug_names_of, load_wording
 from cds.knowledge.catalogue import Catalogue
 
@@ -185,6 +186,7 @@ class Task:
     source: Source
     rules: RulesSpec
     as_of: datetime
+    fhir: bool = False  # also render each evaluation as FHIR resources (``--format fhir``)
 
 
 @dataclass
@@ -196,6 +198,7 @@ class PartResult:
     patients: pa.Table
     errors: list[dict[str, Any]]
     counts: dict[str, int] = field(default_factory=dict)
+    fhir: dict[str, list[bytes]] = field(default_factory=dict)  # resource type -> NDJSON lines
 
 
 def _text(value: Any) -> str:
@@ -388,6 +391,7 @@ def run_task(task: Task) -> PartResult:
     patients: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     counts = {"patients_in": 0, "evaluated": 0, "rejected": 0, "findings": 0, "skipped_resources": 0}
+    fhir: dict[str, list[bytes]] = {}
     for unit in task.source.units():
         key, origin, _ = unit
         counts["patients_in"] += 1
@@ -417,6 +421,10 @@ def run_task(task: Task) -> PartResult:
         counts["findings"] += len(ev.findings)
         counts["skipped_resources"] += len(ev.skipped)
         findings.extend(finding_rows(patient, result, context))
+        if task.fhir:
+            resources = to_resources(ev, context.wording, getter(result.facts), evaluator.library.catalogue)
+            for resource in resources:
+                fhir.setdefault(resource["resourceType"], []).append(orjson.dumps(resource))
         identifier = patient_identifier(raw.patient, context.wording.worklist.identifier_types)
         history = lvef_series(record, task.as_of)
         patients.append(
@@ -430,6 +438,7 @@ def run_task(task: Task) -> PartResult:
         patients=pa.Table.from_pylist(patients, schema=PATIENTS_SCHEMA),
         errors=errors,
         counts=counts,
+        fhir=fhir,
     )
 
 
@@ -437,4 +446,4 @@ def materialise(task: Task) -> Task:
     """The same task with its input read into bytes, for a worker that cannot see local files."""
     if isinstance(task.source, InlineSource):
         return task
-    return Task(task.index, InlineSource(tuple(task.source.units())), task.rules, task.as_of)
+    return Task(task.index, InlineSource(tuple(task.source.units())), task.rules, task.as_of, task.fhir)
