@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from cds.cohort.sources import classify
 from tests.cohort.helpers import SAMPLES, errors, run, table
 
 # The real-world corpus (rw-*) holds what a per-type export cannot carry as the same bundle (entries
@@ -84,6 +85,8 @@ def test_spec_layout_export_gives_the_same_findings_as_the_folder_of_bundles(tmp
         ("err_file_1.ndjson", 2),
     ]
     assert reported[0]["reason"] == "the server reported: Patient/p9 could not be read"
+    # Naming the manifest itself reads the same export.
+    assert classify(tmp_path / "export" / "manifest.json") == classify(tmp_path / "export")
 
 
 def test_without_a_manifest_any_name_is_read_by_its_lines_resource_type(tmp_path: Path) -> None:
