@@ -197,7 +197,7 @@ def _from_manifest(root: Path, manifest: Path, entries: list[Path]) -> CohortInp
     except (OSError, ValueError) as exc:
         # orjson.JSONDecodeError is a ValueError. The files are then read by name and by line.
         fallback = _from_names(root, [p for p in entries if p.name.lower().endswith(NDJSON_SUFFIXES)])
-        problem = BadManifest(f"manifest not readable ({exc}): files read by their names", origin=where)
+        problem = BadManifest(f"manifest not readable ({exc}): files read by their names and lines", origin=where)
         return CohortInput(
             root, "ndjson", fallback.files, fallback.not_resource_files, fallback.error_files, [problem]
         )
@@ -242,6 +242,19 @@ def _from_manifest(root: Path, manifest: Path, entries: list[Path]) -> CohortInp
     return CohortInput(root, "ndjson", _sorted_files(files), [], error_files, problems, unlisted)
 
 
+def _is_bulk_manifest(path: Path, has_ndjson: bool) -> bool:
+    """Whether ``manifest.json`` is a Bulk Data manifest (an object with ``output``). One that cannot
+    be read counts when the folder holds NDJSON (it is then reported); otherwise the file is not
+    ours to interpret (a folder of Bundles may hold any JSON file of that name)."""
+    if not path.is_file():
+        return False
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return has_ndjson
+    return isinstance(doc, dict) and "output" in doc
+
+
 def classify(path: Path) -> CohortInput:
     """Decide what kind of cohort input ``path`` is; ValueError with a reason when it is none."""
     if path.is_file():
@@ -261,9 +274,9 @@ def classify(path: Path) -> CohortInput:
     if not path.is_dir():
         raise ValueError(f"{path}: no such file or directory")
     entries = sorted((p for p in path.iterdir() if p.is_file()), key=_natural_key)
-    if (path / MANIFEST).is_file():
-        return _from_manifest(path, path / MANIFEST, entries)
     ndjson = [p for p in entries if p.name.lower().endswith(NDJSON_SUFFIXES)]
+    if _is_bulk_manifest(path / MANIFEST, bool(ndjson)):
+        return _from_manifest(path, path / MANIFEST, entries)
     if ndjson:
         return _from_names(path, ndjson)
     jsonl = [p for p in entries if p.name.lower().endswith((".jsonl", ".jsonl.gz"))]

@@ -248,3 +248,18 @@ def test_truncated_jsonl_gz_keeps_the_bundles_before_the_break(tmp_path: Path) -
     assert 1 < cut["line"] <= 40 and cut["stage"] == "ingest"
     assert summary["patients_in"] == summary["evaluated"] == cut["line"] - 1
     assert summary["reconciled"] is True
+
+
+def test_an_unreadable_manifest_is_reported_and_the_files_are_read_by_their_lines(tmp_path: Path) -> None:
+    root = tmp_path / "export"
+    _spec_layout_export(root)
+    (root / "manifest.json").write_bytes(b'{"output": [')
+    summary = run(root, tmp_path / "out").data
+    assert (summary["evaluated"], summary["reconciled"]) == (len(BUNDLES), True)
+    # the error file is recognised by its lines' resourceType (OperationOutcome)
+    assert summary["error_kinds"] == {"bad-manifest": 1, "export-error": 2}
+    [bad] = [e for e in errors(tmp_path / "out") if e["kind"] == "bad-manifest"]
+    assert Path(bad["file"]).name == "manifest.json"
+    assert bad["reason"].startswith("manifest not readable (") and bad["reason"].endswith(
+        "): files read by their names and lines"
+    )
