@@ -197,7 +197,9 @@ def _from_manifest(root: Path, manifest: Path, entries: list[Path]) -> CohortInp
     except (OSError, ValueError) as exc:
         # orjson.JSONDecodeError is a ValueError. The files are then read by name and by line.
         fallback = _from_names(root, [p for p in entries if p.name.lower().endswith(NDJSON_SUFFIXES)])
-        problem = BadManifest(f"manifest not readable ({exc}): files read by their names and lines", origin=where)
+        problem = BadManifest(
+            f"manifest not readable ({exc}): files read by their names and lines", origin=where
+        )
         return CohortInput(
             root, "ndjson", fallback.files, fallback.not_resource_files, fallback.error_files, [problem]
         )
