@@ -320,10 +320,9 @@ def damaged(file: str, line: int, offset: int, exc: BaseException) -> DamagedFil
         what = "truncated: the compressed stream ends early"
     else:
         what = f"unreadable ({type(exc).__name__}: {exc})"
-    where = "nothing read" if line == 1 else f"lines 1-{line - 1} used"
+    used = "nothing of the file is used" if line == 1 else f"lines 1-{line - 1} are used, the rest is not"
     return DamagedFile(
-        f"{what}; reading stopped at line {line}, byte {offset} of the uncompressed data ({where}, "
-        "the rest of the file is not)",
+        f"{what}; reading stopped at line {line}, byte {offset} of the uncompressed data ({used})",
         origin=file,
         line=line,
     )
