@@ -166,6 +166,16 @@ def summary_line(evaluations: list[Evaluation], rejected: int) -> str:
     )
 
 
+def fhir_resources(result: Result, library: RuleLibrary) -> list[dict[str, Any]]:
+    """The evaluation as FHIR R4 resources (GuidanceResponse, DetectedIssue per alert, RequestGroup)."""
+    from cds.engine.runtime import getter
+    from cds.findings.fhir_out import to_resources
+    from cds.findings.wording import drug_names_of, load_wording
+
+    wording = load_wording(library.directory, drug_names_of(library.catalogue))
+    return to_resources(result.evaluation, wording, getter(result.facts), library.catalogue)
+
+
 def _print_trace(result: Result) -> None:
     assert result.trace is not None
     table = Table(title="rule trace", show_lines=False)
@@ -193,7 +203,16 @@ def evaluate(
             show_default=False,
         ),
     ],
-    output_format: Annotated[str, format_option("text", "json")] = "text",
+    output_format: Annotated[
+        str,
+        format_option(
+            "text",
+            "json",
+            "fhir",
+            help="Output: text (for people) or json (for programs); also fhir (an R4 transaction "
+            "Bundle: GuidanceResponse, DetectedIssue per alert, RequestGroup; see docs/fhir-output.md).",
+        ),
+    ] = "text",
     as_of: AsOfOpt = None,
     order: Annotated[
         Path | None,
@@ -224,6 +243,7 @@ def evaluate(
     if not files:
         raise _fail("no patient files given (a directory had no *.json)")
     results: list[bytes] = []
+    resources: list[dict[str, Any]] = []
     evaluations: list[Evaluation] = []
     rejected = 0  # the exit code of the last rejection (0: none)
     rejected_count = 0
@@ -241,6 +261,8 @@ def evaluate(
         evaluations.append(result.evaluation)
         if output_format == "json":
             results.append(result.evaluation.to_json())
+        elif output_format == "fhir":
+            resources.extend(fhir_resources(result, library))
         else:
             _print_table(result, str(path))
             if trace:
@@ -250,6 +272,13 @@ def evaluate(
             sys.stdout.buffer.write(results[0] + b"\n")
         else:
             sys.stdout.buffer.write(b"[\n" + b",\n".join(results) + b"\n]\n")
+    if output_format == "fhir" and resources:
+        import orjson
+
+        from cds.findings.fhir_out import transaction_bundle
+
+        bundle = transaction_bundle(resources)
+        sys.stdout.buffer.write(orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n")
     if output_format == "text" and len(files) > 1:
         out.print(summary_line(evaluations, rejected_count), markup=False, soft_wrap=True)
     if rejected:

@@ -6,7 +6,8 @@ Exit code 2 means bad input or invalid rules; each problem is one unwrapped line
 
 The ``--format``/``-f`` convention: commands that print a report offer ``text`` (for people, the
 default) and ``json`` (for programs), then their own extras (``markdown``, ``html``, ``fhir``...);
-commands that write files name the file format instead (``cds cohort run``: parquet or csv).
+commands that write files name the file format instead (``cds cohort run``: parquet or csv, or
+fhir for FHIR R4 NDJSON next to parquet tables).
 
 Cheap to import (typer, rich and ``cds.config`` only): ``cds --help`` loads it.
 """

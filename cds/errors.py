@@ -19,6 +19,11 @@
     ├── EvaluationError             the engine failed on a valid input (a bug, never "no findings")
     ├── ConfigurationError          the deployment is mis-configured (missing rules dir, bad parameter)
     ├── CohortError                 a cohort cannot run as asked (bad path, resume mismatch, scheduler)
+    ├── InputFileError              part of a cohort input cannot be read; the rest is evaluated
+    │   ├── DamagedFile             a file breaks off (truncated gzip, not gzip, corrupt data, I/O)
+    │   ├── BadManifest             a Bulk manifest.json, or one of its entries, cannot be used
+    │   └── ExportReported          the export's own error file (manifest error[]) reports a problem
+    ├── FhirOutputInvalid           a FHIR resource built from findings does not validate (a bug)
     └── Interrupted                 Ctrl-C stopped a cohort; finished partitions are kept
 
 ``OUTCOMES`` maps every code to its HTTP status, CLI exit code and cohort error kind: the one
@@ -201,6 +206,43 @@ class CohortError(CdsError):
     code: ClassVar[str] = "cohort"
 
 
+class InputFileError(CdsError):
+    """Part of a cohort input cannot be read. Never fatal for the run: the rest of the input is
+    evaluated, and the problem becomes an ``errors.jsonl`` record naming the file and where."""
+
+    code: ClassVar[str] = "input-file"
+
+    def __init__(self, reason: str = "", *, origin: str | None = None, line: int | None = None) -> None:
+        super().__init__(reason, origin=origin)
+        self.line = line
+
+
+class DamagedFile(InputFileError):
+    """A file breaks off: a truncated ``.gz``, a ``.gz`` that is not gzip, corrupt compressed data
+    or a read error. The lines before the break are used; ``line`` is the first line not read."""
+
+    code: ClassVar[str] = "damaged-file"
+
+
+class BadManifest(InputFileError):
+    """A Bulk ``manifest.json`` is not readable, or an entry names no usable file in the folder."""
+
+    code: ClassVar[str] = "bad-manifest"
+
+
+class ExportReported(InputFileError):
+    """A line of the export's own error file (``error[]`` of the manifest: OperationOutcome)."""
+
+    code: ClassVar[str] = "export-error"
+
+
+class FhirOutputInvalid(CdsError):
+    """A FHIR resource rendered from findings fails validation: a bug in the renderer, never the
+    patient's data (the evaluation itself stands)."""
+
+    code: ClassVar[str] = "fhir-output-invalid"
+
+
 class Interrupted(CdsError):
     """Ctrl-C: the run stopped; finished partitions are kept for --resume."""
 
@@ -244,6 +286,12 @@ OUTCOMES: Mapping[str, Outcome] = {
     "evaluation-failed": _FAILED,
     "configuration": Outcome(500, 2, "evaluation-failed"),
     "cohort": Outcome(500, 2, "evaluation-failed"),
+    # part of a cohort input was not read: outputs are written, then the run exits 1
+    "input-file": Outcome(400, 1, "input-file"),
+    "damaged-file": Outcome(400, 1, "damaged-file"),
+    "bad-manifest": Outcome(400, 1, "bad-manifest"),
+    "export-error": Outcome(400, 1, "export-error"),
+    "fhir-output-invalid": _FAILED,
     "interrupted": Outcome(503, 130, "evaluation-failed"),
 }
 

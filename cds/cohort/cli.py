@@ -1,8 +1,9 @@
 """``cds cohort run`` and ``cds cohort synth``.
 
-Exit codes: 0 done and reconciled; 1 counts did not reconcile or an evaluation failed inside the
-engine (see errors.jsonl); 2 bad arguments or input; 130 interrupted (finished partitions kept:
-rerun with --resume).
+Exit codes: 0 done and reconciled; 1 counts did not reconcile, an evaluation failed inside the
+engine, or part of the input could not be read (a damaged file, a manifest entry, errors the export
+reported: see errors.jsonl; every other patient is evaluated and the outputs are written); 2 bad
+arguments or input; 130 interrupted (finished partitions kept: rerun with --resume).
 """
 
 from __future__ import annotations
@@ -55,7 +56,14 @@ def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created).")],
     as_of: AsOfOpt = None,
     output_format: Annotated[
-        str, format_option("parquet", "csv", help="Output: the table files as parquet or csv.")
+        str,
+        format_option(
+            "parquet",
+            "csv",
+            "fhir",
+            help="Output: the table files as parquet or csv; fhir writes parquet tables plus "
+            "fhir/<Type>.ndjson (GuidanceResponse, DetectedIssue, RequestGroup: FHIR R4).",
+        ),
     ] = "parquet",
     processes: Annotated[
         int | None, typer.Option("--processes", "-j", help="Local worker processes (default: one per core).")
@@ -79,7 +87,15 @@ def run(
     """Evaluate every patient; write findings, patients, errors.jsonl, summary.json and report.html."""
     from cds.cohort.runner import Progress as Hooks
     from cds.cohort.runner import RunOptions, run_cohort
-    from cds.errors import CohortError, Interrupted, outcome_of
+    from cds.errors import (
+        OUTCOMES,
+        BadManifest,
+        CohortError,
+        DamagedFile,
+        ExportReported,
+        Interrupted,
+        outcome_of,
+    )
 
     if scheduler and dask_local:
         raise _fail("use --scheduler or --dask-local, not both")
@@ -96,7 +112,8 @@ def run(
         out=out,
         as_of=instant,
         rules_dir=rules_dir,
-        fmt=output_format,  # type: ignore[arg-type]
+        fmt="parquet" if output_format == "fhir" else output_format,  # type: ignore[arg-type]
+        fhir=output_format == "fhir",
         processes=processes,
         scheduler=scheduler,
         dask_local=dask_local,
@@ -141,10 +158,13 @@ def run(
     except Interrupted as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(outcome_of(exc).exit_code) from exc
-    failed = 0
-    errors_path = out / "errors.jsonl"
-    with errors_path.open("rb") as handle:
-        failed = sum(1 for line in handle if b'"evaluation-failed"' in line)
+    kinds: dict[str, int] = summary["error_kinds"]
+    failed = kinds.get(OUTCOMES["evaluation-failed"].cohort_kind, 0)
+    unread = {
+        kind: kinds[kind]
+        for kind in sorted({OUTCOMES[e.code].cohort_kind for e in (DamagedFile, BadManifest, ExportReported)})
+        if kinds.get(kind)
+    }
     err.print(
         f"{summary['patients_in']} patients in: {summary['evaluated']} evaluated, "
         f"{summary['rejected']} rejected; "
@@ -160,6 +180,12 @@ def run(
     if not summary["reconciled"]:
         bad = [k for k, v in summary["checks"].items() if not v]
         raise _fail(f"counts do not reconcile: {', '.join(bad)}", 1)
+    if unread:
+        listed = ", ".join(f"{n} {kind}" for kind, n in unread.items())
+        raise _fail(
+            f"part of the input was not read ({listed} in errors.jsonl); every other patient was evaluated",
+            1,
+        )
     if failed:
         raise _fail(
             f"{failed} patient(s) failed inside the engine (kind evaluation-failed in errors.jsonl)", 1

@@ -9,6 +9,7 @@ output is the same whatever order the partitions finished in.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,27 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from cds.errors import CdsError, InputFileError, outcome_of
+
 OutputFormat = Literal["parquet", "csv"]
+ERROR_FIELDS = ("stage", "kind", "file", "line", "patient", "resource", "reason")
+
+
+def error_record(
+    exc: CdsError, stage: str, *, patient: str | None = None, resource: str | None = None
+) -> dict[str, Any]:
+    """The ``errors.jsonl`` record of an error of the tree: its kind is the error's cohort kind
+    (``cds.errors.OUTCOMES``), its file the error's origin, its line where it happened."""
+    return {
+        "stage": stage,
+        "kind": outcome_of(exc).cohort_kind,
+        "file": exc.origin,
+        "line": exc.line if isinstance(exc, InputFileError) else None,
+        "patient": patient,
+        "resource": resource,
+        "reason": exc.reason,
+    }
+
 
 FINDINGS_SCHEMA = pa.schema(
     [
@@ -35,6 +56,10 @@ FINDINGS_SCHEMA = pa.schema(
         ("ruleset", pa.string()),
         ("evidence_status", pa.string()),
         ("summary", pa.string()),
+        ("title", pa.string()),  # the rule's title: the same for every patient with this finding
+        ("drug", pa.string()),  # alerts: the drug (or class) the rule applies to, by its display name
+        ("action_text", pa.string()),  # the worklist line: action, values and their dates in words
+        ("value_date", pa.string()),  # the latest date of the values the finding rests on
         ("key_facts", pa.string()),
         ("resources", pa.string()),
     ]
@@ -43,6 +68,7 @@ FINDINGS_SCHEMA = pa.schema(
 PATIENTS_SCHEMA = pa.schema(
     [
         ("patient", pa.string()),
+        ("identifier", pa.string()),  # Patient.identifier value: the MRN-typed one first
         ("origin", pa.string()),
         ("gender", pa.string()),
         ("age_years", pa.int32()),
@@ -57,6 +83,7 @@ PATIENTS_SCHEMA = pa.schema(
         ("on_drug", pa.string()),
         ("on_agents", pa.string()),  # catalogue agent ids, space-separated (any agent, no fixed list)
         ("dose_levels", pa.string()),  # "<agent>=<level>" of the last dose given, space-separated
+        ("on_her2_directed", pa.bool_()),
         ("platelets", pa.float64()),
         ("platelets_date", pa.string()),
         ("anc", pa.float64()),
@@ -68,6 +95,7 @@ PATIENTS_SCHEMA = pa.schema(
         ("lvef_date", pa.string()),
         ("lvef_baseline", pa.float64()),
         ("lvef_drop", pa.float64()),
+        ("lvef_series", pa.string()),  # every LVEF reading up to as-of: JSON [["YYYY-MM-DD", %], ...]
         ("weight_kg", pa.float64()),
         ("findings", pa.int32()),
         ("critical", pa.int32()),
@@ -75,6 +103,7 @@ PATIENTS_SCHEMA = pa.schema(
         ("worst_severity", pa.string()),
         ("needs_action", pa.bool_()),
         ("action_codes", pa.string()),
+        ("recommendation_codes", pa.string()),
         ("codes", pa.string()),
         ("skipped_resources", pa.int32()),
         ("evaluation_sha256", pa.string()),
@@ -100,6 +129,7 @@ def write_part(
     patients: pa.Table,
     errors: list[dict[str, Any]],
     counts: dict[str, int],
+    fhir: dict[str, list[bytes]] | None = None,
 ) -> None:
     """Write one partition's results; the ``.done.json`` marker goes last so a crash leaves no marker."""
     stem = part_stem(out, index)
@@ -111,6 +141,8 @@ def write_part(
     _atomic_write(
         stem.with_name(stem.name + ".errors.jsonl"), b"".join(orjson.dumps(e) + b"\n" for e in errors)
     )
+    for rtype, lines in sorted((fhir or {}).items()):
+        _atomic_write(stem.with_name(f"{stem.name}.{rtype}.ndjson"), b"".join(line + b"\n" for line in lines))
     _atomic_write(stem.with_name(stem.name + ".done.json"), orjson.dumps(counts))
 
 
@@ -144,11 +176,12 @@ def merge_tables(out: Path, indexes: Iterable[int], name: str, schema: pa.Schema
     return rows
 
 
-def merge_errors(out: Path, ingest_errors: Path | None, indexes: Iterable[int]) -> int:
-    """``errors.jsonl``: the ingest errors, then each partition's, in partition order."""
+def merge_errors(out: Path, ingest_errors: Path | None, indexes: Iterable[int]) -> Counter[str]:
+    """``errors.jsonl``: the ingest errors, then each partition's, in partition order; returns the
+    records per kind."""
     target = out / "errors.jsonl"
     tmp = target.with_name(target.name + ".tmp")
-    count = 0
+    kinds: Counter[str] = Counter()
     with tmp.open("wb") as sink:
         sources = [ingest_errors] if ingest_errors is not None and ingest_errors.exists() else []
         sources += [part_stem(out, i).with_name(f"part-{i:05d}.errors.jsonl") for i in indexes]
@@ -156,9 +189,31 @@ def merge_errors(out: Path, ingest_errors: Path | None, indexes: Iterable[int]) 
             with source.open("rb") as handle:
                 for line in handle:
                     sink.write(line)
-                    count += 1
+                    kinds[str(orjson.loads(line).get("kind"))] += 1
     os.replace(tmp, target)
-    return count
+    return kinds
+
+
+def merge_fhir(out: Path, indexes: Iterable[int], types: Iterable[str]) -> dict[str, int]:
+    """``out/fhir/<Type>.ndjson`` (Bulk Data layout: one resource per line) in partition order;
+    returns the resources per type."""
+    target = out / "fhir"
+    target.mkdir(exist_ok=True)
+    order = list(indexes)
+    counts: dict[str, int] = {}
+    for rtype in types:
+        final = target / f"{rtype}.ndjson"
+        tmp = final.with_name(final.name + ".tmp")
+        counts[rtype] = 0
+        with tmp.open("wb") as sink:
+            for index in order:
+                part = part_stem(out, index).with_name(f"part-{index:05d}.{rtype}.ndjson")
+                if part.exists():
+                    data = part.read_bytes()
+                    counts[rtype] += data.count(b"\n")
+                    sink.write(data)
+        os.replace(tmp, final)
+    return counts
 
 
 def read_table(out: Path, name: str) -> pa.Table:

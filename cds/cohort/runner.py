@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,8 @@ from typing import IO, Any
 import orjson
 
 from cds.cohort import outputs
-from cds.cohort.sources import CohortInput, classify, open_binary
+from cds.cohort.outputs import error_record
+from cds.cohort.sources import CohortInput, classify, damaged, lines_until_break, open_binary
 from cds.cohort.spill import (
     IngestStats,
     Partition,
@@ -39,7 +41,9 @@ from cds.cohort.spill import (
 )
 from cds.cohort.worker import FileSource, PartResult, RulesSpec, SpillSource, Task, materialise, run_task
 from cds.errors import CohortError as CohortError
+from cds.errors import DamagedFile
 from cds.errors import Interrupted as Interrupted
+from cds.findings.fhir_out import TYPES as FHIR_TYPES
 
 
 @dataclass
@@ -58,6 +62,7 @@ class RunOptions:
     partition_size: int = 1000
     resume: bool = False
     report: bool = True
+    fhir: bool = False  # also write fhir/<Type>.ndjson: GuidanceResponse, DetectedIssue, RequestGroup
 
 
 @dataclass
@@ -102,20 +107,32 @@ def _manifest(opts: RunOptions, inp: CohortInput, rules: RulesSpec) -> dict[str,
         "rules_digest": rules.digest,
         "statuses": sorted(opts.statuses),
         "partition_size": opts.partition_size,
+        "fhir": opts.fhir,
     }
 
 
-def _bundle_items(inp: CohortInput) -> list[tuple[str, int, int, int]]:
-    """Items of a bundles input: whole files, or (offset, length, line) of each .jsonl line."""
+def _bundle_items(inp: CohortInput, sink: IO[bytes]) -> list[tuple[str, int, int, int]]:
+    """Items of a bundles input: whole files, or (offset, length, line) of each .jsonl line (a
+    .jsonl that breaks off keeps the lines before the break; the break goes to ``sink``)."""
     if inp.kind == "bundles":
         return [(str(f.path), 0, -1, 0) for f in inp.files]
     items: list[tuple[str, int, int, int]] = []
+
+    def broke(problem: DamagedFile) -> None:
+        _write_line(sink, error_record(problem, "ingest"))
+
     for f in inp.files:
-        with open_binary(f.path) as handle:
+        name = str(f.path)
+        try:
+            handle = open_binary(f.path)
+        except OSError as exc:
+            broke(damaged(name, 1, 0, exc))
+            continue
+        with handle:
             offset = 0
-            for number, line in enumerate(handle, start=1):
+            for number, line in lines_until_break(handle, broke, name):
                 if line.strip():
-                    items.append((str(f.path), offset, len(line), number))
+                    items.append((name, offset, len(line), number))
                 offset += len(line)
     return items
 
@@ -230,11 +247,11 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
                 )
         parts = plan_partitions(db, opts.partition_size)
         root = str(opts.input)
-        tasks = [Task(p.index, SpillSource(str(db), p, root), rules, opts.as_of) for p in parts]
+        tasks = [Task(p.index, SpillSource(str(db), p, root), rules, opts.as_of, opts.fhir) for p in parts]
         planned = sum(p.patients for p in parts)
     else:
-        items = _bundle_items(inp)
         with ingest_errors.open("wb") as sink:
+            items = _bundle_items(inp, sink)
             for name in inp.not_resource_files:
                 sink.write(
                     orjson.dumps(
@@ -251,7 +268,7 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
                     + b"\n"
                 )
         chunks = _chunks(items, opts.partition_size)
-        tasks = [Task(i, FileSource(chunk), rules, opts.as_of) for i, chunk in enumerate(chunks)]
+        tasks = [Task(i, FileSource(chunk), rules, opts.as_of, opts.fhir) for i, chunk in enumerate(chunks)]
         planned = len(items)
     ingest_seconds = time.perf_counter() - started
 
@@ -274,7 +291,13 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
         if pending:
             for result in results:
                 outputs.write_part(
-                    out, result.index, result.findings, result.patients, result.errors, result.counts
+                    out,
+                    result.index,
+                    result.findings,
+                    result.patients,
+                    result.errors,
+                    result.counts,
+                    result.fhir,
                 )
                 done_counts[result.index] = result.counts
                 if first_result is None:
@@ -291,9 +314,12 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
         other = out / f"{stale}.{'csv' if opts.fmt == 'parquet' else 'parquet'}"
         if other.exists():
             other.unlink()
-    error_records = outputs.merge_errors(out, ingest_errors, order)
+    error_kinds = outputs.merge_errors(out, ingest_errors, order)
+    fhir_counts = outputs.merge_fhir(out, order, FHIR_TYPES) if opts.fhir else None
+    if fhir_counts is None and (out / "fhir").exists():
+        shutil.rmtree(out / "fhir")  # from an earlier --format fhir run: not these results
     summary = _summarise(
-        opts, inp, rules, stats, done_counts, planned, findings_rows, patient_rows, error_records
+        opts, inp, rules, stats, done_counts, planned, findings_rows, patient_rows, error_kinds
     )
     patients_evaluated_now = sum(
         r["patients_in"] for i, r in done_counts.items() if i in {t.index for t in pending}
@@ -309,11 +335,13 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
         "patients_per_s_total": round(patients_evaluated_now / (time.perf_counter() - started), 1),
         "resumed_partitions": len(tasks) - len(pending),
     }
+    if fhir_counts is not None:
+        summary.data["fhir_resources"] = fhir_counts
     (out / "summary.json").write_bytes(orjson.dumps(summary.data, option=orjson.OPT_INDENT_2))
     if opts.report:
-        from cds.cohort.report import write_report
+        from cds.cohort.report import report_thresholds, write_report
 
-        write_report(out)
+        write_report(out, report_thresholds(opts.rules_dir, opts.statuses))
     return summary
 
 
@@ -326,7 +354,7 @@ def _summarise(
     planned: int,
     findings_rows: int,
     patient_rows: int,
-    error_records: int,
+    error_kinds: Counter[str],
 ) -> Summary:
     total = {
         k: sum(c.get(k, 0) for c in done.values())
@@ -350,7 +378,8 @@ def _summarise(
         "partition_size": opts.partition_size,
         **total,
         "findings_rows": findings_rows,
-        "error_records": error_records,
+        "error_records": sum(error_kinds.values()),
+        "error_kinds": dict(sorted(error_kinds.items())),
         "lines": stats.__dict__ if stats is not None else None,
         "checks": checks,
         "reconciled": all(checks.values()),

@@ -23,12 +23,16 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from cds.cohort.outputs import error_record
 from cds.cohort.sources import (
     NON_PATIENT_TYPES,
     CohortInput,
+    damaged,
+    lines_until_break,
     medication_refs,
     patient_key,
 )
+from cds.errors import DamagedFile, ExportReported
 from cds.fhir.source import is_r4_resource_type
 
 ErrorSink = Callable[[dict[str, Any]], None]
@@ -53,6 +57,8 @@ class IngestStats:
     dropped: int = 0  # lines that could not be used at all: each has an errors.jsonl record
     flagged: int = 0  # grouped lines of a non-R4 type: their patient is rejected
     files_not_read: int = 0  # files that are not resource files (the export log, a manifest)
+    damaged_files: int = 0  # files that broke off (truncated or not gzip): lines after the break unread
+    export_errors: int = 0  # lines of the export's own error files (OperationOutcome), each reported
 
     def reconciles(self) -> bool:
         """Every non-blank line is in exactly one bucket."""
@@ -138,6 +144,28 @@ def ingest_ndjson(
                 "reason": "file name does not start with an R4 resource type (e.g. the export log): not read",
             }
         )
+    for problem in inp.problems:
+        on_error(error_record(problem, "ingest"))
+    for path in inp.unlisted:
+        stats.files_not_read += 1
+        on_error(
+            {
+                "stage": "ingest",
+                "kind": "not-in-manifest",
+                "file": str(path),
+                "line": None,
+                "patient": None,
+                "resource": None,
+                "reason": "not listed in manifest.json: not read",
+            }
+        )
+
+    def broke_off(problem: DamagedFile) -> None:
+        stats.damaged_files += 1
+        on_error(error_record(problem, "ingest"))
+
+    for path in inp.error_files:
+        stats.export_errors += _report_export_errors(path, on_error, broke_off)
     batch: list[tuple[str, int, bytes]] = []
     meds: list[tuple[str, bytes]] = []
     seq = 0
@@ -163,9 +191,13 @@ def ingest_ndjson(
     for item in inp.files:
         fname = str(item.path)
         unlinked: Counter[str] = Counter()
-        handle, counter = _open(item.path)
+        try:
+            handle, counter = _open(item.path)
+        except OSError as exc:
+            broke_off(damaged(fname, 1, 0, exc))
+            continue
         with handle:
-            for number, raw_line in enumerate(handle, start=1):
+            for number, raw_line in lines_until_break(handle, broke_off, fname):
                 line = raw_line.strip()
                 if not line:
                     continue
@@ -257,6 +289,36 @@ def ingest_ndjson(
     con.execute("INSERT OR REPLACE INTO meta VALUES ('complete', ?)", (fingerprint(inp),))
     con.close()
     return stats
+
+
+def _report_export_errors(path: Path, on_error: ErrorSink, on_break: Callable[[DamagedFile], None]) -> int:
+    """The export's own error file (OperationOutcome NDJSON): one record per line; returns how many."""
+    fname = str(path)
+    count = 0
+    try:
+        handle, _ = _open(path)
+    except OSError as exc:
+        on_break(damaged(fname, 1, 0, exc))
+        return 0
+    with handle:
+        for number, raw_line in lines_until_break(handle, on_break, fname):
+            if not raw_line.strip():
+                continue
+            try:
+                outcome = orjson.loads(raw_line)
+            except orjson.JSONDecodeError:
+                outcome = None
+            issues = outcome.get("issue") if isinstance(outcome, dict) else None
+            texts = [
+                str(i.get("diagnostics") or (i.get("details") or {}).get("text") or i.get("code") or "")
+                for i in (issues if isinstance(issues, list) else [])
+                if isinstance(i, dict)
+            ]
+            said = "; ".join(t for t in texts if t) or "an error without text"
+            count += 1
+            reported = ExportReported(f"the server reported: {said}", origin=fname, line=number)
+            on_error(error_record(reported, "ingest"))
+    return count
 
 
 def stored_stats(db_path: Path) -> IngestStats:

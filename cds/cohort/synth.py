@@ -35,6 +35,8 @@ UCUM = "http://unitsofmeasure.org"
 OBS_CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
 COND_CLIN = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 COND_VER = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+# Patient.identifier type of a medical record number (HL7 v2 table 0203): the worklist shows it
+V2_MR = {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}
 
 JSON = dict[str, Any]
 
@@ -177,7 +179,14 @@ class Chart:
             {
                 "resourceType": "Patient",
                 "id": self.pid,
-                "identifier": [{"system": "https://example.org/fhir/mrn", "value": f"MRN-{self.pid}"}],
+                "identifier": [
+                    {"system": "https://example.org/fhir/insurance", "value": f"INS-{self.pid}"},
+                    {
+                        "type": {"coding": [V2_MR]},
+                        "system": "https://example.org/fhir/mrn",
+                        "value": f"MRN-{self.pid}",
+                    },
+                ],
                 "name": [{"family": "Synthetic", "given": [self.pid]}],
                 "gender": gender,
                 "birthDate": birth.isoformat(),

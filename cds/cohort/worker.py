@@ -20,18 +20,34 @@ from typing import Any
 import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from cds.cohort.outputs import FINDINGS_SCHEMA, PATIENTS_SCHEMA
-from cds.cohort.sources import open_binary
+from cds.cohort.outputs import FINDINGS_SCHEMA, PATIENTS_SCHEMA, error_record
+from cds.cohort.sources import READ_ERRORS, damaged, open_binary
 from cds.cohort.spill import Partition, read_partition
 from cds.engine.library import load_library
-from cds.errors import OUTCOMES, EvaluationError, InputRejected, outcome_of
+from cds.engine.runtime import getter
+from cds.errors import OUTCOMES, DamagedFile, EvaluationError, InputRejected, outcome_of
 from cds.evaluate import Evaluator, Result
-from cds.fhir.source import raw_patient_from_bytes, raw_patient_from_resources
+from cds.fhir.records import PatientRecord
+from cds.fhir.source import RawPatient, raw_patient_from_bytes, raw_patient_from_resources
+from cds.findings.fhir_out import to_resources
+from cds.findings.wording import Wording, drug_names_of, load_wording
 from cds.knowledge.catalogue import Catalogue
 
-# One patient's input: (key, origin, data). ``data`` is a whole document (a Bundle: bytes) or the
-# raw NDJSON lines of one patient (list of bytes).
-Unit = tuple[str, str, bytes | list[bytes]]
+# The observation kind of LVEF results (the analyte key of the value sets, as facts.lvef reads it)
+LVEF_KIND = "lvef"
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A bundle file that could not be read (damaged gzip, I/O error): its patient is rejected."""
+
+    reason: str
+    line: int
+
+
+# One patient's input: (key, origin, data). ``data`` is a whole document (a Bundle: bytes), the
+# raw NDJSON lines of one patient (list of bytes), or why its file could not be read.
+Unit = tuple[str, str, bytes | list[bytes] | Unreadable]
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,32 @@ class RulesSpec:
 
 
 _EVALUATORS: dict[tuple[str, tuple[str, ...]], Evaluator] = {}
+_CONTEXTS: dict[tuple[str, tuple[str, ...]], RowContext] = {}
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What turns an evaluation into rows besides the result: the wording of the rules directory
+    and each rule's title and target drug (built once per process and rules digest)."""
+
+    wording: Wording
+    rules: dict[str, tuple[str, str | None]]  # rule id -> (title, applies_to)
+
+
+def context_for(spec: RulesSpec) -> RowContext:
+    """The process-wide RowContext for these rules."""
+    key = (spec.digest, spec.statuses)
+    if key not in _CONTEXTS:
+        library = evaluator_for(spec).library
+        _CONTEXTS[key] = RowContext(
+            load_wording(library.directory, drug_names_of(library.catalogue)),
+            {
+                rule_id: (compiled.rule.title, compiled.rule.then.applies_to)
+                for ruleset in library.rulesets
+                for rule_id, compiled in ruleset.rules.items()
+            },
+        )
+    return _CONTEXTS[key]
 
 
 def evaluator_for(spec: RulesSpec) -> Evaluator:
@@ -102,18 +144,24 @@ class FileSource:
 
     def units(self) -> Iterator[Unit]:
         for path, offset, length, line in self.items:
+            data: bytes | Unreadable
             if length < 0:
                 try:
                     with open_binary(Path(path)) as handle:
                         data = handle.read()
-                except OSError as exc:
-                    # An unreadable file is still one patient in: the core rejects it as not JSON.
-                    data = f"cannot read: {exc.strerror}".encode()
+                except READ_ERRORS as exc:
+                    # A damaged file is still one patient in: rejected, with where it broke off.
+                    problem = damaged(path, 1, 0, exc)
+                    data = Unreadable(problem.reason, 1)
                 yield Path(path).name, path, data
             else:
-                with open_binary(Path(path)) as handle:
-                    handle.seek(offset)
-                    data = handle.read(length)
+                try:
+                    with open_binary(Path(path)) as handle:
+                        handle.seek(offset)
+                        data = handle.read(length)
+                except READ_ERRORS as exc:
+                    problem = damaged(path, line, offset, exc)
+                    data = Unreadable(problem.reason, line)
                 yield f"{Path(path).name}:{line}", f"{path}:line {line}", data
 
 
@@ -138,6 +186,7 @@ class Task:
     source: Source
     rules: RulesSpec
     as_of: datetime
+    fhir: bool = False  # also render each evaluation as FHIR resources (``--format fhir``)
 
 
 @dataclass
@@ -149,6 +198,7 @@ class PartResult:
     patients: pa.Table
     errors: list[dict[str, Any]]
     counts: dict[str, int] = field(default_factory=dict)
+    fhir: dict[str, list[bytes]] = field(default_factory=dict)  # resource type -> NDJSON lines
 
 
 def _text(value: Any) -> str:
@@ -161,13 +211,17 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def finding_rows(patient: str, result: Result) -> list[dict[str, Any]]:
-    """One row per finding, with the basis facts and the resources behind them."""
+def finding_rows(patient: str, result: Result, context: RowContext | None = None) -> list[dict[str, Any]]:
+    """One row per finding, with the basis facts, the resources behind them and the worklist line."""
     rows = []
+    wording = context.wording if context is not None else Wording()
+    rules = context.rules if context is not None else {}
+    get = getter(result.facts)
     for f in result.evaluation.findings:
         resources: list[str] = []
         for b in f.basis:
             resources.extend(r for r in b.resources if r not in resources)
+        title, applies_to = rules.get(f.rule.id, ("", None))
         rows.append(
             {
                 "patient": patient,
@@ -183,6 +237,10 @@ def finding_rows(patient: str, result: Result) -> list[dict[str, Any]]:
                 "ruleset": f.rule.ruleset,
                 "evidence_status": f.rule.evidence_status,
                 "summary": f.summary,
+                "title": title or None,
+                "drug": wording.drug_or_class(applies_to) if applies_to and f.kind == "alert" else None,
+                "action_text": wording.action_line(f, get),
+                "value_date": wording.shown_date(f, get),
                 "key_facts": "; ".join(f"{b.fact}={_text(b.value)}" for b in f.basis) or None,
                 "resources": " ".join(resources) or None,
             }
@@ -190,11 +248,55 @@ def finding_rows(patient: str, result: Result) -> list[dict[str, Any]]:
     return rows
 
 
-ACTION_KINDS = {"alert", "data-gap", "recommendation"}
+# What a quality team must act on: critical or warning alerts and open data gaps. Recommendations
+# are a treatment choice for the next visit, listed on their own (recommendation_codes).
+ACTION_KINDS = {"alert", "data-gap"}
+ACTION_SEVERITIES = {"critical", "warning"}
+
+
+def patient_identifier(patient: dict[str, Any], preferred: tuple[tuple[str, str], ...]) -> str | None:
+    """The identifier a clinic knows the patient by: the first ``Patient.identifier`` whose type
+    has a preferred coding (the MRN, in the wording data), else the first with a value."""
+    listed = patient.get("identifier")
+    ids = [
+        i
+        for i in (listed if isinstance(listed, list) else [])
+        if isinstance(i, dict) and isinstance(i.get("value"), str) and i["value"].strip()
+    ]
+
+    def codings(ident: dict[str, Any]) -> set[tuple[Any, Any]]:
+        kind = ident.get("type")
+        found = kind.get("coding") if isinstance(kind, dict) else None
+        items = found if isinstance(found, list) else []
+        return {(c.get("system"), c.get("code")) for c in items if isinstance(c, dict)}
+
+    for wanted in preferred:
+        for ident in ids:
+            if wanted in codings(ident):
+                return str(ident["value"]).strip()
+    return str(ids[0]["value"]).strip() if ids else None
+
+
+def lvef_series(record: PatientRecord, as_of: datetime) -> str | None:
+    """Every usable LVEF reading up to as-of, oldest first, as JSON ``[["YYYY-MM-DD", %], ...]``."""
+    readings = sorted(
+        {
+            (o.when.day.isoformat(), o.value)
+            for o in record.observations
+            if o.kind == LVEF_KIND and o.value is not None and o.when.not_after(as_of)
+        }
+    )
+    return orjson.dumps([[d, v] for d, v in readings]).decode() if readings else None
 
 
 def patient_row(
-    patient: str, origin: str, result: Result, digest: str, catalogue: Catalogue
+    patient: str,
+    origin: str,
+    result: Result,
+    digest: str,
+    catalogue: Catalogue,
+    identifier: str | None = None,
+    lvef_history: str | None = None,
 ) -> dict[str, Any]:
     """One row per evaluated patient: HER2, setting, line, on-drug, latest labs and the findings tally.
 
@@ -206,7 +308,8 @@ def patient_row(
     levels = sorted((a, v) for a, v in therapy.dose_level.items() if v is not None)
     severities = [f.severity for f in findings]
     worst = next((s for s in ("critical", "warning", "info") if s in severities), None)
-    action = [f.code for f in findings if f.kind in ACTION_KINDS]
+    action = [f.code for f in findings if f.kind in ACTION_KINDS and f.severity in ACTION_SEVERITIES]
+    recommended = [f.code for f in findings if f.kind == "recommendation"]
     labs = facts.labs
     lab_dates = [
         d
@@ -215,6 +318,7 @@ def patient_row(
     ]
     return {
         "patient": patient,
+        "identifier": identifier,
         "origin": origin,
         "gender": facts.patient.gender,
         "age_years": facts.patient.age_years,
@@ -229,6 +333,7 @@ def patient_row(
         "on_drug": ", ".join(catalogue.display(a) for a in on) or None,
         "on_agents": " ".join(on) or None,
         "dose_levels": " ".join(f"{a}={v}" for a, v in levels) or None,
+        "on_her2_directed": therapy.on_her2_directed,
         "platelets": labs.platelets.value,
         "platelets_date": labs.platelets.date,
         "anc": labs.anc.value,
@@ -240,6 +345,7 @@ def patient_row(
         "lvef_date": facts.lvef.date,
         "lvef_baseline": facts.lvef.baseline,
         "lvef_drop": facts.lvef.drop,
+        "lvef_series": lvef_history,
         "weight_kg": facts.weight.kg,
         "findings": len(findings),
         "critical": severities.count("critical"),
@@ -247,14 +353,17 @@ def patient_row(
         "worst_severity": worst,
         "needs_action": bool(action),
         "action_codes": " ".join(action) or None,
+        "recommendation_codes": " ".join(recommended) or None,
         "codes": " ".join(f.code for f in findings) or None,
         "skipped_resources": len(result.evaluation.skipped),
         "evaluation_sha256": digest,
     }
 
 
-def _raw(unit: Unit) -> Any:
+def _raw(unit: Unit) -> RawPatient:
     _key, origin, data = unit
+    if isinstance(data, Unreadable):
+        raise DamagedFile(data.reason, origin=origin.split(":line ", 1)[0], line=data.line)
     if isinstance(data, bytes):
         return raw_patient_from_bytes(data, origin)
     return raw_patient_from_resources([orjson.loads(line) for line in data], origin)
@@ -277,15 +386,23 @@ def _error(
 def run_task(task: Task) -> PartResult:
     """Evaluate every patient of one partition; rejected patients and skipped resources become errors."""
     evaluator = evaluator_for(task.rules)
+    context = context_for(task.rules)
     findings: list[dict[str, Any]] = []
     patients: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     counts = {"patients_in": 0, "evaluated": 0, "rejected": 0, "findings": 0, "skipped_resources": 0}
+    fhir: dict[str, list[bytes]] = {}
     for unit in task.source.units():
         key, origin, _ = unit
         counts["patients_in"] += 1
         try:
-            result = evaluator.evaluate(_raw(unit), as_of=task.as_of)
+            raw = _raw(unit)
+            record = evaluator.parse(raw)
+            result = evaluator.evaluate_record(record, as_of=task.as_of)
+        except DamagedFile as exc:
+            counts["rejected"] += 1
+            errors.append(error_record(exc, "evaluate", patient=key))
+            continue
         except InputRejected as exc:
             counts["rejected"] += 1
             errors.append(_error(outcome_of(exc).cohort_kind, origin, key, str(exc)))
@@ -303,8 +420,16 @@ def run_task(task: Task) -> PartResult:
         counts["evaluated"] += 1
         counts["findings"] += len(ev.findings)
         counts["skipped_resources"] += len(ev.skipped)
-        findings.extend(finding_rows(patient, result))
-        patients.append(patient_row(patient, origin, result, digest, evaluator.library.catalogue))
+        findings.extend(finding_rows(patient, result, context))
+        if task.fhir:
+            resources = to_resources(ev, context.wording, getter(result.facts), evaluator.library.catalogue)
+            for resource in resources:
+                fhir.setdefault(resource["resourceType"], []).append(orjson.dumps(resource))
+        identifier = patient_identifier(raw.patient, context.wording.worklist.identifier_types)
+        history = lvef_series(record, task.as_of)
+        patients.append(
+            patient_row(patient, origin, result, digest, evaluator.library.catalogue, identifier, history)
+        )
         for s in ev.skipped:
             errors.append(_error("skipped-resource", origin, ev.patient, s.reason, s.resource))
     return PartResult(
@@ -313,6 +438,7 @@ def run_task(task: Task) -> PartResult:
         patients=pa.Table.from_pylist(patients, schema=PATIENTS_SCHEMA),
         errors=errors,
         counts=counts,
+        fhir=fhir,
     )
 
 
@@ -320,4 +446,4 @@ def materialise(task: Task) -> Task:
     """The same task with its input read into bytes, for a worker that cannot see local files."""
     if isinstance(task.source, InlineSource):
         return task
-    return Task(task.index, InlineSource(tuple(task.source.units())), task.rules, task.as_of)
+    return Task(task.index, InlineSource(tuple(task.source.units())), task.rules, task.as_of, task.fhir)

@@ -29,6 +29,11 @@ PINNED: dict[str, tuple[int, int, str]] = {
     "evaluation-failed": (500, 1, "evaluation-failed"),
     "configuration": (500, 2, "evaluation-failed"),
     "cohort": (500, 2, "evaluation-failed"),
+    "input-file": (400, 1, "input-file"),
+    "damaged-file": (400, 1, "damaged-file"),
+    "bad-manifest": (400, 1, "bad-manifest"),
+    "export-error": (400, 1, "export-error"),
+    "fhir-output-invalid": (500, 1, "evaluation-failed"),
     "interrupted": (503, 130, "evaluation-failed"),
 }
 
