@@ -93,7 +93,7 @@ class RuleLibrary:
         raise KeyError(rule_id)
 
 
-def _line_of(node: yaml.Node | None, loc: Iterable[Any]) -> int | None:
+def line_of(node: yaml.Node | None, loc: Iterable[Any]) -> int | None:
     """The 1-based YAML line of a pydantic error location, walking the composed node tree."""
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
@@ -152,7 +152,7 @@ def read_rule_file(path: Path) -> tuple[RuleFile | None, list[Diagnostic], Any, 
                     str(err.get("msg", "invalid")),
                     rule=_rule_id_at(raw, loc),
                     field=".".join(str(p) for p in loc) or None,
-                    line=_line_of(node, loc),
+                    line=line_of(node, loc),
                 )
             )
         return None, diags, raw, node
@@ -180,7 +180,7 @@ def _compile(
             )
         except ConditionError as exc:
             loc = ("rules", index, *exc.field.replace("[", ".").replace("]", "").split("."))
-            line = _line_of(node, [int(p) if isinstance(p, str) and p.isdigit() else p for p in loc])
+            line = line_of(node, [int(p) if isinstance(p, str) and p.isdigit() else p for p in loc])
             diags.append(Diagnostic(name, str(exc), rule=rule.id, field=exc.field, line=line))
             continue
         for key in rule.then.evidence:
@@ -191,7 +191,7 @@ def _compile(
                         f"unknown evidence key {key!r} (add it to evidence.yaml)",
                         rule=rule.id,
                         field="then.evidence",
-                        line=_line_of(node, ("rules", index, "then", "evidence")),
+                        line=line_of(node, ("rules", index, "then", "evidence")),
                     )
                 )
         if rule.then.regimen is not None and rule.then.regimen not in catalogue.regimens:
@@ -201,7 +201,7 @@ def _compile(
                     f"unknown regimen {rule.then.regimen!r} (add it to catalogue/regimens.yaml)",
                     rule=rule.id,
                     field="then.regimen",
-                    line=_line_of(node, ("rules", index, "then", "regimen")),
+                    line=line_of(node, ("rules", index, "then", "regimen")),
                 )
             )
         applies = rule.then.applies_to
@@ -212,7 +212,7 @@ def _compile(
                     f"applies_to {applies!r} is neither a catalogue agent nor a drug class",
                     rule=rule.id,
                     field="then.applies_to",
-                    line=_line_of(node, ("rules", index, "then", "applies_to")),
+                    line=line_of(node, ("rules", index, "then", "applies_to")),
                 )
             )
         if not rule.then.evidence and rule.then.kind in ("recommendation", "alert"):
@@ -222,7 +222,7 @@ def _compile(
                     "recommendations and alerts must cite evidence",
                     rule=rule.id,
                     field="then.evidence",
-                    line=_line_of(node, ("rules", index, "then")),
+                    line=line_of(node, ("rules", index, "then")),
                 )
             )
         rules[rule.id] = CompiledRule(rule, condition, review, tuple(paths_of(condition)))
