@@ -21,10 +21,12 @@ import orjson
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from cds.authoring import edit
+from cds.authoring import edit, overlaps
+from cds.authoring.implications import load_implications
 from cds.engine.conditions import Compare, Condition
-from cds.engine.library import CompiledRule, CompiledRuleset, RuleLibrary
+from cds.engine.library import CompiledRule, CompiledRuleset, RuleLibrary, load_library
 from cds.engine.schema import OverlapAck
+from cds.errors import RuleDefinitionError
 
 SECTION = "acknowledged_overlaps"
 ALL_STATUSES = frozenset({"draft", "in-review", "approved", "retired"})
@@ -140,8 +142,52 @@ def write(path: Path, entry: OverlapAck, replace: int | None = None) -> str:
     return new_text
 
 
-def new_entry(
-    rule: str, other: str, reviewer: str, reason: str, on: date, print_: str
-) -> OverlapAck:
+def new_entry(rule: str, other: str, reviewer: str, reason: str, on: date, print_: str) -> OverlapAck:
     """A validated acknowledgement (raises pydantic's ValidationError with what is wrong)."""
     return OverlapAck(rule=rule, other=other, reviewer=reviewer, date=on, reason=reason, fingerprint=print_)
+
+
+def acknowledge(
+    directory: Path, rule: str, other: str, *, reviewer: str, reason: str, on: date
+) -> tuple[Path, OverlapAck, bool]:
+    """Write (or renew) the acknowledgement of the overlap between two rules.
+
+    Refuses pairs lint would not warn about: rules that do not conflict, a conflict a policy
+    resolves, or rules that can never fire together. Returns (file written, entry, replaced an
+    existing entry). Raises ValueError for a bad request, RuleDefinitionError for invalid rules.
+    """
+    library = load_library(directory, statuses=ALL_STATUSES)
+    implications, problems = load_implications(directory)
+    if problems:
+        raise RuleDefinitionError(problems)
+    for rid in (rule, other):
+        try:
+            library.rule(rid)
+        except KeyError:
+            raise ValueError(f"no rule {rid!r} in {directory}") from None
+    found = overlaps.pair(library, rule, other, implications)
+    if found is None:
+        raise ValueError(
+            f"{rule} and {other} do not conflict, so lint reports no overlap: nothing to acknowledge"
+        )
+    if found.resolved_by:
+        raise ValueError(
+            f"{rule} and {other}: {found.resolved_by}, so lint does not warn: nothing to acknowledge"
+        )
+    if found.witness is None:
+        raise ValueError(
+            f"{rule} and {other} can never fire for the same patient (no facts satisfy both), so lint "
+            "does not warn about them: nothing to acknowledge"
+        )
+    rs_rule, compiled = library.rule(rule)
+    _rs_other, compiled_other = library.rule(other)
+    print_ = fingerprint(rule, compiled, other, compiled_other)
+    existing = index(library).get(frozenset((rule, other)))
+    if existing is not None:
+        first, second = existing.entry.rule, existing.entry.other
+        entry = new_entry(first, second, reviewer, reason, on, print_)
+        write(existing.ruleset.source, entry, replace=existing.index)
+        return existing.ruleset.source, entry, True
+    entry = new_entry(rule, other, reviewer, reason, on, print_)
+    write(rs_rule.source, entry)
+    return rs_rule.source, entry, False
