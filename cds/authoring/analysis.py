@@ -297,7 +297,10 @@ def solve(
                 break
         else:
             clash = tuple(c for p in paths for c in by_path.get(p, []))
-            return Solution(None, paths[0], clash, ", ".join(k.split("[")[0] for k, _p, _q in imps))
+            # name the implications between constrained paths (the others only relay)
+            named = [k for k, p, q in imps if p.path in by_path and q.path in by_path]
+            named = named or [k for k, _p, _q in imps]
+            return Solution(None, paths[0], clash, ", ".join(sorted({k.split("[")[0] for k in named})))
     return Solution(witness)
 
 

@@ -79,7 +79,7 @@ def load_implications(rules_dir: Path) -> tuple[list[Implication], list[Diagnost
         text = path.read_text(encoding="utf-8")
         raw = yaml.safe_load(text)
         node = yaml.compose(text)
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, yaml.YAMLError, ValueError) as exc:
         return [], [Diagnostic(name, f"cannot read fact implications: {exc}")]
     try:
         spec = ImplicationFile.model_validate(raw)

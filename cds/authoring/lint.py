@@ -461,7 +461,7 @@ def check_versions(directory: Path, report: LintReport, base: str = "HEAD") -> N
         try:
             old = yaml.load(old_text, Loader=_LOADER)
             new = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # reported by the loader
             continue
         if not isinstance(old, dict) or not isinstance(new, dict):
             continue

@@ -110,6 +110,25 @@ def line_of(node: yaml.Node | None, loc: Iterable[Any]) -> int | None:
     return line
 
 
+def bad_date_line(text: str) -> int | None:
+    """The line of the first YYYY-MM-DD scalar that is not a real date (YAML reads it as a date)."""
+    constructor = yaml.SafeLoader("")
+    stack = [yaml.compose(text)]
+    bad: list[int] = []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp":
+            try:
+                constructor.construct_yaml_timestamp(node)
+            except ValueError:
+                bad.append(node.start_mark.line + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(v for pair in node.value for v in pair)
+    return min(bad, default=None)
+
+
 def _rule_id_at(raw: Any, loc: tuple[Any, ...]) -> str | None:
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
         try:
@@ -138,6 +157,8 @@ def read_rule_file(path: Path) -> tuple[RuleFile | None, list[Diagnostic], Any, 
             None,
             None,
         )
+    except ValueError as exc:  # a date that does not exist (2026-13-45) fails while being built
+        return None, [Diagnostic(name, f"not a valid date: {exc}", line=bad_date_line(text))], None, None
     if not isinstance(raw, dict):
         return None, [Diagnostic(name, "a rule file must be a YAML mapping")], raw, node
     try:
