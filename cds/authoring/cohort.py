@@ -9,8 +9,8 @@ the ``subject``/``patient`` reference of every other resource.
 Reading and validating FHIR is most of a cohort run, and lint runs the same cohort after every
 workbench edit: ``cached_cohort`` and ``cohort_facts`` keep the patients and their facts for the
 process, keyed by the cohort files' sizes and times and by everything the derivations read (value
-sets, catalogue, parameters), so an edit to a rule reuses them and an edit to a derivation input
-does not.
+sets, catalogue, derivation parameters), so an edit to a rule or a rule threshold reuses them and
+an edit to a derivation input does not.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from cds.errors import InputRejected
 from cds.evaluate import Evaluator, Result
 from cds.facts.build import build_facts
 from cds.facts.model import PatientFacts
+from cds.facts.params import DERIVATION_PARAMETERS, Params
 from cds.fhir.parse import parse_patient
 from cds.fhir.source import JSON, RawPatient, raw_patient_from_path, raw_patient_from_resources, read_order
 
@@ -161,10 +162,17 @@ def cached_cohort(path: Path) -> tuple[list[CohortPatient], list[str]]:
     return patients, rejected
 
 
+def derivation_params(library: RuleLibrary) -> Params:
+    """The parameters fact derivation may read (a derivation reading any other fails loudly, so
+    cached facts can never depend on a parameter their key leaves out)."""
+    return Params({k: v for k, v in library.parameters.items() if k in DERIVATION_PARAMETERS})
+
+
 def derivation_key(library: RuleLibrary) -> str:
     """A digest of everything fact derivation reads from the rules directory: the value sets and
-    catalogue files and every parameter value."""
-    digest = hashlib.sha256(orjson.dumps(library.parameters, option=orjson.OPT_SORT_KEYS))
+    catalogue files and the derivation parameters (a rule threshold edit keeps the cache)."""
+    values = derivation_params(library).values
+    digest = hashlib.sha256(orjson.dumps(dict(values), option=orjson.OPT_SORT_KEYS))
     for folder in ("valuesets", "catalogue"):
         root = library.directory / folder
         for file in sorted(root.rglob("*")) if root.is_dir() else []:
@@ -182,6 +190,7 @@ def cohort_facts(
     """Each patient's facts at its scenario's as-of (or why it is not usable), from the cache when
     the patient and the derivation inputs are unchanged. Do not mutate the facts."""
     key = derivation_key(library)
+    params = derivation_params(library)
     for done, patient in enumerate(patients):
         if progress is not None:
             progress("running sample patients", done, len(patients))
@@ -192,7 +201,7 @@ def cohort_facts(
         if facts is None:
             try:
                 record = parse_patient(patient.raw, library.valuesets, patient.order)
-                facts = build_facts(record, library.valuesets, library.params, instant)
+                facts = build_facts(record, library.valuesets, params, instant)
             except InputRejected as exc:
                 facts = str(exc)
             if len(_FACTS) >= _MAX_FACTS:

@@ -31,7 +31,7 @@ from cds.authoring.cohort import cached_cohort, cohort_facts
 from cds.authoring.implications import load_implications
 from cds.authoring.overlaps import AVOID_ACTIONS, Overlap, active_rules, conflict_reason, conflicting_pairs
 from cds.engine.conditions import Compare, evaluate
-from cds.engine.library import RuleLibrary, load_library
+from cds.engine.library import YAML_LOADER, RuleLibrary, load_library
 from cds.engine.runtime import getter
 from cds.errors import ConditionError, ConfigurationError, Diagnostic, RuleDefinitionError
 from cds.evaluate import Evaluator
@@ -51,7 +51,7 @@ AGENT_VALUED = {"order.agent", "order.product", "order.matches_other_agent"}  # 
 PLACEHOLDER = re.compile(r"\{(\$?[a-z_][a-z0-9_.]*)\}")
 # review metadata, not clinical content: changing these needs no version bump
 CONTENT_EXCLUDED = {"tests", "status", "approved_by", "approved_on", acks.SECTION}
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present (same results)
+_LOADER = YAML_LOADER
 Progress = Callable[[str, int, int], None]
 
 

@@ -29,6 +29,8 @@ from cds.knowledge.catalogue import CLASSES, Catalogue, load_catalogue
 DEFAULT_STATUSES = frozenset({"approved"})
 MAX_RULES_PER_RULESET = 50  # durable_rules fails around 480 rules per ruleset (issue #312)
 MAX_FACT_PATHS = 200  # durable_rules rejects facts with more than ~250 properties (error 302)
+# libyaml's safe loader when installed: the same YAML 1.1 safe schema, ten times faster to load
+YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,8 @@ def read_rule_file(path: Path) -> tuple[RuleFile | None, list[Diagnostic], Any, 
     except OSError as exc:
         return None, [Diagnostic(name, f"cannot read: {exc.strerror}")], None, None
     try:
-        raw = yaml.safe_load(text)
-        node = yaml.compose(text)
+        raw = yaml.load(text, Loader=YAML_LOADER)
+        node = yaml.compose(text, Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         return (
@@ -290,7 +292,9 @@ def load_library(
     diags: list[Diagnostic] = []
     evidence_path = directory / "evidence.yaml"
     try:
-        evidence = EvidenceRegistry.model_validate(yaml.safe_load(evidence_path.read_text(encoding="utf-8")))
+        evidence = EvidenceRegistry.model_validate(
+            yaml.load(evidence_path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
+        )
     except OSError as exc:
         raise ConfigurationError(f"cannot read evidence registry {evidence_path}: {exc.strerror}") from exc
     except (ValidationError, yaml.YAMLError) as exc:
