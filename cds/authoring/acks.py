@@ -142,9 +142,9 @@ def write(path: Path, entry: OverlapAck, replace: int | None = None) -> str:
     return new_text
 
 
-def new_entry(rule: str, other: str, reviewer: str, reason: str, on: date, print_: str) -> OverlapAck:
+def new_entry(rule: str, other: str, reviewer: str, reason: str, on: date, stamp: str) -> OverlapAck:
     """A validated acknowledgement (raises pydantic's ValidationError with what is wrong)."""
-    return OverlapAck(rule=rule, other=other, reviewer=reviewer, date=on, reason=reason, fingerprint=print_)
+    return OverlapAck(rule=rule, other=other, reviewer=reviewer, date=on, reason=reason, fingerprint=stamp)
 
 
 def acknowledge(
@@ -181,13 +181,13 @@ def acknowledge(
         )
     rs_rule, compiled = library.rule(rule)
     _rs_other, compiled_other = library.rule(other)
-    print_ = fingerprint(rule, compiled, other, compiled_other)
+    stamp = fingerprint(rule, compiled, other, compiled_other)
     existing = index(library).get(frozenset((rule, other)))
     if existing is not None:
         first, second = existing.entry.rule, existing.entry.other
-        entry = new_entry(first, second, reviewer, reason, on, print_)
+        entry = new_entry(first, second, reviewer, reason, on, stamp)
         write(existing.ruleset.source, entry, replace=existing.index)
         return existing.ruleset.source, entry, True
-    entry = new_entry(rule, other, reviewer, reason, on, print_)
+    entry = new_entry(rule, other, reviewer, reason, on, stamp)
     write(rs_rule.source, entry)
     return rs_rule.source, entry, False

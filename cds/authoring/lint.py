@@ -280,6 +280,19 @@ def check_acks(library: RuleLibrary, report: LintReport) -> dict[frozenset[str],
     """Every acknowledgement names a rule that exists; returns them by rule pair."""
     known = {rid for rs in library.rulesets for rid in rs.rules}
     found = acks.index(library)
+    for rs in library.rulesets:
+        for i, entry in enumerate(rs.spec.acknowledged_overlaps):
+            first = found.get(frozenset((entry.rule, entry.other)))
+            if rs.spec.status != "retired" and first is not None and first.ruleset is not rs:
+                duplicate = acks.Ack(rs, i, entry)
+                report.add(
+                    str(rs.source),
+                    f"{entry.rule} / {entry.other} is also acknowledged in {first.ruleset.source.name}: "
+                    "keep one entry",
+                    rule=entry.rule,
+                    field_=f"{acks.SECTION}[{i}]",
+                    line=_ack_line(duplicate),
+                )
     for ack in found.values():
         if ack.entry.other not in known:
             report.add(

@@ -581,3 +581,34 @@ def test_lint_show_acknowledged_lists_who_when_and_why() -> None:
         lines[-1]
         == "0 error(s), 0 warning(s), 8 note(s); 34 overlap(s) acknowledged, 11 resolved by policies"
     )
+
+
+def test_one_overlap_acknowledged_in_both_files_is_a_lint_error(rules: Path) -> None:
+    therapy = rules / "her2-therapy.yaml"
+    existing = next(
+        a
+        for a in yaml.safe_load((rules / "tdxd-safety.yaml").read_text())["acknowledged_overlaps"]
+        if a["other"] == "rec.mbc2.tdxd" and a["rule"] == "alert.tdxd.lvef-hold"
+    )
+    entry = acks.new_entry(
+        "rec.mbc2.tdxd",
+        "alert.tdxd.lvef-hold",
+        REVIEWER,
+        existing["reason"],
+        date(2026, 12, 8),
+        existing["fingerprint"],
+    )
+    acks.write(therapy, entry)
+    tdxd = rules / "tdxd-safety.yaml"
+    lines = tdxd.read_text().splitlines()
+    line = next(
+        i
+        for i, t in enumerate(lines, 1)
+        if t == '  - rule: "alert.tdxd.lvef-hold"' and lines[i] == '    other: "rec.mbc2.tdxd"'
+    )
+    errors = [str(d) for d in lint(rules, cohort=None, base=None).of("error")]
+    # the first file in ruleset order keeps it; the later one is the error
+    assert errors == [
+        f"{tdxd}:{line} rule alert.tdxd.lvef-hold field acknowledged_overlaps[13]: alert.tdxd.lvef-hold / "
+        "rec.mbc2.tdxd is also acknowledged in her2-therapy.yaml: keep one entry"
+    ]
