@@ -8,13 +8,18 @@ For every domain a finite candidate set built from the constants the rule mentio
 (an interval of numbers always contains a constant, a midpoint or a value just beyond them), so
 "no candidate fits" proves "can never fire", and a fitting candidate is a concrete witness that
 the workbench, ``rules new`` and the overlap check turn into a facts snapshot.
+
+Fact implications (``rules/facts/implications.yaml``: "ILD since the T-DXd start implies ILD
+history") couple paths the fact model keeps apart. When given, the paths they link are solved
+together, so an overlap that needs ``ild_since_start.tdxd`` true and ``ild_history`` false is
+proved impossible instead of reported.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise, product
 from typing import Any
 
@@ -24,6 +29,8 @@ from cds.errors import AnalysisTooComplex
 from cds.facts.model import PatientFacts, leaf_paths
 
 MAX_CONJUNCTIONS = 512
+MAX_COMBINATIONS = 4096  # value combinations tried for paths linked by implications
+AGENT = "<agent>"  # the path segment an implication binds to any one catalogue agent
 _OTHER_TEXT = "other-value"  # a text value no rule mentions (stands for "anything else")
 
 
@@ -145,26 +152,155 @@ def solve_path(domain: Domain, compares: Sequence[Compare]) -> tuple[bool, Any]:
 
 
 @dataclass(frozen=True)
+class Implication:
+    """``premise`` holding forces ``conclusion`` to hold (a fact-derivation guarantee).
+
+    A path segment ``<agent>`` stands for any one catalogue agent, the same in both comparisons.
+    """
+
+    id: str
+    premise: Compare
+    conclusion: Compare
+
+    def instances(self, path: str) -> list[tuple[str, Compare, Compare]]:
+        """Ground copies whose premise or conclusion is ``path`` (key, premise, conclusion)."""
+        out = []
+        for pattern in (self.premise.path, self.conclusion.path):
+            agent = _bind(pattern, path)
+            if agent is None or (not agent and AGENT in self.premise.path + self.conclusion.path):
+                continue  # no match, or the agent stays unbound (only a named agent binds it)
+            premise, conclusion = (_ground(c, agent) for c in (self.premise, self.conclusion))
+            out.append((f"{self.id}[{agent}]", premise, conclusion))
+        return out
+
+
+def _bind(pattern: str, path: str) -> str | None:
+    """The agent a concrete path binds in a pattern ("" for a pattern without one), or None."""
+    want, have = pattern.split("."), path.split(".")
+    if len(want) != len(have):
+        return None
+    agent = ""
+    for w, h in zip(want, have, strict=True):
+        if w == AGENT:
+            if agent and agent != h:
+                return None
+            agent = h
+        elif w != h:
+            return None
+    return agent
+
+
+def _ground(c: Compare, agent: str) -> Compare:
+    return replace(c, path=".".join(agent if p == AGENT else p for p in c.path.split(".")))
+
+
+@dataclass(frozen=True)
 class Solution:
     """Outcome of a conjunction: a witness assignment, or the path whose comparisons conflict."""
 
     witness: dict[str, Any] | None
     conflict_path: str | None = None
     conflict: tuple[Compare, ...] = ()
+    implication: str | None = None  # the implication that made the comparisons conflict
 
 
-def solve(conj: Sequence[Compare], doms: Mapping[str, Domain] | None = None) -> Solution:
-    """Solve a conjunction path by path."""
+def _relevant(
+    paths: Iterable[str], implications: Sequence[Implication]
+) -> list[tuple[str, Compare, Compare]]:
+    """Ground implications reachable from the conjunction's paths (closure over new paths).
+    An agent-keyed premise only binds agents the conjunction (or an earlier match) names."""
+    found: dict[str, tuple[str, Compare, Compare]] = {}
+    frontier = set(paths)
+    known = set(frontier)
+    while frontier:
+        new: set[str] = set()
+        for imp in implications:
+            for path in sorted(frontier):
+                for key, premise, conclusion in imp.instances(path):
+                    if key in found:
+                        continue
+                    found[key] = (key, premise, conclusion)
+                    new.update({premise.path, conclusion.path} - known)
+        known |= new
+        frontier = new
+    return [found[k] for k in sorted(found)]
+
+
+def _components(links: Iterable[tuple[str, str]]) -> list[set[str]]:
+    groups: list[set[str]] = []
+    for a, b in links:
+        hit = [g for g in groups if a in g or b in g]
+        merged = {a, b}.union(*hit)
+        groups = [g for g in groups if g not in hit] + [merged]
+    return groups
+
+
+_DEFAULTS = PatientFacts()
+
+
+def _default(path: str) -> Any:
+    """The fact model's value when nothing is known (a free path left at it stays out of witnesses)."""
+    try:
+        return _DEFAULTS.get(path)
+    except KeyError:
+        return None
+
+
+def _holds(premise: Compare, conclusion: Compare, values: Mapping[str, Any]) -> bool:
+    return not _compare(premise, values.get(premise.path)) or _compare(
+        conclusion, values.get(conclusion.path)
+    )
+
+
+def solve(
+    conj: Sequence[Compare],
+    doms: Mapping[str, Domain] | None = None,
+    implications: Sequence[Implication] = (),
+) -> Solution:
+    """Solve a conjunction path by path (paths linked by an implication together)."""
     doms = doms or domains()
     by_path: dict[str, list[Compare]] = {}
     for c in conj:
         by_path.setdefault(c.path, []).append(c)
+    rel = _relevant(by_path, implications) if implications else []
+    groups = _components((p.path, q.path) for _k, p, q in rel)
+    linked = set().union(*groups) if groups else set()
     witness: dict[str, Any] = {}
     for path, compares in by_path.items():
+        if path in linked:
+            continue
         ok, value = solve_path(doms[path], compares)
         if not ok:
             return Solution(None, path, tuple(compares))
         witness[path] = value
+    for group in sorted(groups, key=sorted):
+        paths = sorted(group)
+        imps = [(k, p, q) for k, p, q in rel if p.path in group]
+        options: list[list[Any]] = []
+        for path in paths:
+            own = by_path.get(path, [])
+            extra = [c for _k, p, q in imps for c in (p, q) if c.path == path]
+            values = [v for v in candidates(doms[path], [*own, *extra]) if all(_compare(c, v) for c in own)]
+            if not values:
+                return Solution(None, path, tuple(own))
+            if path not in by_path:  # a free path: prefer its default, then values triggering no premise
+                premises = [i for _k, i, _q in imps if i.path == path]
+                default = _default(path)
+                values.sort(key=lambda v: (any(_compare(i, v) for i in premises), v != default))
+            options.append(values)
+        if math.prod(len(o) for o in options) > MAX_COMBINATIONS:
+            raise TooComplex(f"more than {MAX_COMBINATIONS} value combinations for {', '.join(paths)}")
+        for combo in product(*options):
+            values_at = dict(zip(paths, combo, strict=True))
+            if all(_holds(p, q, values_at) for _k, p, q in imps):
+                witness.update({p: v for p, v in values_at.items() if p in by_path or v != _default(p)})
+                break
+        else:
+            clash = tuple(c for p in paths for c in by_path.get(p, []))
+            # name the implications between constrained paths (the others only relay)
+            named = [k for k, p, q in imps if p.path in by_path and q.path in by_path]
+            named = named or [k for k, _p, _q in imps]
+            return Solution(None, paths[0], clash, ", ".join(sorted({k.split("[")[0] for k in named})))
     return Solution(witness)
 
 
@@ -178,15 +314,16 @@ def witnesses(cond: Condition) -> list[dict[str, Any]]:
     return out
 
 
-def why_never(cond: Condition) -> str | None:
+def why_never(cond: Condition, implications: Sequence[Implication] = ()) -> str | None:
     """None when the condition can hold; else a plain sentence saying which comparisons clash."""
     conjs = dnf(cond)
     clashes = []
     for conj in conjs:
-        sol = solve(conj)
+        sol = solve(conj, implications=implications)
         if sol.witness is not None:
             return None
-        clashes.append(" and ".join(c.describe() for c in sol.conflict))
+        clash = " and ".join(c.describe() for c in sol.conflict)
+        clashes.append(f"{clash} (fact implication {sol.implication})" if sol.implication else clash)
     unique = list(dict.fromkeys(clashes))
     return "; ".join(unique[:3]) + (
         " cannot both hold" if len(unique) == 1 else " (each alternative clashes)"
@@ -210,12 +347,15 @@ def facts_from(assignment: Mapping[str, Any]) -> PatientFacts | None:
     return facts
 
 
-def joint_witness(a: Condition, b: Condition) -> dict[str, Any] | None:
-    """An assignment satisfying both conditions at once, or None if they are exclusive."""
+def joint_witness(
+    a: Condition, b: Condition, implications: Sequence[Implication] = ()
+) -> dict[str, Any] | None:
+    """An assignment satisfying both conditions at once (and every implication), or None if
+    they are exclusive."""
     da, db = dnf(a), dnf(b)
     for ca in da:
         for cb in db:
-            sol = solve((*ca, *cb))
+            sol = solve((*ca, *cb), implications=implications)
             if sol.witness is not None:
                 return sol.witness
     return None

@@ -23,6 +23,18 @@ def _params(data: dict[str, Any]) -> dict[str, Any]:
     return {k: (v or {}).get("value") for k, v in (data.get("parameters") or {}).items()}
 
 
+def _by_id(data: dict[str, Any], key: str) -> dict[str, Any]:
+    return {str(p.get("id")): p for p in data.get(key) or [] if isinstance(p, dict)}
+
+
+def _acks(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        f"{a.get('rule')} / {a.get('other')}": a
+        for a in data.get("acknowledged_overlaps") or []
+        if isinstance(a, dict)
+    }
+
+
 def changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     """Plain-language differences between two versions of a rule file."""
     if old is None:
@@ -40,14 +52,25 @@ def changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
                 else ""
             )
         )
+    elif new.get("status") == "approved" and (old.get("approved_by"), old.get("approved_on")) != (
+        new.get("approved_by"),
+        new.get("approved_on"),
+    ):
+        out.append(f"approval renewed (by {new.get('approved_by')} on {new.get('approved_on')})")
     po, pn = _params(old), _params(new)
     for name in sorted(set(po) | set(pn)):
         if po.get(name) != pn.get(name):
             out.append(f"parameter {name}: {po.get(name, '-')} -> {pn.get(name, '-')}")
-    ro, rn = _rules(old), _rules(new)
-    out += [f"rule added: {rid}" for rid in sorted(set(rn) - set(ro))]
-    out += [f"rule removed: {rid}" for rid in sorted(set(ro) - set(rn))]
-    out += [f"rule changed: {rid}" for rid in sorted(set(ro) & set(rn)) if ro[rid] != rn[rid]]
+    for noun, key in (("rule", "rules"), ("policy", "policies")):
+        bo, bn = _by_id(old, key), _by_id(new, key)
+        out += [f"{noun} added: {i}" for i in sorted(set(bn) - set(bo))]
+        out += [f"{noun} removed: {i}" for i in sorted(set(bo) - set(bn))]
+        out += [f"{noun} changed: {i}" for i in sorted(set(bo) & set(bn)) if bo[i] != bn[i]]
+    ao, an = _acks(old), _acks(new)
+    for pair in sorted(set(an) - set(ao)):
+        out.append(f"overlap acknowledged: {pair} ({an[pair].get('reviewer')}, {an[pair].get('date')})")
+    out += [f"overlap acknowledgement renewed: {p}" for p in sorted(set(ao) & set(an)) if ao[p] != an[p]]
+    out += [f"overlap acknowledgement removed: {p}" for p in sorted(set(ao) - set(an))]
     added_tests = len(new.get("tests") or []) - len(old.get("tests") or [])
     if added_tests > 0:
         out.append(f"{added_tests} test case(s) added")

@@ -1,4 +1,4 @@
-"""``cds rules lint|test|explain|diff|new|promote|changelog`` and ``cds workbench``.
+"""``cds rules lint|ack|test|explain|diff|new|promote|changelog`` and ``cds workbench``.
 
 Registered on the core CLI by ``register(app, rules_app)``. Exit codes follow the core CLI:
 0 success, 1 lint errors or failing tests (something to fix in the rules), 2 bad input.
@@ -51,14 +51,30 @@ def lint_cmd(
         str, typer.Option("--base", help="Git ref the version-bump check compares with.")
     ] = "HEAD",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")] = False,
+    show_acknowledged: Annotated[
+        bool,
+        typer.Option(
+            "--show-acknowledged",
+            help="Also list the overlaps that are not warned about: acknowledged in a rule file "
+            "(who, when, why) or resolved by a policy.",
+        ),
+    ] = False,
     output_format: Annotated[str, format_option("text", "json")] = "text",
 ) -> None:
-    """Lint rule files: schema, references, never-firing rules, conflicting overlaps, evidence, versions."""
+    """Lint rule files: schema, references, never-firing rules, conflicting overlaps, evidence, versions.
+
+    An overlap is two rules whose findings contradict (a preferred regimen and a hold on one of
+    its drugs; one code with two outcomes) that can fire for the same patient. Review both rules:
+    fix a real conflict, or record an intended one with `cds rules ack RULE OTHER`. Acknowledged
+    overlaps are counted, not warned about, until either rule changes. Fact implications
+    (rules/facts/implications.yaml) keep overlaps no patient can produce out of the list.
+    """
     from cds.authoring.lint import lint
 
     rules = config.rules_dir(rules)
     sample = cohort if cohort is not None else rules.resolve().parent / "fhir_samples"
     report = lint(rules, cohort=sample if sample.exists() else None, base=base or None)
+    acknowledged, resolved = report.reviewed("acknowledgement"), report.reviewed("policy")
     if output_format == "json":
         data = [
             {
@@ -71,6 +87,19 @@ def lint_cmd(
             }
             for d in report.diagnostics
         ]
+        if show_acknowledged:
+            data += [
+                {
+                    "severity": "acknowledged" if a.by == "acknowledgement" else "resolved",
+                    "file": a.diagnostic.file,
+                    "line": a.diagnostic.line,
+                    "rule": a.diagnostic.rule,
+                    "field": None,
+                    "message": a.diagnostic.message,
+                    "note": a.note,
+                }
+                for a in (*acknowledged, *resolved)
+            ]
         sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         for severity in ("error", "warning", "info"):
@@ -78,11 +107,78 @@ def lint_cmd(
                 continue
             for d in report.of(severity):
                 out.print(f"{severity}: {d}", markup=False)
+        if show_acknowledged:
+            for label, items in (("acknowledged", acknowledged), ("resolved", resolved)):
+                for a in items:
+                    out.print(f"{label}: {a.diagnostic}", markup=False)
+                    out.print(f"    {a.note}", markup=False)
         errors, warnings = len(report.of("error")), len(report.of("warning"))
         out.print(f"checked: {'; '.join(report.checked) or 'schema only'}", markup=False)
-        out.print(f"{errors} error(s), {warnings} warning(s), {len(report.of('info'))} note(s)", markup=False)
+        summary = f"{errors} error(s), {warnings} warning(s), {len(report.of('info'))} note(s)"
+        if acknowledged or resolved:
+            summary += (
+                f"; {len(acknowledged)} overlap(s) acknowledged, {len(resolved)} resolved by policies"
+                + ("" if show_acknowledged else " (--show-acknowledged lists them)")
+            )
+        out.print(summary, markup=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def ack_cmd(
+    rule: Annotated[
+        str, typer.Argument(help="A rule lint reports an overlap for (its file gets the entry).")
+    ],
+    other: Annotated[str, typer.Argument(help="The rule it overlaps with.")],
+    reviewer: Annotated[
+        str, typer.Option("--reviewer", help="Who reviewed both rules, e.g. 'J. Smith, oncology pharmacist'.")
+    ],
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason",
+            help="Why both findings may show for the same patient (at least 20 characters), e.g. "
+            "'the hold gates this dose; the recommendation names the regimen once it recovers'.",
+        ),
+    ],
+    on: Annotated[
+        str | None, typer.Option("--date", help="Review date YYYY-MM-DD (default: today).")
+    ] = None,
+    rules: RulesOpt = None,
+) -> None:
+    """Acknowledge an overlap `cds rules lint` reports as reviewed and intended.
+
+    Writes an entry under acknowledged_overlaps in the first rule's file (comments and layout kept), with
+    the reviewer, date, reason and a fingerprint of both rules as they are now. Lint then counts
+    the overlap as acknowledged instead of warning, until either rule's conditions or outcome
+    change: the acknowledgement is then reported as stale and the warning returns for a new
+    review. Running it again for the same pair renews the entry. Acknowledgements are review
+    metadata: they need no version bump. If the two rules really conflict, fix a rule instead.
+    """
+    from datetime import date
+
+    from pydantic import ValidationError
+
+    from cds.authoring.acks import acknowledge
+
+    directory = config.rules_dir(rules)
+    try:
+        day = date.fromisoformat(on) if on else date.today()
+        path, entry, renewed = acknowledge(directory, rule, other, reviewer=reviewer, reason=reason, on=day)
+    except RuleDefinitionError as exc:
+        raise rule_errors(exc) from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise _die(problems) from exc
+    except ValueError as exc:
+        raise _die(str(exc)) from exc
+    verb = "renewed" if renewed else "acknowledged"
+    out.print(
+        f"{verb}: {entry.rule} overlaps {entry.other} in {path} (reviewer {entry.reviewer}, "
+        f"{entry.date.isoformat()}, fingerprint {entry.fingerprint}); lint counts it as acknowledged "
+        "until either rule changes",
+        markup=False,
+    )
 
 
 def test_cmd(
@@ -339,6 +435,7 @@ def workbench_cmd(
 def register(app: typer.Typer, rules_app: typer.Typer) -> None:
     """Attach the authoring commands to the core CLI."""
     rules_app.command("lint")(lint_cmd)
+    rules_app.command("ack")(ack_cmd)
     rules_app.command("test")(test_cmd)
     rules_app.command("explain")(explain_cmd)
     rules_app.command("diff")(diff_cmd)

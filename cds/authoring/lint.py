@@ -1,17 +1,24 @@
 """``cds rules lint``: every problem a pharmacist can make in a rules directory, with file:line.
 
-Errors block (exit non-zero): schema and reference errors (from the loader), rules that can never
-fire, test expectations naming codes no rule produces, approved content changed without a
-version bump. Warnings are listed for review: conflicting overlaps (found statically, then
-checked on the sample cohort), rules no embedded test exercises, missing evidence, unknown
-enumeration values, lifecycle jumps. The loader already checks paths, operators, parameter and
-evidence keys; lint adds what needs the whole directory, the cohort or git.
+Errors block (exit non-zero): schema and reference errors (from the loader), malformed fact
+implications or overlap acknowledgements, rules that can never fire, test expectations naming
+codes no rule produces, approved content changed without a version bump. Warnings are listed for
+review: conflicting overlaps (found statically with the fact implications of
+``rules/facts/implications.yaml``, then checked on the sample cohort), rules no embedded test
+exercises, missing evidence, unknown enumeration values, lifecycle jumps, stale acknowledgements.
+An overlap a reviewer acknowledged in the rule file (``cds rules ack``), or that a policy resolves,
+is counted in ``LintReport.acknowledged`` instead of warned about. The loader already checks paths,
+operators, parameter and evidence keys; lint adds what needs the whole directory, the cohort or git.
+
+``lint(..., progress=callback)`` reports ``callback(stage, done, total)`` as it goes (the sample
+cohort and the overlap pairs are the long stages). Sample-patient facts and rule-file line maps are
+cached for the process, keyed by file contents, so the workbench re-lints in about a second.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,17 +26,20 @@ from typing import Any
 import yaml
 
 from cds import config
-from cds.authoring import analysis, gitutil
-from cds.authoring.cohort import load_cohort, run_patient
+from cds.authoring import acks, analysis, gitutil
+from cds.authoring.cohort import cached_cohort, cohort_facts
+from cds.authoring.implications import load_implications
+from cds.authoring.overlaps import AVOID_ACTIONS, Overlap, active_rules, conflict_reason, conflicting_pairs
 from cds.engine.conditions import Compare, evaluate
-from cds.engine.library import CompiledRule, CompiledRuleset, RuleLibrary, load_library
+from cds.engine.library import YAML_LOADER, RuleLibrary, load_library
 from cds.engine.runtime import getter
-from cds.errors import ConditionError, ConfigurationError, Diagnostic, InputRejected, RuleDefinitionError
+from cds.errors import ConditionError, ConfigurationError, Diagnostic, RuleDefinitionError
 from cds.evaluate import Evaluator
 from cds.facts.model import PatientFacts, leaf_paths
-from cds.knowledge.catalogue import Catalogue
 
-ALL_STATUSES = frozenset({"draft", "in-review", "approved", "retired"})
+__all__ = ["AVOID_ACTIONS", "Acknowledged", "LintReport", "conflict_reason", "lint", "rule_lines"]
+
+ALL_STATUSES = acks.ALL_STATUSES
 WORKING_STATUSES = config.WORKING_STATUSES
 TRANSITIONS = {
     "draft": {"draft", "in-review", "retired"},
@@ -38,17 +48,31 @@ TRANSITIONS = {
     "retired": {"retired", "draft"},
 }
 AGENT_VALUED = {"order.agent", "order.product", "order.matches_other_agent"}  # catalogue ids
-AVOID_ACTIONS = {"review", "hold", "hold-reduce", "discontinue"}
 PLACEHOLDER = re.compile(r"\{(\$?[a-z_][a-z0-9_.]*)\}")
-CONTENT_EXCLUDED = {"tests", "status", "approved_by", "approved_on"}
+# review metadata, not clinical content: changing these needs no version bump
+CONTENT_EXCLUDED = {"tests", "status", "approved_by", "approved_on", acks.SECTION}
+_LOADER = YAML_LOADER
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    """An overlap lint found but does not warn about, and why: an acknowledgement in the rule
+    file (``by="acknowledgement"``) or a policy that resolves it (``by="policy"``)."""
+
+    diagnostic: Diagnostic
+    by: str
+    note: str
 
 
 @dataclass
 class LintReport:
-    """Diagnostics of one lint run (errors, warnings, notes) and what was checked."""
+    """Diagnostics of one lint run (errors, warnings, notes), what was checked, and the overlaps
+    that were reviewed (acknowledged or resolved by a policy) rather than warned about."""
 
     diagnostics: list[Diagnostic] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
+    acknowledged: list[Acknowledged] = field(default_factory=list)
 
     def add(
         self,
@@ -72,71 +96,65 @@ class LintReport:
             key=lambda d: (d.file, d.line or 0, d.rule or "", d.message),
         )
 
+    def reviewed(self, by: str) -> list[Acknowledged]:
+        """Overlaps not warned about, by ``acknowledgement`` or ``policy``, in file/line order."""
+        return sorted(
+            (a for a in self.acknowledged if a.by == by),
+            key=lambda a: (a.diagnostic.file, a.diagnostic.line or 0, a.diagnostic.message),
+        )
+
     @property
     def ok(self) -> bool:
         """No errors (warnings allowed)."""
         return not self.of("error")
 
 
+@dataclass(frozen=True)
+class FileLines:
+    """Where things are in one rule file (1-based lines)."""
+
+    rules: dict[str, int]
+    acks: list[int]
+
+
+_LINES: dict[Path, tuple[tuple[int, int], FileLines]] = {}
+
+
+def file_lines(path: Path) -> FileLines:
+    """Line of every rule id and acknowledgement of a rule file (cached until the file changes)."""
+    try:
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        key = path.resolve()
+        hit = _LINES.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=_LOADER)
+    except (OSError, yaml.YAMLError):
+        return FileLines({}, [])
+    rules: dict[str, int] = {}
+    ack_lines: list[int] = []
+    if isinstance(node, yaml.MappingNode):
+        for k, value in node.value:
+            name = getattr(k, "value", None)
+            if not isinstance(value, yaml.SequenceNode):
+                continue
+            if name == "rules":
+                for item in value.value:
+                    if isinstance(item, yaml.MappingNode):
+                        for ik, iv in item.value:
+                            if getattr(ik, "value", None) == "id":
+                                rules[str(iv.value)] = iv.start_mark.line + 1
+            elif name == acks.SECTION:
+                ack_lines = [item.start_mark.line + 1 for item in value.value]
+    result = FileLines(rules, ack_lines)
+    _LINES[key] = (stamp, result)
+    return result
+
+
 def rule_lines(path: Path) -> dict[str, int]:
     """1-based line of every rule's ``id`` in a rule file (for file:line diagnostics)."""
-    try:
-        node = yaml.compose(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    out: dict[str, int] = {}
-    if not isinstance(node, yaml.MappingNode):
-        return out
-    for key, value in node.value:
-        if getattr(key, "value", None) == "rules" and isinstance(value, yaml.SequenceNode):
-            for item in value.value:
-                if isinstance(item, yaml.MappingNode):
-                    for k, v in item.value:
-                        if getattr(k, "value", None) == "id":
-                            out[str(v.value)] = v.start_mark.line + 1
-    return out
-
-
-def _drugs(compiled: CompiledRule, catalogue: Catalogue) -> set[str]:
-    """The catalogue agents a recommendation's regimen gives, or an alert is about."""
-    then = compiled.rule.then
-    if then.kind == "recommendation" and then.regimen and then.regimen in catalogue.regimens:
-        return set(catalogue.regimens[then.regimen].agents)
-    if then.kind == "alert" and then.applies_to:
-        if then.applies_to in catalogue.agents:
-            return {then.applies_to}
-        return set(catalogue.with_class(then.applies_to))
-    return set()
-
-
-def conflict_reason(a: CompiledRule, b: CompiledRule, catalogue: Catalogue) -> str | None:
-    """Why two rules must not fire for the same patient, or None if they may."""
-    ta, tb = a.rule.then, b.rule.then
-    if ta.code == tb.code and (ta.action, ta.strength, ta.regimen, ta.resolved_severity()) != (
-        tb.action,
-        tb.strength,
-        tb.regimen,
-        tb.resolved_severity(),
-    ):
-        return (
-            f"both produce {ta.code} with different outcomes "
-            f"({ta.action or ta.strength} vs {tb.action or tb.strength}); only one can be shown"
-        )
-    for rec, alert in ((a, b), (b, a)):
-        tr, tl = rec.rule.then, alert.rule.then
-        if (
-            tr.kind == "recommendation"
-            and tr.strength == "preferred"
-            and tl.kind == "alert"
-            and tl.action in AVOID_ACTIONS
-        ):
-            shared = _drugs(rec, catalogue) & _drugs(alert, catalogue)
-            if shared:
-                return (
-                    f"preferred recommendation {tr.code} ({tr.regimen}) and {tl.action} alert "
-                    f"{tl.code} on {'/'.join(sorted(shared))}"
-                )
-    return None
+    return file_lines(path).rules
 
 
 def _enum_words(description: str | None) -> set[str] | None:
@@ -173,19 +191,21 @@ def _compares(cond: Any) -> Iterable[Any]:
             yield from _compares(item)
 
 
-def check_rules(library: RuleLibrary, report: LintReport) -> None:
+def check_rules(
+    library: RuleLibrary, report: LintReport, implications: Sequence[analysis.Implication] = ()
+) -> None:
     """Per-rule checks: can fire, placeholders, enumeration values, evidence, applies_to."""
     paths = leaf_paths(agents=library.catalogue.agent_ids())
     descriptions = _descriptions()
     for rs in library.rulesets:
         if rs.spec.status == "retired":
             continue
-        lines = rule_lines(rs.source)
+        lines = file_lines(rs.source).rules
         file = str(rs.source)
         for rid, compiled in rs.rules.items():
             line = lines.get(rid)
             try:
-                never = analysis.why_never(compiled.condition)
+                never = analysis.why_never(compiled.condition, implications)
             except analysis.TooComplex as exc:
                 report.add(
                     file, f"condition too complex to analyse: {exc}", severity="warning", rule=rid, line=line
@@ -251,77 +271,132 @@ def check_rules(library: RuleLibrary, report: LintReport) -> None:
         )
 
 
-def _active(library: RuleLibrary) -> list[tuple[CompiledRuleset, str, CompiledRule]]:
-    return [
-        (rs, rid, c) for rs in library.rulesets if rs.spec.status != "retired" for rid, c in rs.rules.items()
-    ]
-
-
-def conflicting_pairs(
-    library: RuleLibrary,
-) -> list[tuple[tuple[CompiledRuleset, str], tuple[CompiledRuleset, str], str, dict[str, Any] | None]]:
-    """Pairs of rules whose findings conflict, with a verified joint witness when they overlap."""
-    rules = _active(library)
-    out = []
-    for i, (rs_a, id_a, a) in enumerate(rules):
-        for rs_b, id_b, b in rules[i + 1 :]:
-            reason = conflict_reason(a, b, library.catalogue)
-            if reason is None:
-                continue
-            try:
-                witness = analysis.joint_witness(a.condition, b.condition)
-            except analysis.TooComplex:
-                witness = None
-            if witness is not None:
-                facts = analysis.facts_from(witness)
-                if facts is None or not (
-                    evaluate(a.condition, getter(facts)) and evaluate(b.condition, getter(facts))
-                ):
-                    witness = None
-            out.append(((rs_a, id_a), (rs_b, id_b), reason, witness))
-    return out
-
-
 def _brief(witness: dict[str, Any]) -> str:
     shown = [f"{p}={v}" for p, v in sorted(witness.items()) if v is not None]
     return ", ".join(shown)
 
 
+def check_acks(library: RuleLibrary, report: LintReport) -> dict[frozenset[str], acks.Ack]:
+    """Every acknowledgement names a rule that exists; returns them by rule pair."""
+    known = {rid for rs in library.rulesets for rid in rs.rules}
+    found = acks.index(library)
+    for rs in library.rulesets:
+        for i, entry in enumerate(rs.spec.acknowledged_overlaps):
+            first = found.get(frozenset((entry.rule, entry.other)))
+            if rs.spec.status != "retired" and first is not None and first.ruleset is not rs:
+                duplicate = acks.Ack(rs, i, entry)
+                report.add(
+                    str(rs.source),
+                    f"{entry.rule} / {entry.other} is also acknowledged in {first.ruleset.source.name}: "
+                    "keep one entry",
+                    rule=entry.rule,
+                    field_=f"{acks.SECTION}[{i}]",
+                    line=_ack_line(duplicate),
+                )
+    for ack in found.values():
+        if ack.entry.other not in known:
+            report.add(
+                str(ack.ruleset.source),
+                f"acknowledges an overlap with {ack.entry.other!r}, which no rule file defines "
+                "(remove the entry, or fix the rule id)",
+                rule=ack.entry.rule,
+                field_=f"{acks.SECTION}[{ack.index}].other",
+                line=_ack_line(ack),
+            )
+    return found
+
+
+def _ack_line(ack: acks.Ack) -> int | None:
+    lines = file_lines(ack.ruleset.source).acks
+    return lines[ack.index] if ack.index < len(lines) else None
+
+
+def _fingerprint(library: RuleLibrary, overlap: Overlap) -> str:
+    return acks.fingerprint(
+        overlap.rule_a,
+        overlap.ruleset_a.rules[overlap.rule_a],
+        overlap.rule_b,
+        overlap.ruleset_b.rules[overlap.rule_b],
+    )
+
+
 def check_overlaps(
-    library: RuleLibrary, report: LintReport, cofired: dict[tuple[str, str], list[str]]
+    library: RuleLibrary,
+    report: LintReport,
+    cofired: dict[tuple[str, str], list[str]],
+    implications: Sequence[analysis.Implication] = (),
+    progress: Progress | None = None,
 ) -> None:
-    """Warn on conflicting rules that can fire together; name sample patients where they did."""
-    for (rs_a, id_a), (rs_b, id_b), reason, witness in conflicting_pairs(library):
-        together = cofired.get(tuple(sorted((id_a, id_b))), [])  # type: ignore[arg-type]
-        if witness is None and not together:
+    """Warn on conflicting rules that can fire together (a verified joint witness, or sample
+    patients where they did), unless a policy resolves the pair or a current acknowledgement in
+    the rule files covers it; stale and unneeded acknowledgements are reported too."""
+    found = check_acks(library, report)
+    used: set[frozenset[str]] = set()
+    for overlap in conflicting_pairs(library, implications, progress):
+        id_a, id_b = overlap.rule_a, overlap.rule_b
+        together = cofired.get((id_a, id_b) if id_a < id_b else (id_b, id_a), [])
+        if overlap.witness is None and not together:
             continue
-        msg = f"overlaps {id_b} ({rs_b.source.name}): {reason}"
-        if witness is not None:
-            msg += f"; both hold for e.g. {_brief(witness)}"
+        msg = f"overlaps {id_b} ({overlap.ruleset_b.source.name}): {overlap.reason}"
+        if overlap.witness is not None:
+            msg += f"; both hold for e.g. {_brief(overlap.witness)}"
         if together:
             msg += f"; co-fired in {len(together)} sample patient(s): {', '.join(together[:5])}"
+        file, line = str(overlap.ruleset_a.source), file_lines(overlap.ruleset_a.source).rules.get(id_a)
+        diag = Diagnostic(file, msg, rule=id_a, line=line, severity="warning")
+        if overlap.resolved_by:
+            report.acknowledged.append(Acknowledged(diag, "policy", overlap.resolved_by))
+            continue
+        ack = found.get(overlap.pair)
+        if ack is None:
+            report.diagnostics.append(diag)
+            continue
+        used.add(overlap.pair)
+        if ack.entry.fingerprint == _fingerprint(library, overlap):
+            report.acknowledged.append(Acknowledged(diag, "acknowledgement", ack.describe()))
+            continue
         report.add(
-            str(rs_a.source), msg, severity="warning", rule=id_a, line=rule_lines(rs_a.source).get(id_a)
+            file,
+            f"{msg}; acknowledgement is stale: {id_a} or {id_b} changed since "
+            f"{ack.entry.reviewer} reviewed it on {ack.entry.date.isoformat()} "
+            f"({ack.ruleset.source.name} line {_ack_line(ack)}): review both rules again, then "
+            f"`cds rules ack {ack.entry.rule} {ack.entry.other} --reviewer ... --reason ...`",
+            severity="warning",
+            rule=id_a,
+            line=line,
+        )
+    for pair, ack in sorted(found.items(), key=lambda kv: sorted(kv[0])):
+        if pair in used or ack.entry.other not in {r for rs in library.rulesets for r in rs.rules}:
+            continue
+        report.add(
+            str(ack.ruleset.source),
+            f"acknowledged overlap with {ack.entry.other} is not reported any more (the rules no "
+            "longer conflict, cannot fire together, or a policy resolves them): remove the entry",
+            severity="info",
+            rule=ack.entry.rule,
+            line=_ack_line(ack),
         )
 
 
 def cohort_cofire(
-    library: RuleLibrary, cohort: Path, report: LintReport
+    library: RuleLibrary,
+    cohort: Path,
+    report: LintReport,
+    evaluator: Evaluator | None = None,
+    progress: Progress | None = None,
 ) -> tuple[dict[tuple[str, str], list[str]], set[str]]:
     """Run the sample cohort: which rule pairs co-fired (by patient) and which rules ever fired."""
-    patients, rejected = load_cohort(cohort)
+    patients, rejected = cached_cohort(cohort)
     for line in rejected:
         report.add(str(cohort), f"cohort patient not usable: {line}", severity="info")
-    evaluator = Evaluator(library)
+    evaluator = evaluator or Evaluator(library)
     pairs: dict[tuple[str, str], list[str]] = {}
     ever: set[str] = set()
-    for patient in patients:
-        try:
-            result = run_patient(evaluator, patient)
-        except InputRejected as exc:
-            report.add(str(cohort), f"cohort patient not usable: {exc}", severity="info")
+    for patient, facts in cohort_facts(library, patients, progress):
+        if not isinstance(facts, PatientFacts):
+            report.add(str(cohort), f"cohort patient not usable: {facts}", severity="info")
             continue
-        fired = sorted({f.rule_id for f in evaluator.engine.fire(result.facts)})
+        fired = sorted({f.rule_id for f in evaluator.engine.fire(facts)})
         ever.update(fired)
         for i, a in enumerate(fired):
             for b in fired[i + 1 :]:
@@ -330,11 +405,11 @@ def cohort_cofire(
     return pairs, ever
 
 
-def check_tests(library: RuleLibrary, report: LintReport) -> None:
+def check_tests(library: RuleLibrary, report: LintReport, evaluator: Evaluator | None = None) -> None:
     """Every rule exercised by an embedded case; every expected code produced by some rule."""
     from cds.authoring.testing import case_facts
 
-    evaluator = Evaluator(library)
+    evaluator = evaluator or Evaluator(library)
     for rs in library.rulesets:
         if rs.spec.status == "retired":
             continue
@@ -358,7 +433,7 @@ def check_tests(library: RuleLibrary, report: LintReport) -> None:
                 for rid, c in rs.rules.items()
                 if evaluate(c.condition, get) and c.rule.then.code in case.expect.fired
             )
-        lines = rule_lines(rs.source)
+        lines = file_lines(rs.source).rules
         for rid in sorted(set(rs.rules) - exercised):
             report.add(
                 file,
@@ -397,8 +472,9 @@ def check_versions(directory: Path, report: LintReport, base: str = "HEAD") -> N
         if old_text is None:
             continue
         try:
-            old, new = yaml.safe_load(old_text), yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError:
+            old = yaml.load(old_text, Loader=_LOADER)
+            new = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
+        except (yaml.YAMLError, ValueError):  # reported by the loader
             continue
         if not isinstance(old, dict) or not isinstance(new, dict):
             continue
@@ -445,10 +521,23 @@ def _key_line(path: Path, key: str) -> int | None:
     return None
 
 
-def lint(directory: Path, *, cohort: Path | None = None, base: str | None = "HEAD") -> LintReport:
-    """Lint a rules directory; ``cohort`` adds the sample-patient check, ``base`` the git check."""
+def lint(
+    directory: Path,
+    *,
+    cohort: Path | None = None,
+    base: str | None = "HEAD",
+    progress: Progress | None = None,
+) -> LintReport:
+    """Lint a rules directory; ``cohort`` adds the sample-patient check, ``base`` the git check,
+    ``progress(stage, done, total)`` is called as the stages advance."""
+
+    def step(stage: str, done: int = 0, total: int = 1) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
     report = LintReport()
     directory = Path(directory)
+    step("loading rules")
     try:
         library = load_library(directory, statuses=ALL_STATUSES)
     except RuleDefinitionError as exc:
@@ -460,13 +549,19 @@ def lint(directory: Path, *, cohort: Path | None = None, base: str | None = "HEA
     except ConditionError as exc:  # defensive: the loader reports these as diagnostics
         report.add(str(directory), str(exc))
         library = None
+    implications, problems = load_implications(directory)
+    report.diagnostics.extend(problems)
     if base:
+        step("checking versions")
         check_versions(directory, report, base)
     if library is None:
+        step("done", 1, 1)
         return report
     report.checked.append(
         f"{len(library.rulesets)} rulesets, {sum(len(r.rules) for r in library.rulesets)} rules"
     )
+    if implications:
+        report.checked.append(f"{len(implications)} fact implications")
     for rs in library.rulesets:
         if rs.spec.status in ("draft", "in-review"):
             report.add(
@@ -476,19 +571,23 @@ def lint(directory: Path, *, cohort: Path | None = None, base: str | None = "HEA
                 severity="info",
                 line=_key_line(rs.source, "status"),
             )
-    check_rules(library, report)
-    check_tests(library, report)
+    step("checking rules")
+    check_rules(library, report, implications)
+    evaluator = Evaluator(library)
+    step("running embedded tests")
+    check_tests(library, report, evaluator)
     cofired: dict[tuple[str, str], list[str]] = {}
     if cohort is not None and cohort.exists():
-        cofired, ever = cohort_cofire(library, cohort, report)
-        for rs, rid, _c in _active(library):
+        cofired, ever = cohort_cofire(library, cohort, report, evaluator, progress)
+        for rs, rid, _c in active_rules(library):
             if rid not in ever:
                 report.add(
                     str(rs.source),
                     "no sample patient fires this rule",
                     severity="info",
                     rule=rid,
-                    line=rule_lines(rs.source).get(rid),
+                    line=file_lines(rs.source).rules.get(rid),
                 )
-    check_overlaps(library, report, cofired)
+    check_overlaps(library, report, cofired, implications, progress)
+    step("done", 1, 1)
     return report

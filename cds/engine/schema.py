@@ -11,9 +11,10 @@ import re
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 Status = Literal["draft", "in-review", "approved", "retired"]
 Kind = Literal["recommendation", "alert", "data-gap", "info"]
@@ -163,6 +164,45 @@ class TestCase(_Strict):
         return self
 
 
+class OverlapAck(_Strict):
+    """A reviewer's record that an overlap ``cds rules lint`` reports is intended.
+
+    It silences exactly the warning for ``rule`` (a rule of this file) and ``other`` while the
+    ``fingerprint`` of both rules' conditions and outcomes still matches; once either rule
+    changes, lint reports the acknowledgement as stale and the warning returns. ``cds rules ack``
+    writes these entries (and the fingerprint), so nobody edits them by hand. Review metadata,
+    not clinical content: adding one needs no version bump.
+    """
+
+    rule: str = Field(description="a rule of this file")
+    other: str = Field(description="the rule it overlaps with (any rule file)")
+    reviewer: str = Field(min_length=3)
+    date: date
+    reason: str = Field(min_length=20, description="why both findings may show for the same patient")
+    fingerprint: str = Field(description="written by cds rules ack: both rules as reviewed")
+
+    @field_validator("rule", "other")
+    @classmethod
+    def _rule_id(cls, value: str) -> str:
+        if not RULE_ID.match(value):
+            raise ValueError("a rule id: lower-case letters, digits, dots and dashes")
+        return value
+
+    @field_validator("reviewer", "reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("fingerprint")
+    @classmethod
+    def _fingerprint(cls, value: str) -> str:
+        if not FINGERPRINT.match(value):
+            raise ValueError("fingerprint is 16 hex digits written by `cds rules ack` (do not edit it)")
+        return value
+
+
 class RuleFile(_Strict):
     """One ruleset file."""
 
@@ -177,6 +217,7 @@ class RuleFile(_Strict):
     rules: list[Rule] = Field(default_factory=list)
     policies: list[Policy] = Field(default_factory=list)
     tests: list[TestCase] = Field(default_factory=list)
+    acknowledged_overlaps: list[OverlapAck] = Field(default_factory=list)
 
     @field_validator("version")
     @classmethod
@@ -184,6 +225,26 @@ class RuleFile(_Strict):
         if not SEMVER.match(value):
             raise ValueError("version must be semver MAJOR.MINOR.PATCH")
         return value
+
+    @field_validator("acknowledged_overlaps")
+    @classmethod
+    def _acks(cls, acks: list[OverlapAck], info: ValidationInfo) -> list[OverlapAck]:
+        ids = {r.id for r in info.data.get("rules", [])}
+        pairs: set[frozenset[str]] = set()
+        for n, ack in enumerate(acks):
+            where = f"entry {n + 1} ({ack.rule} / {ack.other})"
+            if ack.rule not in ids:
+                raise ValueError(
+                    f"{where}: {ack.rule!r} is not a rule of this file "
+                    "(an acknowledgement lives in the file of its first rule)"
+                )
+            if ack.other == ack.rule:
+                raise ValueError(f"{where}: a rule cannot overlap itself")
+            pair = frozenset((ack.rule, ack.other))
+            if pair in pairs:
+                raise ValueError(f"{where}: this pair is acknowledged twice")
+            pairs.add(pair)
+        return acks
 
     @field_validator("ruleset")
     @classmethod

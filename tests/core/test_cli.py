@@ -39,7 +39,7 @@ def test_evaluate_json_matches_the_output_contract() -> None:
     assert tdxd["strength"] == "preferred" and tdxd["regimen"] == "t-dxd" and tdxd["severity"] == "info"
     assert tdxd["rule"] == {
         "id": "rec.mbc2.tdxd",
-        "version": "1.3.0",
+        "version": "1.4.0",
         "ruleset": "her2-therapy",
         "evidence_status": "verified",
     }
@@ -88,7 +88,7 @@ def test_rules_list_shows_rulesets_versions_status_and_rule_ids() -> None:
     proc = run("rules", "list", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     data = {rs["ruleset"]: rs for rs in json.loads(proc.stdout)}
-    assert data["her2-therapy"]["version"] == "1.3.0" and data["her2-therapy"]["status"] == "approved"
+    assert data["her2-therapy"]["version"] == "1.4.0" and data["her2-therapy"]["status"] == "approved"
     assert "rec.mbc2.tdxd" in {r["id"] for r in data["her2-therapy"]["rules"]}
     table = run("rules", "list")
     assert table.returncode == 0 and "tdm1-safety" in table.stdout
