@@ -265,6 +265,9 @@ class OrderFacts(_Facts):
     her2_directed: bool = False
     dose_mg_per_kg: float | None = None
     dose_mg: float | None = None
+    dose_ordered: str | None = Field(
+        None, description='the ordered dose as written, with its conversion ("420 mg = 6 mg/kg at 70 kg")'
+    )
     dose_fit: Literal["at-level", "above-max", "between-levels", "below-min", "unknown", "not-checked"] = (
         "not-checked"
     )

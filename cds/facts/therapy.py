@@ -246,6 +246,20 @@ def _in_basis(
     return None, "unit"
 
 
+def _dose_words(
+    value: float | None, unit: str | None, basis: str, in_basis: float | None, weight: float | None
+) -> str:
+    """The ordered dose as written, with its conversion when one was made ("420 mg = 6 mg/kg at
+    70 kg"), so a card never shows a blank where the order held a dose."""
+    if value is None:
+        return "no dose"
+    written = f"{value:g} {unit or '(no unit)'}"
+    clean = (unit or "").lower().replace(" ", "")
+    if in_basis is not None and basis != clean and weight:
+        return f"{written} = {round(in_basis, 2):g} {basis} at {weight:g} kg"
+    return written
+
+
 def fit_level(dose: float, levels: list[float], tolerance_pct: float) -> tuple[str, int | None]:
     """Where a dose sits against a drug's levels: at-level (1-based), above-max, between, below-min."""
     for index, level in enumerate(levels, start=1):
@@ -320,6 +334,7 @@ def _order_facts(
         order.dose_mg = draft.dose_value
     if spec.basis == "mg/kg":
         order.dose_mg_per_kg = dose
+    order.dose_ordered = _dose_words(draft.dose_value, draft.dose_unit, spec.basis, dose, recent_weight)
     order.needs_weight = problem == "needs-weight"
     order.unit_unrecognized = problem == "unit"
     if dose is None:

@@ -463,3 +463,21 @@ def test_missing_referenced_medication_with_a_display_is_read_from_the_display(e
     result = evaluator.evaluate(raw, as_of=parse_as_of(AS_OF))
     assert (result.evaluation.skipped, "gap.unreadable-data" in result.evaluation.codes()) == ([], False)
     assert result.facts.get("therapy.on.tdm1") is True
+
+
+@pytest.mark.parametrize(
+    ("dose", "unit", "with_weight", "summary"),
+    [
+        (420, "mg", True, "Dose above the maximum for T-DM1: 420 mg = 6 mg/kg at 70 kg ordered"),
+        (6, "mg/kg", True, "Dose above the maximum for T-DM1: 6 mg/kg ordered"),
+        (6, "mg/kg", False, "Dose above the maximum for T-DM1: 6 mg/kg ordered"),
+    ],
+)
+def test_dose_alert_states_the_dose_as_ordered_with_its_conversion(
+    dose: float, unit: str, with_weight: bool, summary: str, evaluator: Evaluator
+) -> None:
+    """A card never reads "unknown mg": the dose is shown as written, converted when it was."""
+    draft = request("draft", AS_OF, text="Kadcyla", status="draft", dose=dose, unit=unit)
+    extra = [weight(70)] if with_weight else []
+    found = by_code(findings(evaluator, breast(), her2_positive(), *extra, order=draft))
+    assert found["order.dose-out-of-range"].summary == summary
