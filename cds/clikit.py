@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 RulesOpt = Annotated[Path | None, typer.Option("--rules", help=config.RULES_HELP, show_default=False)]
+EditableRulesOpt = Annotated[
+    Path | None, typer.Option("--rules", help=config.EDITABLE_RULES_HELP, show_default=False)
+]
 RulesArg = Annotated[Path | None, typer.Argument(help=config.RULES_HELP, show_default=False)]
 DraftsOpt = Annotated[
     bool,

@@ -60,6 +60,30 @@ def rules_dir(explicit: Path | None = None) -> Path:
     return Path(from_env) if from_env else bundled_rules_dir()
 
 
+EDITABLE_RULES_HELP = (
+    f"Rules directory to edit (default: ${RULES_ENV}, else ./rules; the bundled rules are never written)."
+)
+
+
+def editable_rules_dir(explicit: Path | None = None) -> Path:
+    """The rules directory a command that WRITES rule files edits: ``--rules``, else
+    ``$CDS_RULES_DIR``, else ``./rules``. Never the bundled rules by default: in a wheel they live
+    in site-packages, and in an editable install they may be another checkout than the one the
+    user stands in."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(RULES_ENV)
+    if from_env:
+        return Path(from_env)
+    here = Path("rules")
+    if here.is_dir():
+        return here
+    raise FileNotFoundError(
+        f"no rules directory to edit here: pass --rules DIR or set ${RULES_ENV}; to start from the "
+        f"bundled rules, copy them first: cp -r {bundled_rules_dir()} ./rules"
+    )
+
+
 def data_dir() -> Path:
     """Where the service keeps its files: ``$CDS_DATA_DIR``, else the platform's user data directory."""
     from_env = os.environ.get(DATA_DIR_ENV)

@@ -18,6 +18,7 @@ from rich.table import Table
 from cds import config
 from cds.clikit import (
     DraftsOpt,
+    EditableRulesOpt,
     RulesArg,
     RulesOpt,
     err,
@@ -144,7 +145,7 @@ def ack_cmd(
     on: Annotated[
         str | None, typer.Option("--date", help="Review date YYYY-MM-DD (default: today).")
     ] = None,
-    rules: RulesOpt = None,
+    rules: EditableRulesOpt = None,
 ) -> None:
     """Acknowledge an overlap `cds rules lint` reports as reviewed and intended.
 
@@ -161,7 +162,10 @@ def ack_cmd(
 
     from cds.authoring.acks import acknowledge
 
-    directory = config.rules_dir(rules)
+    try:
+        directory = config.editable_rules_dir(rules)
+    except FileNotFoundError as exc:
+        raise _die(str(exc)) from exc
     try:
         day = date.fromisoformat(on) if on else date.today()
         path, entry, renewed = acknowledge(directory, rule, other, reviewer=reviewer, reason=reason, on=day)

@@ -612,3 +612,33 @@ def test_one_overlap_acknowledged_in_both_files_is_a_lint_error(rules: Path) -> 
         f"{tdxd}:{line} rule alert.tdxd.lvef-hold field acknowledged_overlaps[13]: alert.tdxd.lvef-hold / "
         "rec.mbc2.tdxd is also acknowledged in her2-therapy.yaml: keep one entry"
     ]
+
+
+def test_cds_rules_ack_without_rules_edits_the_rules_directory_it_stands_in(
+    rules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never the bundled rules (site-packages, or another checkout): ./rules, else a clear error."""
+    monkeypatch.delenv("CDS_RULES_DIR", raising=False)
+    path = rules / "order-checks.yaml"
+    _drop_all_acks(path)
+    pair = ["order.dose-above-max", "order.dose-range-low-bound"]
+    args = [
+        "rules",
+        "ack",
+        *pair,
+        "--reviewer",
+        REVIEWER,
+        "--reason",
+        "one finding per code keeps the critical one",
+    ]
+    monkeypatch.chdir(rules.parent)
+    assert rules.name == "rules"
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "acknowledged_overlaps" in path.read_text()
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "no rules directory to edit here: pass --rules DIR or set $CDS_RULES_DIR" in result.output
