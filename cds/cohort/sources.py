@@ -184,7 +184,9 @@ def manifest_target(root: Path, url: str) -> Path | None:
         resolved = target.resolve()
     except (OSError, RuntimeError):
         return None
-    return resolved if resolved.is_relative_to(root.resolve()) else None
+    base = root.resolve()
+    # named as the user named the folder, like every other file in errors.jsonl
+    return root / resolved.relative_to(base) if resolved.is_relative_to(base) else None
 
 
 def _from_manifest(root: Path, manifest: Path, entries: list[Path]) -> CohortInput:
@@ -222,10 +224,10 @@ def _from_manifest(root: Path, manifest: Path, entries: list[Path]) -> CohortInp
                     BadManifest(f"{url}: listed in the manifest, no such file in the folder", origin=entry)
                 )
                 continue
-            if target in listed:
+            if target.resolve() in listed:
                 problems.append(BadManifest(f"{url}: listed twice: read once", origin=entry))
                 continue
-            listed.add(target)
+            listed.add(target.resolve())
             if section == "error":
                 error_files.append(target)
             elif section == "deleted":
