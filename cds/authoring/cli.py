@@ -142,9 +142,7 @@ def ack_cmd(
             "'the hold gates this dose; the recommendation names the regimen once it recovers'.",
         ),
     ],
-    on: Annotated[
-        str | None, typer.Option("--date", help="Review date YYYY-MM-DD (default: today).")
-    ] = None,
+    on: Annotated[str | None, typer.Option("--date", help="Review date YYYY-MM-DD (default: today).")] = None,
     rules: EditableRulesOpt = None,
 ) -> None:
     """Acknowledge an overlap `cds rules lint` reports as reviewed and intended.
@@ -263,6 +261,43 @@ def explain_cmd(
             e.reason,
         )
     out.print(table)
+
+
+def facts_cmd(
+    contains: Annotated[
+        str | None, typer.Argument(help="Only paths containing this, e.g. platelets or therapy.on.")
+    ] = None,
+    rules: RulesOpt = None,
+    output_format: Annotated[str, format_option("text", "json")] = "text",
+) -> None:
+    """Every fact path a rule condition may name, with its type and meaning.
+
+    Agent-keyed facts have one path per drug of the catalogue (therapy.on.tdm1, exposure.tdxd.ever,
+    ...): adding a drug to rules/catalogue/ adds its paths. Lint names the closest paths when a rule
+    uses one that does not exist.
+    """
+    from cds.facts.model import fact_descriptions
+    from cds.knowledge.catalogue import load_catalogue
+
+    directory = config.rules_dir(rules)
+    try:
+        agents = load_catalogue(directory / "catalogue").agent_ids()
+    except (ConfigurationError, OSError) as exc:
+        raise _die(str(exc)) from exc
+    facts = {
+        p: v for p, v in sorted(fact_descriptions(agents=agents).items()) if not contains or contains in p
+    }
+    if output_format == "json":
+        rows = [{"path": p, "type": t, "description": d} for p, (t, d) in facts.items()]
+        sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    table = Table(show_lines=False)
+    for col in ("fact path", "type", "meaning"):
+        table.add_column(col, overflow="fold")
+    for path, (kind, words) in facts.items():
+        table.add_row(path, kind, words)
+    out.print(table)
+    out.print(f"{len(facts)} fact path(s)", markup=False)
 
 
 def diff_cmd(
@@ -442,6 +477,7 @@ def register(app: typer.Typer, rules_app: typer.Typer) -> None:
     rules_app.command("ack")(ack_cmd)
     rules_app.command("test")(test_cmd)
     rules_app.command("explain")(explain_cmd)
+    rules_app.command("facts")(facts_cmd)
     rules_app.command("diff")(diff_cmd)
     rules_app.command("new")(new_cmd)
     rules_app.command("promote")(promote_cmd)

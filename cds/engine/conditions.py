@@ -14,6 +14,7 @@ A fact that is unknown (None) never satisfies a comparison, exactly as in durabl
 
 from __future__ import annotations
 
+import difflib
 import types
 import typing
 from collections.abc import Mapping
@@ -90,7 +91,11 @@ def parse_condition(
         )
         return Group(key, items, label)
     if key not in fact_types:
-        raise ConditionError(f"unknown fact path {key!r}", f"{where}.{key}")
+        near = difflib.get_close_matches(key, list(fact_types), n=3, cutoff=0.75)
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise ConditionError(
+            f"unknown fact path {key!r}{hint}; `cds rules facts` lists every path", f"{where}.{key}"
+        )
     if isinstance(body, dict):
         if len(body) != 1:
             raise ConditionError("an operator mapping has exactly one operator", f"{where}.{key}")

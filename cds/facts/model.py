@@ -410,3 +410,37 @@ def leaf_paths(
         else:
             paths[path] = annotation
     return paths
+
+
+def fact_descriptions(
+    model: type[BaseModel] = PatientFacts, prefix: str = "", agents: Iterable[str] = ()
+) -> dict[str, tuple[str, str]]:
+    """Every fact path a rule may name -> (value type, description), for authors: the same paths
+    as :func:`leaf_paths`, with the model's own words (``cds rules facts``)."""
+    agent_ids = tuple(agents)
+    out: dict[str, tuple[str, str]] = {}
+    if model is Exposures:
+        for agent in agent_ids:
+            out.update(fact_descriptions(AgentExposure, f"{prefix}{agent}.", agent_ids))
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        annotation = field.annotation
+        path = f"{prefix}{name}"
+        words = field.description or ""
+        if _keyed(field):
+            value_type = get_args(annotation)[1]
+            for agent in agent_ids:
+                out[f"{path}.{agent}"] = (_type_name(value_type), words)
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out.update(fact_descriptions(annotation, path + ".", agent_ids))
+        else:
+            out[path] = (_type_name(annotation), words)
+    return out
+
+
+def _type_name(annotation: Any) -> str:
+    """``bool``, ``float | None``, ``Literal['a', 'b']`` ... as an author reads it."""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("NoneType", "None")

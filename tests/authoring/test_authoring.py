@@ -336,3 +336,24 @@ def test_new_scaffold_promote_and_changelog(rules: Path) -> None:
         "rule added: rec.mbc2.tdm1-site",
         "8 test case(s) added",
     ]
+
+
+def test_rules_facts_lists_every_path_a_condition_may_name_with_its_meaning() -> None:
+    import json
+
+    result = runner.invoke(app, ["rules", "facts", "labs.platelets.", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["path"]: (r["type"], r["description"]) for r in json.loads(result.output)}
+    assert rows["labs.platelets.value"] == ("float | None", "value in the analyte's canonical unit")
+    every = json.loads(runner.invoke(app, ["rules", "facts", "--format", "json"]).output)
+    assert {r["path"] for r in every} == set(
+        leaf_paths(agents=load_library(ROOT / "rules").valuesets.catalogue.agent_ids())
+    )
+
+
+def test_unknown_fact_path_names_the_closest_paths() -> None:
+    fact_types = leaf_paths(agents=("tdm1", "tdxd"))
+    with pytest.raises(
+        Exception, match=r"unknown fact path 'therapy.on_tdm1' \(did you mean therapy.on.tdm1"
+    ):
+        parse_condition({"therapy.on_tdm1": True}, {}, fact_types, "rule")
