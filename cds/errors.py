@@ -19,6 +19,9 @@
     ├── EvaluationError             the engine failed on a valid input (a bug, never "no findings")
     ├── ConfigurationError          the deployment is mis-configured (missing rules dir, bad parameter)
     ├── CohortError                 a cohort cannot run as asked (bad path, resume mismatch, scheduler)
+    ├── EditRejected                a workbench edit is invalid (bad value, YAML, entry); nothing written
+    ├── EditConflict                a workbench save was made from an older version of the file
+    ├── Forbidden                   a workbench request failed a CSRF, Host or Origin check
     └── Interrupted                 Ctrl-C stopped a cohort; finished partitions are kept
 
 ``OUTCOMES`` maps every code to its HTTP status, CLI exit code and cohort error kind: the one
@@ -201,6 +204,24 @@ class CohortError(CdsError):
     code: ClassVar[str] = "cohort"
 
 
+class EditRejected(CdsError):
+    """An authoring edit is invalid (a bad value, invalid YAML, an entry the loaders refuse)."""
+
+    code: ClassVar[str] = "edit-rejected"
+
+
+class EditConflict(CdsError):
+    """An edit was made from a version of the file that has changed since (a lost update)."""
+
+    code: ClassVar[str] = "edit-conflict"
+
+
+class Forbidden(CdsError):
+    """A workbench request failed a CSRF token, Host or Origin check; nothing was done."""
+
+    code: ClassVar[str] = "forbidden"
+
+
 class Interrupted(CdsError):
     """Ctrl-C: the run stopped; finished partitions are kept for --resume."""
 
@@ -244,6 +265,9 @@ OUTCOMES: Mapping[str, Outcome] = {
     "evaluation-failed": _FAILED,
     "configuration": Outcome(500, 2, "evaluation-failed"),
     "cohort": Outcome(500, 2, "evaluation-failed"),
+    "edit-rejected": Outcome(400, 2, "rejected-patient"),
+    "edit-conflict": Outcome(409, 2, "rejected-patient"),
+    "forbidden": Outcome(403, 2, "rejected-patient"),
     "interrupted": Outcome(503, 130, "evaluation-failed"),
 }
 

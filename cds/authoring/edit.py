@@ -9,6 +9,7 @@ Content edits bump the version (minor: behaviour changes) and send an approved r
 from __future__ import annotations
 
 import io
+import math
 import shutil
 import tempfile
 from copy import deepcopy
@@ -18,6 +19,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from cds import config
@@ -135,7 +137,9 @@ def find_parameter(directory: Path, name: str) -> Path:
 
 
 def coerce(current: Any, text: str) -> Any:
-    """Parse a form value to the type of the current parameter value."""
+    """Parse a form value to the type of the current parameter value (ValueError says why not).
+
+    Numbers must be finite: "nan" or "inf" would make every comparison false and silence a rule."""
     text = text.strip()
     if isinstance(current, bool):
         if text.lower() not in ("true", "false"):
@@ -144,8 +148,15 @@ def coerce(current: Any, text: str) -> Any:
     if isinstance(current, list):
         return [coerce(current[0] if current else 0.0, t) for t in text.strip("[]").split(",") if t.strip()]
     if isinstance(current, int | float):
-        value = float(text)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{text!r} is not a finite number")
         return int(value) if isinstance(current, int) and value.is_integer() else value
+    if not text:
+        raise ValueError("a value is required")
     return text
 
 
@@ -274,7 +285,10 @@ def insert_rule(path: Path, rule: dict[str, Any], tests: list[dict[str, Any]], p
 
 def replace_rule(path: Path, rule_id: str, rule_text: str, part: str = "minor") -> tuple[str, str]:
     """Replace one rule by YAML text written in the workbench; returns (new rule id, new version)."""
-    new_rule = read_text(rule_text)
+    try:
+        new_rule = read_text(rule_text)
+    except YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}") from None
     if not isinstance(new_rule, CommentedMap) or "id" not in new_rule:
         raise ValueError("the rule must be a YAML mapping with id, title, description, when, then")
     lines, start, end = _rule_span(path.read_text(encoding="utf-8"), rule_id)

@@ -29,6 +29,9 @@ PINNED: dict[str, tuple[int, int, str]] = {
     "evaluation-failed": (500, 1, "evaluation-failed"),
     "configuration": (500, 2, "evaluation-failed"),
     "cohort": (500, 2, "evaluation-failed"),
+    "edit-rejected": (400, 2, "rejected-patient"),
+    "edit-conflict": (409, 2, "rejected-patient"),
+    "forbidden": (403, 2, "rejected-patient"),
     "interrupted": (503, 130, "evaluation-failed"),
 }
 
