@@ -198,31 +198,65 @@ def _validate_many(directory: Path, texts: dict[Path, str]) -> None:
         load_library(copy, statuses=config.WORKING_STATUSES)
 
 
+KNOWLEDGE_LIFECYCLE = {
+    "draft": ("in-review",),
+    "in-review": ("approved", "draft"),
+    "approved": ("draft",),
+}
+KNOWLEDGE_FOLDERS = ("catalogue", "valuesets")
+
+
+def is_knowledge(path: Path) -> bool:
+    """Whether a file is a knowledge file (catalogue, value sets) rather than a ruleset."""
+    return path.parent.name in KNOWLEDGE_FOLDERS
+
+
+def rules_root(path: Path) -> Path:
+    """The rules directory a file belongs to (knowledge files live one folder down)."""
+    return path.parent.parent if is_knowledge(path) else path.parent
+
+
+def lifecycle(path: Path) -> dict[str, tuple[str, ...]]:
+    """The status moves a file allows: knowledge is never retired (every rule reads it)."""
+    return KNOWLEDGE_LIFECYCLE if is_knowledge(path) else LIFECYCLE
+
+
 def promote(path: Path, to: str, by: str | None = None, on: date | None = None) -> str:
-    """Move a ruleset along draft -> in-review -> approved -> retired; approval records who and when."""
+    """Move a ruleset or knowledge file along draft -> in-review -> approved (-> retired);
+    approval records who and when. A knowledge file without ``status`` is approved."""
     text = path.read_text(encoding="utf-8")
     data = read_text(text)
-    current = str(data.get("status"))
-    if to not in LIFECYCLE.get(current, ()):
-        allowed = ", ".join(LIFECYCLE.get(current, ())) or "nothing"
+    current = str(data.get("status", "approved"))
+    moves = lifecycle(path)
+    if to not in moves.get(current, ()):
+        allowed = ", ".join(moves.get(current, ())) or "nothing"
         raise ValueError(f"{path.name}: {current} can move to {allowed}, not {to}")
-    if to == "approved" and not by:
+    if to == "approved" and not (by or "").strip():
         raise ValueError("approval needs --by (the reviewing pharmacist)")
     lines = text.split("\n")
-    status_row = data.lc.value("status")[0]
-    _replace_at(lines, data.lc.value("status"), to)
+    if "status" in data:
+        status_row = data.lc.value("status")[0]
+        _replace_at(lines, data.lc.value("status"), to)
+    else:
+        status_row = data.lc.key("version")[0] + 1
+        lines.insert(status_row, f"status: {to}")
     for row in sorted((data.lc.key(k)[0] for k in ("approved_by", "approved_on") if k in data), reverse=True):
+        if row >= status_row and "status" not in data:
+            row += 1
         del lines[row]
         if row < status_row:
             status_row -= 1
     if to == "approved":
         stamp = (on or date.today()).isoformat()
         lines[status_row + 1 : status_row + 1] = [
-            f"approved_by: {format_scalar(by)}",
+            f"approved_by: {format_scalar((by or '').strip())}",
             f"approved_on: {stamp}",
         ]
     new_text = "\n".join(lines)
-    validate_text(path.parent, path.name, new_text, {"draft", "in-review", "approved", "retired"})
+    root = rules_root(path)
+    validate_text(
+        root, path.relative_to(root).as_posix(), new_text, {"draft", "in-review", "approved", "retired"}
+    )
     path.write_text(new_text, encoding="utf-8")
     return to
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from cds.authoring.cohort import load_cohort
-from cds.authoring.workbench import rules_views
+from cds.authoring.review import snapshot
+from cds.authoring.workbench import knowledge_views, review_views, rules_views
 from cds.authoring.workbench.bench import Bench
 from cds.authoring.workbench.security import Guard
 from cds.errors import CdsError, outcome_of
@@ -35,7 +36,7 @@ def create_app(rules_dir: Path, cohort_dir: Path, *, allowed_hosts: Iterable[str
     ``allowed_hosts`` adds Host values to the bound address (``host:port``), e.g. for a proxy."""
     app = FastAPI(title="HER2 CDS rule workbench", docs_url=None, redoc_url=None, openapi_url=None)
     cohort, _rejected = load_cohort(Path(cohort_dir))
-    bench = Bench(Path(rules_dir), Path(cohort_dir), cohort)
+    bench = Bench(Path(rules_dir), Path(cohort_dir), cohort, snapshot(Path(rules_dir)))
     assets = {name: _static(name) for name in STATIC}
 
     @app.get("/static/{name}")
@@ -58,5 +59,14 @@ def create_app(rules_dir: Path, cohort_dir: Path, *, allowed_hosts: Iterable[str
             back=urlsplit(request.headers.get("referer") or "/").path or "/",
         )
 
+    @app.get("/jobs/{job_id}")
+    def job(job_id: str) -> JSONResponse:
+        found = bench.jobs.get(job_id)
+        if found is None:
+            return JSONResponse({"error": "no such job (it may have expired)"}, status_code=404)
+        return JSONResponse(found.as_dict())
+
     rules_views.register(app, bench)
+    knowledge_views.register(app, bench)
+    review_views.register(app, bench)
     return Guard(app, hosts=allowed_hosts)

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import FormData
 
 from cds import config
 from cds.authoring.cohort import CohortPatient
+from cds.authoring.review import Baseline
+from cds.authoring.workbench.jobs import Job, Jobs
 from cds.authoring.workbench.templates import render
 from cds.engine.library import RuleLibrary, load_library
 from cds.errors import EditConflict, EditRejected
+
+T = TypeVar("T")
 
 # form fields every state-changing form carries besides its content
 CONTROL_FIELDS = frozenset({"csrf", "base", "rule", "sample", "as_of"})
@@ -42,8 +47,13 @@ class Bench:
     rules_dir: Path
     cohort_dir: Path
     cohort: list[CohortPatient]
+    snapshot: Baseline
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     engine_lock: threading.RLock = field(default_factory=threading.RLock)
+    jobs: Jobs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.jobs = Jobs(self.engine_lock)
 
     @property
     def by_name(self) -> dict[str, CohortPatient]:
@@ -55,6 +65,11 @@ class Bench:
         return load_library(
             directory or self.rules_dir, statuses=config.WORKING_STATUSES, parameter_overrides=overrides
         )
+
+    def locked(self, work: Callable[..., T], *args: Any) -> T:
+        """Run engine work while no background job uses the engine (call it in a worker thread)."""
+        with self.engine_lock:
+            return work(*args)
 
     def page(self, request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         """A full page with the session's CSRF token."""
@@ -81,3 +96,8 @@ def text_field(form: FormData, name: str) -> str:
     if not isinstance(value, str):
         raise EditRejected(f"field {name} must be text")
     return value
+
+
+def job_started(job: Job) -> JSONResponse:
+    """The answer to a POST that started a background job (the page polls /jobs/<id>)."""
+    return JSONResponse({"job": job.id})

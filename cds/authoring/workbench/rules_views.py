@@ -14,7 +14,8 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from ruamel.yaml.error import YAMLError
 from starlette.datastructures import FormData, UploadFile
 
@@ -23,7 +24,15 @@ from cds.authoring.cohort import CohortPatient, run_patient
 from cds.authoring.explain import explain, label_for, unit_for
 from cds.authoring.impact import compare, render_html_fragment
 from cds.authoring.lint import lint
-from cds.authoring.workbench.bench import CONTROL_FIELDS, Bench, check_base, fingerprint, text_field
+from cds.authoring.review import Progress
+from cds.authoring.workbench.bench import (
+    CONTROL_FIELDS,
+    Bench,
+    check_base,
+    fingerprint,
+    job_started,
+    text_field,
+)
 from cds.authoring.workbench.templates import render
 from cds.engine.conditions import Compare, Condition
 from cds.engine.library import CompiledRule, CompiledRuleset, RuleLibrary
@@ -220,26 +229,27 @@ def register(app: FastAPI, bench: Bench) -> None:
             message=message,
         )
 
-    @app.post("/impact", response_class=HTMLResponse)
-    async def impact(request: Request) -> HTMLResponse:
+    @app.post("/impact")
+    async def impact(request: Request) -> Response:
         form = await request.form()
         saved = bench.library()
         rs, _c = rule_of_form(form, saved)
         overrides = overrides_from(form, saved, rs)
         if not overrides:
-            return HTMLResponse("<p class='none'>No unsaved changes: nothing to compare.</p>")
+            return JSONResponse({"html": "<p class='none'>No unsaved changes: nothing to compare.</p>"})
         try:
             edited = bench.library(overrides)
         except RuleDefinitionError as exc:
             raise EditRejected(str(exc)) from exc
-        report = compare(
-            saved,
-            edited,
-            bench.cohort,
-            old_label="saved rules",
-            new_label="unsaved: " + ", ".join(f"{k} = {fmt(v)}" for k, v in overrides.items()),
-        )
-        return HTMLResponse(render_html_fragment(report, examples=5))
+        label = "unsaved: " + ", ".join(f"{k} = {fmt(v)}" for k, v in overrides.items())
+
+        def work(progress: Progress) -> str:
+            report = compare(
+                saved, edited, bench.cohort, old_label="saved rules", new_label=label, progress=progress
+            )
+            return render_html_fragment(report, examples=5)
+
+        return job_started(bench.jobs.start("impact on the sample patients", work))
 
     @app.post("/run/fragment", response_class=HTMLResponse)
     async def run_fragment(request: Request) -> HTMLResponse:
@@ -251,32 +261,35 @@ def register(app: FastAPI, bench: Bench) -> None:
         if patient is None:
             raise HTTPException(404, "unknown sample")
         lib = bench.library(overrides) if overrides else saved
-        return HTMLResponse(patient_fragment(lib, patient, overrides, c.rule.id))
 
-    @app.post("/rule/{rule_id}/save")
-    async def save(rule_id: str, request: Request) -> RedirectResponse:
-        form = await request.form()
+        fragment = await run_in_threadpool(bench.locked, patient_fragment, lib, patient, overrides, c.rule.id)
+        return HTMLResponse(fragment)
+
+    def save_parameters(rule_id: str, form: FormData) -> str:
         with bench.write_lock:
             saved = bench.library()
             rs, _c = find_rule(saved, rule_id)
             check_base(form, rs.source)
             overrides = overrides_from(form, saved, rs)
             if not overrides:
-                return RedirectResponse(f"/rule/{rule_id}?message=Nothing+changed", status_code=303)
+                return "Nothing changed"
             try:
                 versions = edit.set_parameters(bench.rules_dir, overrides)
             except (RuleDefinitionError, ConfigurationError, ValueError) as exc:
                 raise EditRejected(str(exc)) from exc
         report = lint(bench.rules_dir, cohort=None, base=None)
-        msg = (
+        return (
             f"Saved {', '.join(f'{f} (now {v}, draft)' for f, v in versions.items())}. "
             f"Lint: {len(report.of('error'))} error(s), {len(report.of('warning'))} warning(s)."
         )
-        return RedirectResponse(f"/rule/{rule_id}?message={_q(msg)}", status_code=303)
 
-    @app.post("/rule/{rule_id}/yaml")
-    async def save_yaml(rule_id: str, request: Request) -> RedirectResponse:
+    @app.post("/rule/{rule_id}/save")
+    async def save(rule_id: str, request: Request) -> RedirectResponse:
         form = await request.form()
+        message = await run_in_threadpool(save_parameters, rule_id, form)
+        return RedirectResponse(f"/rule/{rule_id}?message={_q(message)}", status_code=303)
+
+    def save_rule_text(rule_id: str, form: FormData) -> tuple[str, str]:
         text = text_field(form, "text")
         with bench.write_lock:
             rs, _c = find_rule(bench.library(), rule_id)
@@ -285,7 +298,12 @@ def register(app: FastAPI, bench: Bench) -> None:
                 new_id, version = edit.replace_rule(rs.source, rule_id, text)
             except (RuleDefinitionError, ValueError, KeyError, YAMLError) as exc:
                 raise EditRejected(f"rule YAML not saved: {exc}") from exc
-        message = f"Saved {rs.source.name} {version} (draft)"
+        return new_id, f"Saved {rs.source.name} {version} (draft)"
+
+    @app.post("/rule/{rule_id}/yaml")
+    async def save_yaml(rule_id: str, request: Request) -> RedirectResponse:
+        form = await request.form()
+        new_id, message = await run_in_threadpool(save_rule_text, rule_id, form)
         return RedirectResponse(f"/rule/{new_id}?message={_q(message)}", status_code=303)
 
     @app.get("/run", response_class=HTMLResponse)
@@ -312,7 +330,7 @@ def register(app: FastAPI, bench: Bench) -> None:
                 patient = bench.by_name[chosen]
             else:
                 raise ValueError("choose a sample or upload a bundle")
-            fragment = patient_fragment(lib, patient, {}, None, as_of)
+            fragment = await run_in_threadpool(bench.locked, patient_fragment, lib, patient, {}, None, as_of)
         except (InputRejected, ValueError) as exc:
             fragment, status = render("run-error", reason=str(exc)), 400
         return bench.page(
@@ -322,13 +340,19 @@ def register(app: FastAPI, bench: Bench) -> None:
 
     @app.get("/lint", response_class=HTMLResponse)
     def lint_page(request: Request) -> HTMLResponse:
-        report = lint(bench.rules_dir, cohort=bench.cohort_dir, base="HEAD")
-        return bench.page(
-            request,
-            "lint",
-            title="Lint",
-            ok=report.ok,
-            errors=report.of("error"),
-            warnings=report.of("warning"),
-            notes=report.of("info"),
-        )
+        return bench.page(request, "lint", title="Lint")
+
+    @app.post("/lint/run")
+    def lint_run() -> JSONResponse:
+        def work(progress: Progress) -> str:
+            progress("checking every rule file against the samples and the last commit", 0, 0)
+            report = lint(bench.rules_dir, cohort=bench.cohort_dir, base="HEAD")
+            return render(
+                "lint-result",
+                ok=report.ok,
+                errors=report.of("error"),
+                warnings=report.of("warning"),
+                notes=report.of("info"),
+            )
+
+        return job_started(bench.jobs.start("lint", work))

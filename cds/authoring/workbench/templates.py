@@ -13,7 +13,10 @@ BASE = """<!doctype html><html lang="en"><head>
 <title>{{ title }} - rule workbench</title>
 <link rel="stylesheet" href="/static/workbench.css">
 <script src="/static/workbench.js" defer></script></head><body><header><b>HER2 CDS rule workbench</b>
-<a href="/">Rules</a><a href="/run">Run a patient</a><a href="/lint">Lint</a>
+<a href="/">Rules</a><a href="/knowledge">Knowledge</a><a href="/review">Review</a>
+<a href="/run">Run a patient</a><a href="/lint">Lint</a>
+<form method="get" action="/search" role="search"><input type="search" name="q" id="q" value="{{ q or '' }}"
+ placeholder="search rules, drugs, codes, units, cues" aria-label="search"></form>
 </header>
 <main>{% block body %}{% endblock %}</main></body></html>"""
 
@@ -55,8 +58,7 @@ RULE = """{% extends "base" %}{% block body %}<div id="rule-page" data-rule="{{ 
 {% else %}<p>This rule has no parameters; edit its YAML below.</p>{% endif %}
 <div id="impact" class="box">Change a value and press <i>Preview
 impact</i> to see which sample patients change.</div>
-<h2>Try on one patient</h2><p><select id="sample">{% for n in samples %}<option>{{ n }}</option>{% endfor %}
-</select> <button type="button" id="try">Run with the values above</button></p><div id="patient"></div>
+""" + "{% include 'try' %}" + """
 <h2>Finding</h2><table><tr><th>code</th><td>{{ c.rule.then.code }}</td></tr>
 <tr><th>kind</th><td>{{ c.rule.then.kind }} {{ c.rule.then.strength or c.rule.then.action or "" }}</td></tr>
 <tr><th>summary</th><td>{{ c.rule.then.summary }}</td></tr>
@@ -90,13 +92,120 @@ PATIENT = """<div class="patient-result"><h3>{{ ev.patient }} as of {{ ev.as_of 
 {% for e in rows %}<tr><td>{{ e.rule_id }}</td><td class="{{ e.outcome.split()[0] }}">{{ e.outcome }}</td>
 <td>{{ e.reason }}</td></tr>{% endfor %}</table></div>"""
 
+TRY = """<h2>Try on one patient</h2><p>Patients the change affects are listed first once you have
+previewed its impact.</p><p><select id="sample">{% for n in samples %}<option value="{{ n }}">{{ n }}</option>
+{% endfor %}</select> <button type="button" id="try">Run with the values above</button></p>
+<div id="patient"></div>"""
+
 LINT = """{% extends "base" %}{% block body %}<h1>Lint</h1>
-<p id="lint-summary" class="{{ 'msg' if ok else 'error'
+<p>Every rule file, against the sample cohort and the last commit.</p>
+<div id="lint" class="box" data-start="/lint/run">starting...</div>{% endblock %}"""
+
+LINT_RESULT = """<p id="lint-summary" class="{{ 'msg' if ok else 'error'
 }}">{{ errors|length }} error(s), {{ warnings|length }}
 warning(s){% if ok %}: the rules can go to review{% endif %}</p>
 {% for title, items in (("Errors", errors), ("Warnings", warnings), ("Notes", notes)) %}{% if items %}
-<h2>{{ title }}</h2><ul>{% for d in items %}<li>{{ d }}</li>{% endfor %}</ul>{% endif %}{% endfor %}
+<h2>{{ title }}</h2><ul>{% for d in items %}<li>{{ d }}</li>{% endfor %}</ul>{% endif %}{% endfor %}"""
+
+SEARCH = """{% extends "base" %}{% block body %}<h1>Search</h1>
+{% if q %}<p id="search-summary">{{ hits|length }} result(s) for <b>{{ q }}</b></p>
+<table id="results"><tr><th>kind</th><th>entry</th><th>where</th></tr>
+{% for h in hits %}<tr class="hit" data-kind="{{ h.kind }}"><td>{{ h.kind }}</td>
+<td><a href="{{ h.link }}">{{ h.label }}</a></td><td>{{ h.detail }}</td></tr>{% endfor %}</table>
+{% else %}<p>Type a drug, a code, a unit, a cue word or a rule id in the search box.</p>{% endif %}
 {% endblock %}"""
+
+KNOWLEDGE = """{% extends "base" %}{% block body %}<h1>Knowledge</h1>
+<p>The drug catalogue, value sets and text cues the rules read. Open an entry to add a name, a code,
+a unit spelling or a cue phrase; <a href="/knowledge/new-product" id="new-product">add a product</a>
+(a brand or biosimilar of a catalogue agent). Every addition names its source, shows its impact on
+the sample patients before it is saved, and sends the file back to draft for review.</p>
+{% for f in files %}<div class="box"><h2>{{ f.file }} <small>{{ f.version }}
+<span class="status-{{ f.status }}">{{ f.status }}</span></small></h2><p>
+{% for p in f.pages %}<a href="{{ p.link }}">{{ p.title }}</a>{% if not loop.last %} &middot; {% endif %}
+{% endfor %}</p></div>{% endfor %}{% endblock %}"""
+
+ENTRY = """{% extends "base" %}{% block body %}<div id="knowledge-page">
+<h1>{{ page.title }}</h1><p><code>{{ page.path }}</code> in <b>{{ page.file }} {{ version }}</b>
+<span class="status-{{ status }}">{{ status }}</span></p>
+{% if message %}<p class="msg" id="message">{{ message }}</p>{% endif %}
+<h2>Entry</h2><div class="plain" id="entry-yaml">{{ entry_yaml }}</div>
+{% for l in page.lists %}<h3>{{ l.path }} <small>({{ l.members|length }} {{ 'spellings' if l.kind == 'map'
+ else 'members' }})</small></h3><p class="members" data-path="{{ l.path }}">{{ l.members|join(' · ') }}</p>
+{% if l.sources %}<ul class="sources">{% for m, src in l.sources.items() %}<li>{{ m }}: {{ src }}</li>
+{% endfor %}</ul>{% endif %}{% endfor %}
+{% if page.lists %}<h2>Add a member</h2>
+<form id="knowledge-form" class="box" method="post" action="/knowledge/save">""" + CSRF + """
+<input type="hidden" name="base" value="{{ base }}"><input type="hidden" name="op" value="member">
+<input type="hidden" name="file" value="{{ page.file }}">
+<table><tr><th>add to</th><td><select name="path" id="path">{% for l in page.lists %}
+<option value="{{ l.path }}" data-kind="{{ l.kind }}">{{ l.path }}{% if l.kind == 'map' %} (with factor)
+{% endif %}</option>{% endfor %}</select></td></tr>
+<tr><th>new member</th><td><input type="text" class="wide" name="member" id="member" required></td></tr>
+<tr><th>factor</th><td><input type="text" name="factor" id="factor"> <small>unit maps only: what a
+value in this unit is multiplied by to reach the canonical unit</small></td></tr>
+<tr><th>source</th><td><input type="text" class="wide" name="source" id="source" required
+ placeholder="label, lab manual, reference: where this comes from"></td></tr></table>
+""" + "{% include 'knowledge-buttons' %}" + """</form>{% endif %}
+<div id="impact" class="box">Fill in the form and press <i>Preview impact</i> to see which sample
+patients change.</div>""" + "{% include 'try' %}" + """</div>{% endblock %}"""
+
+KNOWLEDGE_BUTTONS = """<button type="button" id="preview">Preview impact on sample patients</button>
+<button type="submit" id="save">Save (bumps version, back to draft for review)</button>"""
+
+PRODUCT = """{% extends "base" %}{% block body %}<div id="knowledge-page">
+<h1>Add a product</h1><p>A brand, biosimilar or other form of catalogue agents, written to
+<b>catalogue/products.yaml {{ version }}</b> <span class="status-{{ status }}">{{ status }}</span>.
+A record naming the product by code or by name then counts as its agents.</p>
+<form id="knowledge-form" class="box" method="post" action="/knowledge/save">""" + CSRF + """
+<input type="hidden" name="base" value="{{ base }}"><input type="hidden" name="op" value="product">
+<input type="hidden" name="file" value="catalogue/products.yaml">
+<table><tr><th>id</th><td><input type="text" name="product_id" id="product_id" required
+ placeholder="lower_case_id"></td></tr>
+<tr><th>display</th><td><input type="text" class="wide" name="display" id="display" required
+ placeholder="what a clinician reads"></td></tr>
+<tr><th>counts as agents</th><td><input type="text" class="wide" name="agents" id="agents" required
+ list="agent-ids"> <small>comma-separated catalogue agent ids</small><datalist id="agent-ids">
+{% for a in agents %}<option value="{{ a }}">{% endfor %}</datalist></td></tr>
+<tr><th>RxNorm codes</th><td><input type="text" class="wide" name="rxnorm" id="rxnorm"> <small>brand and
+clinical-drug RXCUIs, comma-separated</small></td></tr>
+<tr><th>names</th><td><input type="text" class="wide" name="names" id="names" required> <small>names as
+records write them (whole words, case-insensitive), comma-separated</small></td></tr>
+<tr><th>covers</th><td><input type="text" class="wide" name="covers" id="covers"> <small>optional: words
+also consumed when the product matched</small></td></tr>
+<tr><th>route</th><td><select name="route" id="route">{% for r in routes %}<option>{{ r }}</option>
+{% endfor %}</select></td></tr>
+<tr><th>source</th><td><input type="text" class="wide" name="source" id="source" required
+ placeholder="label, regulator listing, RxNorm"></td></tr></table>
+""" + "{% include 'knowledge-buttons' %}" + """</form>
+<div id="impact" class="box">Fill in the form and press <i>Preview impact</i> to see which sample
+patients change.</div>""" + "{% include 'try' %}" + """</div>{% endblock %}"""
+
+REVIEW = """{% extends "base" %}{% block body %}<h1>Review</h1>
+{% if message %}<p class="msg" id="message">{{ message }}</p>{% endif %}
+<p>Pending changes against {{ baseline }}: <b id="pending-count">{{ changes|length }}</b> file(s).</p>
+{% for ch in changes %}<div class="box pending" data-file="{{ ch.file }}">
+<h2>{{ ch.file }} <small>{{ ch.old_version or 'new' }} &rarr; {{ ch.version }}
+<span class="status-{{ ch.status }}">{{ ch.status }}</span></small></h2>
+<div class="side"><div><h3>YAML</h3><div class="diff">{% for line in ch.yaml_diff %}<span class="{{
+ 'add' if line.startswith('+') else 'del' if line.startswith('-') else 'hunk' if line.startswith('@@') else ''
+ }}">{{ line }}</span>
+{% endfor %}</div></div><div><h3>In plain language</h3><ul class="plain-changes">
+{% for item in ch.plain %}<li>{{ item }}</li>{% endfor %}</ul></div></div></div>
+{% else %}<p id="no-changes">Nothing pending.</p>{% endfor %}
+<h2>Lifecycle</h2><p>Submit a draft for review; a second pharmacist approves it (approval is refused
+while lint has errors or an embedded test case fails, and records who and when in the file and its
+changelog).</p>
+<table id="lifecycle"><tr><th>file</th><th>version</th><th>status</th><th>actions</th></tr>
+{% for f in files %}<tr data-file="{{ f.file }}"><td>{{ f.file }}</td><td>{{ f.version }}</td>
+<td class="status-{{ f.status }}">{{ f.status }}{% if f.approved_by %} ({{ f.approved_by }},
+{{ f.approved_on }}){% endif %}</td><td>{% for to in f.moves %}
+<form method="post" action="/review/move" class="move" data-to="{{ to }}">""" + CSRF + """
+<input type="hidden" name="file" value="{{ f.file }}"><input type="hidden" name="base" value="{{ f.base }}">
+<input type="hidden" name="to" value="{{ to }}">{% if to == 'approved' %}<input type="text" name="by"
+ placeholder="reviewer name" required aria-label="reviewer name">{% endif %}
+<button type="submit">{{ labels[to] }}</button></form>{% endfor %}</td></tr>{% endfor %}</table>
+<div id="approval" class="box">Approval checks run here.</div>{% endblock %}"""
 
 RUN_ERROR = """<p class="error" id="run-error">{{ reason }}</p>"""
 
@@ -113,6 +222,14 @@ ENV = Environment(
             "run": RUN,
             "patient": PATIENT,
             "lint": LINT,
+            "lint-result": LINT_RESULT,
+            "try": TRY,
+            "search": SEARCH,
+            "knowledge": KNOWLEDGE,
+            "knowledge-entry": ENTRY,
+            "knowledge-buttons": KNOWLEDGE_BUTTONS,
+            "product": PRODUCT,
+            "review": REVIEW,
             "error": ERROR,
             "run-error": RUN_ERROR,
         }
