@@ -332,8 +332,8 @@ def add_member_text(text: str, path: str, member: str, factor: float | None) -> 
         item = f"{edit.format_scalar(member)}: {_fmt(factor)}"
     else:
         raise ValueError(f"{path} is not a list or a unit map")
-    if node.fa.flow_style():
-        row, col = parent.lc.value(key)
+    row, col = parent.lc.value(key)
+    if lines[row][col : col + 1] in ("[", "{"):  # flow style (empty ones included)
         start = _offset(lines, row, col)
         close = _closing(text, start)
         inner = text[start + 1 : close]
