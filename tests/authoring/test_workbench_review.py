@@ -123,11 +123,10 @@ def test_pharmacist_adds_a_biosimilar_and_a_local_platelet_unit_sees_who_changes
         options = page.locator("#sample option").all_inner_texts()
         assert options[0] == f"{BIOSIMILAR} (changes)"
         assert page.input_value("#sample") == BIOSIMILAR
+        page.screenshot(path=str(img / "workbench-product.png"))
         page.click("#try")
         page.wait_for_selector("#patient .patient-result")
         assert page.locator("#patient table.findings td.code").all_inner_texts() == ["info.on-therapy"]
-        page.locator("#impact").scroll_into_view_if_needed()
-        page.screenshot(path=str(img / "workbench-product.png"), full_page=True)
         page.click("#save")
         page.wait_for_selector("#message")
         assert page.inner_text("#message") == (

@@ -189,8 +189,7 @@ REVIEW = """{% extends "base" %}{% block body %}<h1>Review</h1>
 <span class="status-{{ ch.status }}">{{ ch.status }}</span></small></h2>
 <div class="side"><div><h3>YAML</h3><div class="diff">{% for line in ch.yaml_diff %}<span class="{{
  'add' if line.startswith('+') else 'del' if line.startswith('-') else 'hunk' if line.startswith('@@') else ''
- }}">{{ line }}</span>
-{% endfor %}</div></div><div><h3>In plain language</h3><ul class="plain-changes">
+ }}">{{ line }}</span>{% endfor %}</div></div><div><h3>In plain language</h3><ul class="plain-changes">
 {% for item in ch.plain %}<li>{{ item }}</li>{% endfor %}</ul></div></div></div>
 {% else %}<p id="no-changes">Nothing pending.</p>{% endfor %}
 <h2>Lifecycle</h2><p>Submit a draft for review; a second pharmacist approves it (approval is refused
