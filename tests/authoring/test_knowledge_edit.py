@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cds import config
-from cds.authoring import edit, knowledge
+from cds.authoring import edit, knowledge_edit
 from cds.authoring.changelog import knowledge_changes
 from cds.cli import app
 from cds.engine.library import load_library
@@ -32,15 +32,16 @@ def rules(tmp_path: Path) -> Path:
     return target
 
 
-def _unit() -> knowledge.MemberEdit:
-    return knowledge.member_edit(OBS, "analytes.platelets.units", "thou/cmm", "Site lab report format", "1")
+def _unit() -> knowledge_edit.MemberEdit:
+    units = "analytes.platelets.units"
+    return knowledge_edit.member_edit(OBS, units, "thou/cmm", "Site lab report format", "1")
 
 
 def test_adding_a_unit_changes_only_its_lines_bumps_the_version_and_returns_the_file_to_draft(
     rules: Path,
 ) -> None:
     old = (rules / OBS).read_text().splitlines()
-    new = knowledge.validated_text(rules, _unit()).splitlines()
+    new = knowledge_edit.validated_text(rules, _unit()).splitlines()
     diff = list(difflib.unified_diff(old, new, n=0, lineterm=""))
     removed = [line[1:] for line in diff[2:] if line.startswith("-")]
     added = [line[1:] for line in diff[2:] if line.startswith("+")]
@@ -61,16 +62,16 @@ def test_adding_a_unit_changes_only_its_lines_bumps_the_version_and_returns_the_
 
 def test_block_style_lists_and_maps_get_a_line_in_their_own_indentation() -> None:
     text = "version: 1.0.0\nnames:\n  - alpha\n  - beta\nunits:\n  a: 1\n  b: 2\nempty: []\n"
-    assert knowledge.add_member_text(text, "names", "gamma", None) == text.replace(
+    assert knowledge_edit.add_member_text(text, "names", "gamma", None) == text.replace(
         "  - beta\n", '  - beta\n  - "gamma"\n'
     )
     with_c = text.replace("  b: 2\n", '  b: 2\n  "c": 0.5\n')
-    assert knowledge.add_member_text(text, "units", "c", 0.5) == with_c
-    assert knowledge.add_member_text(text, "empty", "x", None).endswith('empty: ["x"]\n')
+    assert knowledge_edit.add_member_text(text, "units", "c", 0.5) == with_c
+    assert knowledge_edit.add_member_text(text, "empty", "x", None).endswith('empty: ["x"]\n')
     with pytest.raises(ValueError, match="'beta' is already in names"):
-        knowledge.add_member_text(text, "names", "beta", None)
+        knowledge_edit.add_member_text(text, "names", "beta", None)
     with pytest.raises(ValueError, match="names is a list: a member has no factor"):
-        knowledge.add_member_text(text, "names", "delta", 2.0)
+        knowledge_edit.add_member_text(text, "names", "delta", 2.0)
 
 
 def test_member_sources_must_name_a_member_and_give_a_source(rules: Path) -> None:
@@ -89,7 +90,7 @@ def test_member_sources_must_name_a_member_and_give_a_source(rules: Path) -> Non
 
 
 def test_production_refuses_unapproved_knowledge_until_it_is_approved(rules: Path) -> None:
-    (rules / OBS).write_text(knowledge.validated_text(rules, _unit()))
+    (rules / OBS).write_text(knowledge_edit.validated_text(rules, _unit()))
     with pytest.raises(ConfigurationError) as refused:
         load_library(rules)
     assert refused.value.reason == (
@@ -109,12 +110,12 @@ def test_production_refuses_unapproved_knowledge_until_it_is_approved(rules: Pat
 
 def test_cli_promotes_a_knowledge_file_and_writes_its_changelog(tmp_path: Path) -> None:
     rules = copy_rules(tmp_path, git=True)  # a site's rules: the changelog compares with the last commit
-    product = knowledge.product_edit(
+    product = knowledge_edit.product_edit(
         "zercepac",
         {"display": "Zercepac (trastuzumab)", "agents": "trastuzumab", "names": "zercepac", "route": "iv",
          "source": "EMA EPAR"},
     )
-    (rules / product.file).write_text(knowledge.validated_text(rules, product))
+    (rules / product.file).write_text(knowledge_edit.validated_text(rules, product))
     target = str(rules / product.file)
     assert runner.invoke(app, ["rules", "promote", target, "--to", "retired"]).exit_code == 2
     assert runner.invoke(app, ["rules", "promote", target, "--to", "in-review"]).exit_code == 0

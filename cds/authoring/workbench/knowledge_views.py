@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ruamel.yaml.error import YAMLError
 from starlette.datastructures import FormData
 
-from cds.authoring import knowledge
+from cds.authoring import knowledge, knowledge_edit
 from cds.authoring.impact import compare, render_html_fragment
 from cds.authoring.review import Progress
 from cds.authoring.workbench.bench import Bench, check_base, fingerprint, job_started, text_field
@@ -30,7 +30,7 @@ from cds.knowledge.catalogue import Route
 ROUTES = get_args(Route)
 
 
-def edit_of_form(form: FormData) -> knowledge.KnowledgeEdit:
+def edit_of_form(form: FormData) -> knowledge_edit.KnowledgeEdit:
     """The addition a knowledge form asks for (400 with the reason when a field is wrong)."""
     try:
         if text_field(form, "op") == "product":
@@ -38,9 +38,9 @@ def edit_of_form(form: FormData) -> knowledge.KnowledgeEdit:
                 name: text_field(form, name)
                 for name in ("display", "agents", "rxnorm", "names", "covers", "route", "source")
             }
-            return knowledge.product_edit(text_field(form, "product_id"), fields)
+            return knowledge_edit.product_edit(text_field(form, "product_id"), fields)
         if text_field(form, "op") == "member":
-            return knowledge.member_edit(
+            return knowledge_edit.member_edit(
                 text_field(form, "file"),
                 text_field(form, "path"),
                 text_field(form, "member"),
@@ -52,10 +52,10 @@ def edit_of_form(form: FormData) -> knowledge.KnowledgeEdit:
     raise EditRejected("unknown knowledge edit (field op must be member or product)")
 
 
-def validated(bench: Bench, change: knowledge.KnowledgeEdit) -> str:
+def validated(bench: Bench, change: knowledge_edit.KnowledgeEdit) -> str:
     """The edited file's text once the engine's loaders accept it (400 with their reason)."""
     try:
-        return knowledge.validated_text(bench.rules_dir, change)
+        return knowledge_edit.validated_text(bench.rules_dir, change)
     except (ValueError, YAMLError) as exc:
         raise EditRejected(f"not saved: {exc}") from exc
     except (RuleDefinitionError, ConfigurationError) as exc:
@@ -130,7 +130,7 @@ def register(app: FastAPI, bench: Bench) -> None:
 
         def work(progress: Progress) -> str:
             progress("loading the edited knowledge", 0, 0)
-            with knowledge.edited_copy(bench.rules_dir, change.file, text) as edited:
+            with knowledge_edit.edited_copy(bench.rules_dir, change.file, text) as edited:
                 report = compare(
                     saved,
                     edited,
@@ -153,7 +153,7 @@ def register(app: FastAPI, bench: Bench) -> None:
         text = await run_in_threadpool(validated, bench, change)
 
         def evaluate() -> str:
-            with knowledge.edited_copy(bench.rules_dir, change.file, text) as edited:
+            with knowledge_edit.edited_copy(bench.rules_dir, change.file, text) as edited:
                 return patient_fragment(edited, patient, {}, None)
 
         return HTMLResponse(await run_in_threadpool(bench.locked, evaluate))
@@ -165,8 +165,8 @@ def register(app: FastAPI, bench: Bench) -> None:
             check_base(form, path, "this knowledge file")
             text = validated(bench, change)
             path.write_text(text, encoding="utf-8")
-        version = knowledge.version_of(text)
-        if isinstance(change, knowledge.ProductEdit):
+        version = knowledge_edit.version_of(text)
+        if isinstance(change, knowledge_edit.ProductEdit):
             link = knowledge.page_link(change.file, f"products.{change.product_id}")
         else:
             link = knowledge.page_link(change.file, _page_of(change.path, bench))
