@@ -14,7 +14,7 @@ setup(
     packages=[*find_packages(include=["cds", "cds.*"]), *RULE_PACKAGES],
     package_dir={"cds.bundled_rules": "rules"},
     package_data={
-        "cds": ["py.typed", "api/migrations/script.py.mako"],
+        "cds": ["py.typed", "api/migrations/script.py.mako", "authoring/workbench/static/*"],
         **{p: ["*.yaml", "*.yml", "*.md"] for p in RULE_PACKAGES},
     },
 )

@@ -24,6 +24,9 @@
     │   ├── BadManifest             a Bulk manifest.json, or one of its entries, cannot be used
     │   └── ExportReported          the export's own error file (manifest error[]) reports a problem
     ├── FhirOutputInvalid           a FHIR resource built from findings does not validate (a bug)
+    ├── EditRejected                a workbench edit is invalid (bad value, YAML, entry); nothing written
+    ├── EditConflict                a workbench save was made from an older version of the file
+    ├── Forbidden                   a workbench request failed a CSRF, Host or Origin check
     └── Interrupted                 Ctrl-C stopped a cohort; finished partitions are kept
 
 ``OUTCOMES`` maps every code to its HTTP status, CLI exit code and cohort error kind: the one
@@ -243,6 +246,24 @@ class FhirOutputInvalid(CdsError):
     code: ClassVar[str] = "fhir-output-invalid"
 
 
+class EditRejected(CdsError):
+    """An authoring edit is invalid (a bad value, invalid YAML, an entry the loaders refuse)."""
+
+    code: ClassVar[str] = "edit-rejected"
+
+
+class EditConflict(CdsError):
+    """An edit was made from a version of the file that has changed since (a lost update)."""
+
+    code: ClassVar[str] = "edit-conflict"
+
+
+class Forbidden(CdsError):
+    """A workbench request failed a CSRF token, Host or Origin check; nothing was done."""
+
+    code: ClassVar[str] = "forbidden"
+
+
 class Interrupted(CdsError):
     """Ctrl-C: the run stopped; finished partitions are kept for --resume."""
 
@@ -292,6 +313,9 @@ OUTCOMES: Mapping[str, Outcome] = {
     "bad-manifest": Outcome(400, 1, "bad-manifest"),
     "export-error": Outcome(400, 1, "export-error"),
     "fhir-output-invalid": _FAILED,
+    "edit-rejected": Outcome(400, 2, "rejected-patient"),
+    "edit-conflict": Outcome(409, 2, "rejected-patient"),
+    "forbidden": Outcome(403, 2, "rejected-patient"),
     "interrupted": Outcome(503, 130, "evaluation-failed"),
 }
 

@@ -404,31 +404,33 @@ def new_cmd(
 
 
 def promote_cmd(
-    file: Annotated[Path, typer.Argument(help="The rule file.")],
+    file: Annotated[Path, typer.Argument(help="A rule file or knowledge file (catalogue/, valuesets/).")],
     to: Annotated[str, typer.Option("--to", help="in-review, approved, retired or draft.")],
     by: Annotated[str | None, typer.Option("--by", help="Reviewer (required to approve).")] = None,
 ) -> None:
-    """Move a ruleset through its lifecycle: draft -> in-review -> approved -> retired."""
+    """Move a ruleset or knowledge file through its lifecycle: draft -> in-review -> approved -> retired."""
     from cds.authoring import edit
-    from cds.authoring.lint import lint
-    from cds.authoring.testing import run_embedded_tests
+    from cds.authoring.review import approval_blockers, write_changelog
 
-    current = str((edit.read(file) or {}).get("status"))
-    if to not in edit.LIFECYCLE.get(current, ()):
-        allowed = ", ".join(edit.LIFECYCLE.get(current, ()))
+    current = str((edit.read(file) or {}).get("status", "approved"))
+    moves = edit.lifecycle(file)
+    if to not in moves.get(current, ()):
+        allowed = ", ".join(moves.get(current, ()))
         raise _die(f"{file.name}: {current} can move to {allowed}, not {to}")
     if to == "approved":
-        report = lint(file.parent, cohort=None, base=None)
-        lib = _load(file.parent, set(WORKING))
-        failed = [o for o in run_embedded_tests(lib) if not o.passed]
-        if not report.ok or failed:
-            raise _die(
-                f"cannot approve: {len(report.of('error'))} lint error(s), {len(failed)} failing test(s)", 1
-            )
+        blockers = approval_blockers(edit.rules_root(file))
+        if blockers:
+            for line in blockers:
+                err.print(line, markup=False)
+            errors = sum(b.startswith("lint") for b in blockers)
+            raise _die(f"cannot approve: {errors} lint error(s), {len(blockers) - errors} failing test(s)", 1)
     try:
         edit.promote(file, to, by)
     except (ValueError, RuleDefinitionError) as exc:
         raise _die(str(exc)) from exc
+    if to == "approved":
+        root = edit.rules_root(file)
+        write_changelog(root, file.resolve().relative_to(root.resolve()).as_posix())
     out.print(f"{file}: status {to}", markup=False)
 
 

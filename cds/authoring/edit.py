@@ -9,6 +9,7 @@ Content edits bump the version (minor: behaviour changes) and send an approved r
 from __future__ import annotations
 
 import io
+import math
 import shutil
 import tempfile
 from copy import deepcopy
@@ -18,6 +19,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from cds import config
@@ -135,7 +137,9 @@ def find_parameter(directory: Path, name: str) -> Path:
 
 
 def coerce(current: Any, text: str) -> Any:
-    """Parse a form value to the type of the current parameter value."""
+    """Parse a form value to the type of the current parameter value (ValueError says why not).
+
+    Numbers must be finite: "nan" or "inf" would make every comparison false and silence a rule."""
     text = text.strip()
     if isinstance(current, bool):
         if text.lower() not in ("true", "false"):
@@ -144,8 +148,15 @@ def coerce(current: Any, text: str) -> Any:
     if isinstance(current, list):
         return [coerce(current[0] if current else 0.0, t) for t in text.strip("[]").split(",") if t.strip()]
     if isinstance(current, int | float):
-        value = float(text)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{text!r} is not a finite number")
         return int(value) if isinstance(current, int) and value.is_integer() else value
+    if not text:
+        raise ValueError("a value is required")
     return text
 
 
@@ -187,31 +198,65 @@ def _validate_many(directory: Path, texts: dict[Path, str]) -> None:
         load_library(copy, statuses=config.WORKING_STATUSES)
 
 
+KNOWLEDGE_LIFECYCLE = {
+    "draft": ("in-review",),
+    "in-review": ("approved", "draft"),
+    "approved": ("draft",),
+}
+KNOWLEDGE_FOLDERS = ("catalogue", "valuesets")
+
+
+def is_knowledge(path: Path) -> bool:
+    """Whether a file is a knowledge file (catalogue, value sets) rather than a ruleset."""
+    return path.parent.name in KNOWLEDGE_FOLDERS
+
+
+def rules_root(path: Path) -> Path:
+    """The rules directory a file belongs to (knowledge files live one folder down)."""
+    return path.parent.parent if is_knowledge(path) else path.parent
+
+
+def lifecycle(path: Path) -> dict[str, tuple[str, ...]]:
+    """The status moves a file allows: knowledge is never retired (every rule reads it)."""
+    return KNOWLEDGE_LIFECYCLE if is_knowledge(path) else LIFECYCLE
+
+
 def promote(path: Path, to: str, by: str | None = None, on: date | None = None) -> str:
-    """Move a ruleset along draft -> in-review -> approved -> retired; approval records who and when."""
+    """Move a ruleset or knowledge file along draft -> in-review -> approved (-> retired);
+    approval records who and when. A knowledge file without ``status`` is approved."""
     text = path.read_text(encoding="utf-8")
     data = read_text(text)
-    current = str(data.get("status"))
-    if to not in LIFECYCLE.get(current, ()):
-        allowed = ", ".join(LIFECYCLE.get(current, ())) or "nothing"
+    current = str(data.get("status", "approved"))
+    moves = lifecycle(path)
+    if to not in moves.get(current, ()):
+        allowed = ", ".join(moves.get(current, ())) or "nothing"
         raise ValueError(f"{path.name}: {current} can move to {allowed}, not {to}")
-    if to == "approved" and not by:
+    if to == "approved" and not (by or "").strip():
         raise ValueError("approval needs --by (the reviewing pharmacist)")
     lines = text.split("\n")
-    status_row = data.lc.value("status")[0]
-    _replace_at(lines, data.lc.value("status"), to)
+    if "status" in data:
+        status_row = data.lc.value("status")[0]
+        _replace_at(lines, data.lc.value("status"), to)
+    else:
+        status_row = data.lc.key("version")[0] + 1
+        lines.insert(status_row, f"status: {to}")
     for row in sorted((data.lc.key(k)[0] for k in ("approved_by", "approved_on") if k in data), reverse=True):
+        if row >= status_row and "status" not in data:
+            row += 1
         del lines[row]
         if row < status_row:
             status_row -= 1
     if to == "approved":
         stamp = (on or date.today()).isoformat()
         lines[status_row + 1 : status_row + 1] = [
-            f"approved_by: {format_scalar(by)}",
+            f"approved_by: {format_scalar((by or '').strip())}",
             f"approved_on: {stamp}",
         ]
     new_text = "\n".join(lines)
-    validate_text(path.parent, path.name, new_text, {"draft", "in-review", "approved", "retired"})
+    root = rules_root(path)
+    validate_text(
+        root, path.relative_to(root).as_posix(), new_text, {"draft", "in-review", "approved", "retired"}
+    )
     path.write_text(new_text, encoding="utf-8")
     return to
 
@@ -274,7 +319,10 @@ def insert_rule(path: Path, rule: dict[str, Any], tests: list[dict[str, Any]], p
 
 def replace_rule(path: Path, rule_id: str, rule_text: str, part: str = "minor") -> tuple[str, str]:
     """Replace one rule by YAML text written in the workbench; returns (new rule id, new version)."""
-    new_rule = read_text(rule_text)
+    try:
+        new_rule = read_text(rule_text)
+    except YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}") from None
     if not isinstance(new_rule, CommentedMap) or "id" not in new_rule:
         raise ValueError("the rule must be a YAML mapping with id, title, description, when, then")
     lines, start, end = _rule_span(path.read_text(encoding="utf-8"), rule_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -169,8 +169,10 @@ def compare(
     as_of: datetime | None = None,
     old_label: str = "before",
     new_label: str = "after",
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> ImpactReport:
-    """Evaluate the cohort under both libraries and collect every finding that differs."""
+    """Evaluate the cohort under both libraries and collect every finding that differs
+    (``progress(stage, done, total)`` is told after each patient)."""
     old_ev, new_ev = Evaluator(old_lib), Evaluator(new_lib)
     report = ImpactReport(
         old_label,
@@ -179,7 +181,9 @@ def compare(
         old_versions={r.name: r.version for r in old_lib.rulesets},
         new_versions={r.name: r.version for r in new_lib.rulesets},
     )
-    for patient in cohort:
+    for done, patient in enumerate(cohort):
+        if progress is not None:
+            progress("evaluating sample patients", done, len(cohort))
         try:
             before = run_patient(old_ev, patient, as_of)
             after = run_patient(new_ev, patient, as_of)
@@ -219,6 +223,8 @@ def compare(
             changed = True
         if changed:
             report.changed_patients.append(patient.name)
+    if progress is not None:
+        progress("evaluating sample patients", len(cohort), len(cohort))
     return report
 
 
@@ -273,7 +279,8 @@ td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:
 .now{color:#a40000}.no{color:#05620a}.changed{color:#8a5a00}</style></head><body>
 {{ fragment }}</body></html>"""
 
-FRAGMENT = """<div class="impact" data-changed="{{ r.changed_patients|length }}">
+FRAGMENT = """<div class="impact" data-changed="{{ r.changed_patients|length }}"
+ data-patients='{{ r.changed_patients|tojson }}'>
 <h2>Impact: {{ r.changed_patients|length }} of {{ r.patients }} patients change</h2>
 <p>{{ r.new_label }} vs {{ r.old_label }}</p>
 {% if not r.groups %}<p class="none">No patient's findings change.</p>{% else %}

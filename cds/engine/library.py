@@ -280,7 +280,8 @@ def load_library(
     """Load every ruleset in ``directory`` whose status is in ``statuses`` (approved by default).
 
     Raises RuleDefinitionError listing every problem, or ConfigurationError for a missing
-    directory, evidence registry or value set.
+    directory, evidence registry or value set, or a knowledge file (catalogue, value sets) whose
+    review status is not among ``statuses``.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -303,6 +304,13 @@ def load_library(
         ) from exc
     catalogue = load_catalogue(directory / "catalogue")
     valuesets = load_valuesets(directory / "valuesets", catalogue)
+    unreviewed = sorted(f"{name} is {s}" for name, s in valuesets.statuses.items() if s not in wanted)
+    if unreviewed:
+        # knowledge cannot be left out like a draft ruleset: every rule reads it, so refuse to run
+        raise ConfigurationError(
+            f"knowledge not approved in {directory}: {'; '.join(unreviewed)}. Approve it (workbench Review "
+            "page or cds rules promote FILE --to approved --by NAME), or load drafts (--include-drafts)"
+        )
 
     parsed: list[tuple[RuleFile, Path, Any, yaml.Node | None]] = []
     for path in files:

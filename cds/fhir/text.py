@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from cds.errors import ConfigurationError
+from cds.knowledge.provenance import knowledge_status
 
 Phrase = tuple[str, ...]
 Status = Literal["positive", "uncertain", "negated"]
@@ -89,6 +90,7 @@ class Cues:
     lists: Mapping[str, tuple[Phrase, ...]] = field(default_factory=dict)
     numbers: Mapping[str, float] = field(default_factory=dict)
     version: str = ""
+    status: str = "approved"
 
     def words(self, name: str) -> tuple[Phrase, ...]:
         """A named phrase list of the cue file, e.g. ``regional_nodes.sites``."""
@@ -266,4 +268,5 @@ def load_cues(path: Path) -> Cues:
         lists=lists,
         numbers=numbers,
         version=str(data.get("version", "")),
+        status=knowledge_status(data, "cues.yaml"),
     )

@@ -19,6 +19,7 @@ from cds.errors import ConfigurationError
 from cds.fhir import text as textmod
 from cds.fhir.text import Cues, Phrase, load_cues
 from cds.knowledge.catalogue import Catalogue
+from cds.knowledge.provenance import knowledge_status
 
 ConceptMatch = Literal["code", "text", "uncertain"]
 
@@ -105,6 +106,7 @@ class ValueSets:
     coded: dict[str, frozenset[str]]
     answers: dict[str, Concept]
     versions: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)  # knowledge file -> review status
     cues: Cues = field(default_factory=lambda: Cues((), 6, (), (), (), (), (), ()))
     _concept_codes: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     _loinc_kind: dict[str, str] = field(default_factory=dict, repr=False)
@@ -346,4 +348,10 @@ def load_valuesets(directory: Path, catalogue: Catalogue) -> ValueSets:
     }
     cues = load_cues(directory / "cues.yaml")
     versions["cues"] = cues.version
-    return ValueSets(concepts, catalogue, analytes, coded, answers, versions, cues)
+    statuses = {
+        **catalogue.statuses,
+        "valuesets/concepts.yaml": knowledge_status(concepts_raw, "concepts.yaml"),
+        "valuesets/observations.yaml": knowledge_status(obs, "observations.yaml"),
+        "valuesets/cues.yaml": cues.status,
+    }
+    return ValueSets(concepts, catalogue, analytes, coded, answers, versions, statuses, cues)

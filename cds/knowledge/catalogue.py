@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cds.errors import ConfigurationError
+from cds.knowledge.provenance import knowledge_status
 
 DrugClass = Literal["her2_directed", "taxane", "chemotherapy", "endocrine", "cdk46"]
 CLASSES = ("her2_directed", "taxane", "chemotherapy", "endocrine", "cdk46")
@@ -159,6 +160,7 @@ class Catalogue:
     products: dict[str, ProductSpec]
     regimens: dict[str, RegimenSpec]
     versions: dict[str, str]
+    statuses: dict[str, str] = field(default_factory=dict)  # "catalogue/products.yaml" -> review status
     items: dict[str, Item] = field(default_factory=dict)
     _by_code: dict[str, str] = field(default_factory=dict, repr=False)
     _matchers: list[_Matcher] = field(default_factory=list, repr=False)
@@ -359,4 +361,5 @@ def load_catalogue(directory: Path) -> Catalogue:
     if problems:
         raise ConfigurationError("drug catalogue: " + "; ".join(problems))
     versions = {name.removesuffix(".yaml"): str(data.get("version", "")) for name, data in files.items()}
-    return Catalogue(agents, products, regimens, versions)
+    statuses = {f"catalogue/{name}": knowledge_status(data, name) for name, data in files.items()}
+    return Catalogue(agents, products, regimens, versions, statuses)

@@ -9,52 +9,25 @@ committed files.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 import yaml
 
 from cds.authoring.lint import lint
-from cds.authoring.workbench import create_app
+from tests.authoring.workbench_helpers import IMG, ROOT, copy_rules, workbench
 from tests.browser import launch, needs_chromium
-
-ROOT = Path(__file__).resolve().parents[2]
-IMG = ROOT / "docs" / "img"
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = needs_chromium
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(rules, ROOT / "fhir_samples"), host="127.0.0.1", port=port, log_level="warning"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", rules
-    srv.should_exit = True
-    thread.join(timeout=10)
+    rules = copy_rules(tmp_path)
+    with workbench(rules) as base:
+        yield base, rules
 
 
 def test_edit_threshold_preview_save_lint(server: tuple[str, Path], tmp_path: Path) -> None:

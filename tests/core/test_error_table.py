@@ -34,6 +34,9 @@ PINNED: dict[str, tuple[int, int, str]] = {
     "bad-manifest": (400, 1, "bad-manifest"),
     "export-error": (400, 1, "export-error"),
     "fhir-output-invalid": (500, 1, "evaluation-failed"),
+    "edit-rejected": (400, 2, "rejected-patient"),
+    "edit-conflict": (409, 2, "rejected-patient"),
+    "forbidden": (403, 2, "rejected-patient"),
     "interrupted": (503, 130, "evaluation-failed"),
 }
 
