@@ -457,15 +457,20 @@ def changelog_cmd(
 def workbench_cmd(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port.")] = 8765,
-    rules: RulesOpt = None,
+    rules: EditableRulesOpt = None,
     cohort: Annotated[Path, typer.Option("--cohort", help="Sample patients.")] = Path("fhir_samples"),
 ) -> None:
-    """Local web rule workbench: browse rules, edit parameters, run a patient, see why and the impact."""
+    """Local web rule workbench: browse rules, edit parameters, run a patient, see why and the impact.
+
+    It edits --rules, $CDS_RULES_DIR or ./rules (never the rules bundled with the package)."""
     import uvicorn
 
     from cds.authoring.workbench import create_app
 
-    directory = config.rules_dir(rules)
+    try:
+        directory = config.editable_rules_dir(rules)
+    except FileNotFoundError as exc:
+        raise _die(str(exc)) from exc
     if not cohort.exists():
         err.print(f"warning: no sample cohort at {cohort} (pass --cohort DIR); impact views will be empty")
     application = create_app(directory, cohort)

@@ -119,7 +119,8 @@ def test_a_malformed_implication_is_a_lint_error_with_its_line(rules: Path) -> N
     errors = [str(d) for d in lint(rules, cohort=None, base=None).of("error")]
     assert errors == [
         f"{path}:{line} field then.conditions.ild_hist: implication ild-since-start-is-ild-history: "
-        "unknown fact path 'conditions.ild_hist'"
+        "unknown fact path 'conditions.ild_hist' (did you mean conditions.ild_history?); "
+        "`cds rules facts` lists every path"
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,7 +72,13 @@ def test_format_is_spelled_one_way_text_and_json_first(path: tuple[str, ...]) ->
 
 @pytest.mark.parametrize("path", [p for p in COMMANDS if "--rules" in _help(p) or "[RULES]" in _help(p)])
 def test_every_rules_option_has_the_same_default(path: tuple[str, ...]) -> None:
-    assert "(default: $CDS_RULES_DIR, else the bundled rules)" in " ".join(_help(path).split())
+    """Commands that read rules default to the bundled ones; a command that writes rule files
+    (``rules ack``, ``workbench``) never does: it edits ./rules."""
+    text = " ".join(_help(path).split())
+    if path in (("rules", "ack"), ("workbench",)):
+        assert "(default: $CDS_RULES_DIR, else ./rules; the bundled rules are never written)" in text
+    else:
+        assert "(default: $CDS_RULES_DIR, else the bundled rules)" in text
 
 
 def test_an_unknown_format_is_a_usage_error() -> None:
@@ -150,11 +157,17 @@ def test_serve_keeps_its_database_in_the_user_data_directory_not_the_current_one
 
 
 def test_workbench_prints_its_url_on_start(tmp_path: Path) -> None:
+    """It edits ./rules of the folder it starts in (never the bundled rules) and says so."""
+    env = {k: v for k, v in os.environ.items() if k != "CDS_RULES_DIR"}
+    refused = subprocess.run([*CDS, "workbench"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "no rules directory to edit here: pass --rules DIR" in refused.stderr
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
     port = free_port()
     proc = subprocess.Popen(
         [*CDS, "workbench", "--port", str(port), "--cohort", str(SAMPLES)],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**env, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -165,4 +178,4 @@ def test_workbench_prints_its_url_on_start(tmp_path: Path) -> None:
         _wait_for(proc, f"http://127.0.0.1:{port}/", timeout=60)
     finally:
         _stop(proc)
-    assert first == f"rule workbench for {ROOT / 'rules'} on http://127.0.0.1:{port}/ (Ctrl-C to stop)\n"
+    assert first == f"rule workbench for rules on http://127.0.0.1:{port}/ (Ctrl-C to stop)\n"
