@@ -465,6 +465,7 @@ def check_versions(directory: Path, report: LintReport, base: str = "HEAD") -> N
         report.add(str(directory), f"git ref {base!r} not found: version-bump check skipped", severity="info")
         return
     report.checked.append(f"versions against git {base}")
+    changed_params: dict[str, tuple[str, Any, Any]] = {}  # name -> (declaring file, old, new)
     for path in sorted(directory.glob("*.yaml")):
         if path.name == "evidence.yaml":
             continue
@@ -479,6 +480,11 @@ def check_versions(directory: Path, report: LintReport, base: str = "HEAD") -> N
         if not isinstance(old, dict) or not isinstance(new, dict):
             continue
         file = str(path)
+        for name, spec in (new.get("parameters") or {}).items():
+            before = ((old.get("parameters") or {}).get(name) or {}).get("value")
+            after = (spec or {}).get("value") if isinstance(spec, dict) else None
+            if name in (old.get("parameters") or {}) and before != after:
+                changed_params[str(name)] = (path.name, before, after)
         changed = _content(old) != _content(new)
         ov, nv = str(old.get("version")), str(new.get("version"))
         os_, ns = str(old.get("status")), str(new.get("status"))
@@ -511,6 +517,27 @@ def check_versions(directory: Path, report: LintReport, base: str = "HEAD") -> N
                 "approved content changed but approved_by/approved_on were not renewed",
                 field_="approved_on",
                 line=_key_line(path, "approved_on"),
+            )
+    _shared_parameter_changes(directory, changed_params, report, base)
+
+
+def _shared_parameter_changes(
+    directory: Path, changed: dict[str, tuple[str, Any, Any]], report: LintReport, base: str
+) -> None:
+    """A parameter changed in one file changes every other ruleset that uses it: say which, so the
+    reviewer of that ruleset sees its behaviour changed though its own file did not."""
+    for path in sorted(directory.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        for name, (owner, before, after) in sorted(changed.items()):
+            if owner == path.name or not re.search(rf"\${re.escape(name)}\b", text):
+                continue
+            report.add(
+                str(path),
+                f"uses ${name} from {owner}, which changed since {base} ({before} -> {after}): this "
+                "ruleset's behaviour changes too; review its tests and impact with the change",
+                severity="warning",
+                field_="parameters",
+                line=next((n for n, t in enumerate(text.splitlines(), start=1) if f"${name}" in t), None),
             )
 
 

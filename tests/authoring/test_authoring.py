@@ -357,3 +357,30 @@ def test_unknown_fact_path_names_the_closest_paths() -> None:
         Exception, match=r"unknown fact path 'therapy.on_tdm1' \(did you mean therapy.on.tdm1"
     ):
         parse_condition({"therapy.on_tdm1": True}, {}, fact_types, "rule")
+
+
+def test_changing_a_shared_parameter_warns_every_other_ruleset_that_uses_it(tmp_path: Path) -> None:
+    """platelets_grade3_below is declared in tdm1-safety and read by tdxd-safety too: editing it
+    changes T-DXd's approved behaviour, so lint says so on the T-DXd file."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    subprocess.run(["git", "init", "-q", str(rules)], check=True)
+    subprocess.run(["git", "-C", str(rules), "add", "."], check=True)
+    subprocess.run(
+        ["git", "-C", str(rules), "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"],
+        check=True,
+    )
+    path = rules / "tdm1-safety.yaml"
+    path.write_text(
+        path.read_text().replace("platelets_grade3_below: {value: 50,", "platelets_grade3_below: {value: 55,")
+    )
+    warnings = [
+        d for d in lint(rules, cohort=None).of("warning") if "uses $platelets_grade3_below" in d.message
+    ]
+    assert [(Path(d.file).name, d.message) for d in warnings] == [
+        (
+            "tdxd-safety.yaml",
+            "uses $platelets_grade3_below from tdm1-safety.yaml, which changed since HEAD (50 -> 55): this "
+            "ruleset's behaviour changes too; review its tests and impact with the change",
+        )
+    ]
