@@ -75,9 +75,7 @@ def _order_relevant(result_facts: Any) -> bool:
     return bool(order.present and (order.her2_directed or order.agent not in (None, "other")))
 
 
-async def gather(
-    rt: Runtime, request: wire.HookRequest, patient_id: str, issuer: str | None
-) -> list[JSON]:
+async def gather(rt: Runtime, request: wire.HookRequest, patient_id: str, issuer: str | None) -> list[JSON]:
     """The patient's resources: prefetch first, the client's FHIR server for the rest (412 if neither)."""
     access = FhirAccess(
         request.fhirServer,
@@ -98,7 +96,10 @@ async def gather(
     patient = data[PATIENT_KEY][0]
     if patient.get("resourceType") != "Patient" or patient.get("id") != patient_id:
         raise BadPrefetch("the patient data is not the Patient of context.patientId")
-    return _dedupe([r for key in rt.templates for r in data[key]])
+    # the templates' resources, then the Medications read for their medicationReference
+    return _dedupe(
+        [r for key in [*rt.templates, *(k for k in data if k not in rt.templates)] for r in data[key]]
+    )
 
 
 def evaluate(

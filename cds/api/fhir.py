@@ -120,6 +120,37 @@ def _bundle_resources(bundle: JSON, key: str) -> list[JSON]:
     return out
 
 
+# Medications named by medicationReference but not sent are read from fhirServer, up to this many
+# per call (more distinct Medication resources than that is not a chart, it is an attack).
+REFERENCED_MEDICATIONS = "referencedMedications"
+MAX_MEDICATION_READS = 50
+_MEDICATION_RECORDS = (
+    "MedicationRequest",
+    "MedicationAdministration",
+    "MedicationStatement",
+    "MedicationDispense",
+)
+
+
+def missing_medications(results: dict[str, list[JSON]]) -> list[str]:
+    """``Medication/<id>`` references of the medication records that no received resource (nor a
+    contained one) answers, sorted: what a read must bring in."""
+    present: set[str] = set()
+    wanted: set[str] = set()
+    for resources in results.values():
+        for resource in resources:
+            rtype = resource.get("resourceType")
+            if rtype == "Medication" and isinstance(resource.get("id"), str):
+                present.add(f"Medication/{resource['id']}")
+            if rtype in _MEDICATION_RECORDS:
+                ref = resource.get("medicationReference")
+                target = ref.get("reference") if isinstance(ref, dict) else None
+                if isinstance(target, str) and _MEDICATION_READ.fullmatch(target):
+                    wanted.add(target)
+    return sorted(wanted - present)
+
+
+_MEDICATION_READ = re.compile(r"Medication/[A-Za-z0-9\-.]{1,64}")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
 
@@ -397,4 +428,30 @@ class FhirFetcher:
             results[key] = resources
         if not results.get(PATIENT_KEY):
             raise DataUnavailable("no Patient resource", origin=PATIENT_KEY)
+        wanted = missing_medications(results)
+        if wanted and access.base is not None:
+            try:
+                found = await asyncio.wait_for(self._read_medications(wanted, call), timeout=self.timeout)
+            except TimeoutError:
+                found = []  # the records stay unresolved: each is skipped and raises gap.unreadable-data
+            results[REFERENCED_MEDICATIONS] = found
         return results
+
+    async def _read_medications(self, references: list[str], call: _Call) -> list[JSON]:
+        """Read each referenced Medication (a FHIR ``read``; prefetch templates may not ``_include``).
+        One that cannot be read is left out: its records are then reported unreadable, never guessed."""
+        base = call.access.base
+
+        async def read(reference: str) -> JSON | None:
+            try:
+                value = await self._get(f"{base}/{reference}", call)
+            except DataUnavailable as exc:
+                log.debug("referenced %s not read: %s", reference, exc.detail)
+                return None
+            ok = isinstance(value, dict) and f"{value.get('resourceType')}/{value.get('id')}" == reference
+            if ok:
+                call.take_resources(1, REFERENCED_MEDICATIONS)
+            return value if ok else None
+
+        found = await asyncio.gather(*(read(r) for r in references[:MAX_MEDICATION_READS]))
+        return [m for m in found if m is not None]

@@ -74,7 +74,6 @@ def run_query(query: str, resources: list[JSON], patient_id: str) -> JSON | None
     args = parse_qsl(params)
     found = [r for r in resources if r.get("resourceType") == path]
     count: int | None = None
-    include: str | None = None
     for name, value in args:
         if name == "patient":
             found = [r for r in found if _references_patient(r, value.removeprefix("Patient/"))]
@@ -84,35 +83,12 @@ def run_query(query: str, resources: list[JSON], patient_id: str) -> JSON | None
             found.sort(key=_date_of, reverse=True)
         elif name == "_count":
             count = int(value)
-        elif name == "_include" and value == f"{path}:medication":
-            include = value
         else:
             raise ConfigurationError(f"prefetch template parameter {name}={value} is not supported here")
-    matches = found[:count]
     bundle: JSON = {"resourceType": "Bundle", "type": "searchset", "total": len(found)}
-    entries = [{"resource": r, "search": {"mode": "match"}} for r in matches]
-    if include:
-        entries += [
-            {"resource": r, "search": {"mode": "include"}} for r in _medications_of(matches, resources)
-        ]
-    if entries:
-        bundle["entry"] = entries
+    if found:
+        bundle["entry"] = [{"resource": r, "search": {"mode": "match"}} for r in found[:count]]
     return bundle
-
-
-def _medications_of(matches: list[JSON], resources: list[JSON]) -> list[JSON]:
-    """The Medication resources the matches name by a relative ``medicationReference``, once each, in
-    the order first named (what ``_include=<Type>:medication`` returns)."""
-    by_id = {r.get("id"): r for r in resources if r.get("resourceType") == "Medication"}
-    out: list[JSON] = []
-    for match in matches:
-        ref = match.get("medicationReference")
-        target = ref.get("reference") if isinstance(ref, dict) else None
-        if isinstance(target, str) and target.startswith("Medication/"):
-            medication = by_id.get(target.removeprefix("Medication/"))
-            if medication is not None and not any(m is medication for m in out):
-                out.append(medication)
-    return out
 
 
 def build_request(

@@ -72,12 +72,6 @@ _SEARCHES: tuple[tuple[str, str], ...] = (
     ("medicationDispenses", "MedicationDispense"),
 )
 
-# Searches whose resources may name their drug by medicationReference (FHIR R4 search parameter
-# "medication" of each of these types).
-_MEDICATION_SEARCHES = frozenset(
-    {"MedicationRequest", "MedicationAdministration", "MedicationStatement", "MedicationDispense"}
-)
-
 
 @dataclass(frozen=True)
 class Service:
@@ -161,10 +155,6 @@ def prefetch_templates(library: RuleLibrary) -> dict[str, str]:
         templates[key] = f"Observation?patient={PATIENT_TOKEN}&code={_loinc_list(unique)}&_sort=-date"
     for key, rtype in _SEARCHES:
         templates[key] = f"{rtype}?patient={PATIENT_TOKEN}"
-        if rtype in _MEDICATION_SEARCHES:
-            # a medication named only by medicationReference is read from the Medication it points
-            # to: ask the server to return it in the same searchset (search.mode "include")
-            templates[key] += f"&_include={rtype}:medication"
     return templates
 
 

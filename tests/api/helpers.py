@@ -104,40 +104,20 @@ class FhirData:
             found.sort(key=_date_of, reverse=True)
         return found
 
-    def included(self, rtype: str, params: list[tuple[str, str]], found: list[JSON]) -> list[JSON]:
-        """The resources ``_include=<Type>:medication`` adds: each relative ``Medication/<id>`` that a
-        match's medicationReference names and the patient's chart holds (as a FHIR server does)."""
-        if ("_include", f"{rtype}:medication") not in params:
-            return []
-        patient = dict(params).get("patient", "").removeprefix("Patient/")
-        chart = {
-            r.get("id"): r for r in self.by_patient.get(patient, []) if r.get("resourceType") == "Medication"
-        }
-        out: list[JSON] = []
-        for resource in found:
-            ref = str((resource.get("medicationReference") or {}).get("reference") or "")
-            target = chart.get(ref.removeprefix("Medication/")) if ref.startswith("Medication/") else None
-            if target is not None and target not in out:
-                out.append(target)
-        return out
-
     def execute(self, query: str) -> JSON | None:
         """What a FHIR server answers to ``query`` (no paging): a resource, None, or a searchset."""
         path, _, qs = query.partition("?")
         if not qs and "/" in path:
             rtype, rid = path.split("/", 1)
             return self.read(rtype, rid)
-        params = parse_qsl(qs)
-        found = self.search(path, params)
-        return searchset(found, included=self.included(path, params, found))
+        found = self.search(path, parse_qsl(qs))
+        return searchset(found)
 
 
-def searchset(resources: list[JSON], next_url: str | None = None, included: list[JSON] | None = None) -> JSON:
+def searchset(resources: list[JSON], next_url: str | None = None) -> JSON:
     bundle: JSON = {"resourceType": "Bundle", "type": "searchset", "total": len(resources)}
-    entries = [{"resource": r, "search": {"mode": "match"}} for r in resources]
-    entries += [{"resource": r, "search": {"mode": "include"}} for r in included or []]
-    if entries:
-        bundle["entry"] = entries
+    if resources:
+        bundle["entry"] = [{"resource": r, "search": {"mode": "match"}} for r in resources]
     if next_url:
         bundle["link"] = [{"relation": "next", "url": next_url}]
     return bundle
@@ -191,8 +171,7 @@ def fhir_double(data: FhirData, jwks: dict[str, JSON], page_size: int = 20) -> t
         if offset + page_size < len(found):
             query = urlencode([*params, ("_offset", str(offset + page_size))])
             nxt = f"{request.base_url}{mode}/{rest}?{query}"
-        # a FHIR server returns the _include'd resources of each page's matches on that page
-        return JSONResponse(searchset(page, nxt, included=data.included(rest, params, page)))
+        return JSONResponse(searchset(page, nxt))
 
     return app, seen
 

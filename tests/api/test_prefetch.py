@@ -240,29 +240,44 @@ def test_prefetch_templates_ask_for_every_observation_code_the_rules_read() -> N
     assert sorted(c for c in wanted if f"|{c}," not in queried + "," and f"|{c}&" not in queried) == []
 
 
-def test_medication_searches_include_the_referenced_medication(service: Service) -> None:
-    for key in (
-        "medicationRequests",
-        "medicationAdministrations",
-        "medicationStatements",
-        "medicationDispenses",
-    ):
-        rtype = service.templates[key].split("?", 1)[0]
-        assert service.templates[key].endswith(f"&_include={rtype}:medication"), key
+def test_prefetch_templates_use_only_the_recommended_search_subset(service: Service) -> None:
+    """No _include (not in the CDS Hooks subset): referenced Medications are read separately."""
+    assert not [t for t in service.templates.values() if "_include" in t]
 
 
-def test_drug_named_by_reference_is_read_from_the_included_medication_on_fallback(
+def test_drug_named_by_reference_is_read_from_the_fhir_server_when_not_sent(
     service: Service, samples: dict[str, Sample]
 ) -> None:
-    """rw-bundled-medication names T-DM1 only through medicationReference: fetched from the FHIR
-    server (no prefetch), the included Medication makes it the same third line as `cds evaluate`."""
+    """rw-bundled-medication names T-DM1 only through medicationReference. Fetched from the FHIR
+    server (no prefetch), the service reads the Medication and finds the same third line as
+    `cds evaluate`."""
     sample = samples["rw-bundled-medication"]
     start = len(service.fhir_log.requests)
-    response = service.call(
-        SERVICE, hook_body("patient-view", sample.patient_id, fhir_server=service.fhir_base)
-    )
+    body = hook_body("patient-view", sample.patient_id, fhir_server=service.fhir_base)
+    response = service.call(SERVICE, body)
     assert response.status_code == 200, response.text
     assert card_codes(response.json()) == [c for c in sample.expected if not c.startswith("info.")]
-    assert any(
-        "_include=MedicationAdministration%3Amedication" in r for r in service.fhir_log.requests[start:]
-    )
+    reads = [r for r in service.fhir_log.requests[start:] if "/Medication/" in r]
+    assert [r.split("?")[0].rsplit("/", 2)[-2:] for r in reads] == [
+        ["Medication", "rw-bundled-medication-med1"]
+    ]
+
+
+def test_drug_named_by_reference_is_read_when_the_prefetch_lacks_it(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData
+) -> None:
+    sample = samples["rw-bundled-medication"]
+    prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
+    body = hook_body("patient-view", sample.patient_id, prefetch=prefetch, fhir_server=service.fhir_base)
+    response = service.call(SERVICE, body)
+    assert card_codes(response.json()) == [c for c in sample.expected if not c.startswith("info.")]
+
+
+def test_referenced_medication_without_a_fhir_server_is_an_unreadable_data_gap(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData
+) -> None:
+    sample = samples["rw-bundled-medication"]
+    prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
+    response = service.call(SERVICE, hook_body("patient-view", sample.patient_id, prefetch=prefetch))
+    assert response.status_code == 200, response.text
+    assert "gap.unreadable-data" in card_codes(response.json())

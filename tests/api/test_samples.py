@@ -17,6 +17,7 @@ NAMES = sorted(load_samples())
 # referenced Medication resources: a known gap, see docs/cds-hooks.md). Through the hooks they
 # must give exactly the core's answer for the resources the FHIR server returned.
 BUNDLE_ONLY = {
+    "rw-bundled-medication",
     "rw-malformed-no-resource-type",
     "rw-other-patient-urn",
     "rw-ref-urn-patient",
