@@ -152,8 +152,9 @@ def main() -> None:
     library = load_library(ROOT / "rules")
     evaluator = Evaluator(library)
     found = {
-        "small (mbc-second-line, 47 resources)": (ROOT / "fhir_samples" / "mbc-second-line.json")
-        .read_bytes(),
+        "small (mbc-second-line, 47 resources)": (
+            ROOT / "fhir_samples" / "mbc-second-line.json"
+        ).read_bytes(),
         "T0 Synthea breast (330 resources, 1.1 MB)": external("mcode-pathways/T0_patient.json"),
         "Kathy_Walker Synthea (424 resources, 2.7 MB)": external(
             "smart-generated-r4-synthea/Kathy_Walker_59885d16-d333-481e-8edb-422fa047d6b6.json"
