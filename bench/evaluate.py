@@ -26,7 +26,7 @@ from cds.engine.durable import DurableRunner
 from cds.engine.runtime import getter, project
 from cds.facts.build import build_facts
 from cds.facts.model import PatientFacts
-from cds.fhir.parse import clear_validation_cache
+from cds.fhir.validate import clear_validation_cache
 from cds.findings.build import build_findings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -123,7 +123,7 @@ def request_body(hook: str, patient_id: str, prefetch: dict[str, Any], order: di
 
 
 def sign_tokens(key: ECKey, url: str, count: int) -> list[str]:
-    """``count`` distinct ES384 bearer tokens for ``url`` (signed now, valid for the 5-minute maximum lifetime)."""
+    """``count`` distinct ES384 bearer tokens for ``url`` (signed now, for the 5-minute maximum lifetime)."""
     now = int(time.time())
     return [
         jwt.encode(

@@ -12,6 +12,10 @@ CDS Hooks and cohorts.
     print(result.evaluation.to_json().decode())
 
 The core never reads the clock: the caller (a surface, via ``cds.config.as_of``) decides "now".
+
+``validate`` chooses which resources fhir.resources validates: ``"selected"`` (default) the ones
+the facts read, every other one passing a cheap screen or validated too; ``"all"`` every resource
+of interest, before reading it. Findings, gaps and ``skipped`` are the same (cds/fhir/settle.py).
 """
 
 from __future__ import annotations
@@ -23,15 +27,16 @@ from pathlib import Path
 from cds.config import parse_as_of, rules_dir
 from cds.engine.library import RuleLibrary
 from cds.engine.runtime import RuleEngine, TraceEntry
+from cds.errors import ConfigurationError
 from cds.facts.build import build_facts
 from cds.facts.model import PatientFacts
-from cds.fhir.parse import parse_patient
+from cds.fhir.parse import VALIDATE_MODES, ValidateMode, parse_patient
 from cds.fhir.records import PatientRecord
 from cds.fhir.source import JSON, RawPatient
 from cds.findings.build import build_findings
 from cds.findings.model import Evaluation, RulesetRef, SkippedResource, Suppressed
 
-__all__ = ["Evaluator", "Result", "default_rules_dir", "parse_as_of"]
+__all__ = ["VALIDATE_MODES", "Evaluator", "Result", "ValidateMode", "default_rules_dir", "parse_as_of"]
 
 
 @dataclass(frozen=True)
@@ -47,14 +52,18 @@ class Result:
 class Evaluator:
     """Evaluates patients against one loaded rule library (not thread-safe to build; safe to call)."""
 
-    def __init__(self, library: RuleLibrary) -> None:
+    def __init__(self, library: RuleLibrary, *, validate: ValidateMode = "selected") -> None:
+        if validate not in VALIDATE_MODES:
+            raise ConfigurationError(f"validate must be one of {', '.join(VALIDATE_MODES)}, not {validate!r}")
         self.library = library
+        self.validate: ValidateMode = validate
         self.engine = RuleEngine(library)
         self._rulesets = [RulesetRef(name=r.name, version=r.version) for r in library.rulesets]
 
     def parse(self, raw: RawPatient, order: JSON | None = None) -> PatientRecord:
-        """Validate and extract records (reusable across as-of instants)."""
-        return parse_patient(raw, self.library.valuesets, order)
+        """Extract records, validated now or when an evaluation selects them (reusable across
+        as-of instants)."""
+        return parse_patient(raw, self.library.valuesets, order, self.validate)
 
     def evaluate_record(self, record: PatientRecord, *, as_of: datetime, trace: bool = False) -> Result:
         """Facts, rules and findings for an already parsed patient."""

@@ -75,9 +75,7 @@ def _order_relevant(result_facts: Any) -> bool:
     return bool(order.present and (order.her2_directed or order.agent not in (None, "other")))
 
 
-async def gather(
-    rt: Runtime, request: wire.HookRequest, patient_id: str, issuer: str | None
-) -> list[JSON]:
+async def gather(rt: Runtime, request: wire.HookRequest, patient_id: str, issuer: str | None) -> list[JSON]:
     """The patient's resources: prefetch first, the client's FHIR server for the rest (412 if neither)."""
     access = FhirAccess(
         request.fhirServer,

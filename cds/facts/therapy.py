@@ -351,8 +351,10 @@ def _other_agent_fit(
             mine |= set(product.agents)
     for other in sorted(catalogue.items):
         entry = catalogue.items[other]
-        if other == item or set(entry.agents) & mine or not any(
-            HER2 in catalogue.agents[a].classes for a in entry.agents
+        if (
+            other == item
+            or set(entry.agents) & mine
+            or not any(HER2 in catalogue.agents[a].classes for a in entry.agents)
         ):
             continue
         spec = catalogue.dose_of(other)

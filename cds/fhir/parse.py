@@ -1,24 +1,28 @@
 """Per-resource validation and extraction: raw FHIR R4 -> typed clinical records.
 
 Cheap code checks run first, so only resources the facts can use are validated with the
-fhir.resources R4B models (validation costs ~0.2-0.5 ms per resource; Synthea bundles are mostly
+fhir.resources R4B models (validation costs ~0.1-0.2 ms per resource; Synthea bundles are mostly
 claims and encounters). One invalid resource is skipped and reported, never sinking the patient
 (clinical-spec §1). Records with a status that does not count (entered-in-error, preliminary...)
 are simply not used.
+
+``validate="all"`` validates each resource of interest before reading it. ``validate="selected"``
+reads them all first and leaves validation to the evaluation, which validates the records the
+facts need and screens the others (cds/fhir/settle.py); both give the same records, ``skipped``
+and gaps.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from cds.errors import InputRejected
-from cds.fhir.limits import MAX_DEPTH, depth_exceeds, drop_unusable_numbers, medication_number_problem
+from cds.fhir.limits import first_number_problem, medication_number_problem
 from cds.fhir.records import (
     AllergyRecord,
     ConditionRecord,
@@ -31,11 +35,13 @@ from cds.fhir.records import (
     When,
 )
 from cds.fhir.refs import identity_of, other_patient_reference
+from cds.fhir.settle import Pending, Settlement
 from cds.fhir.source import JSON, RawPatient
 from cds.fhir.text import contains as text_contains
 from cds.fhir.text import tokens as text_tokens
-from cds.fhir.units import UnitUnrecognized, affine_value, conversion_factor, fraction_value
-from cds.fhir.valuesets import Codings, ValueSets
+from cds.fhir.units import UnitUnrecognized, affine_of, conversion_factor, fraction_value
+from cds.fhir.validate import validation_error
+from cds.fhir.valuesets import Analyte, Codings, ValueSets, codings_of
 
 OBSERVATION_OK = {"final", "amended", "corrected"}
 CONDITION_BAD_VERIFICATION = {"refuted", "entered-in-error"}
@@ -72,8 +78,25 @@ _RANGE_TEXT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)
 _LVEF_STRING_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:%?\s*(?:-|–|to)\s*(\d+(?:\.\d+)?))?\s*%?\s*$")
 
 
+_WHEN: dict[str, When | None] = {}
+
+
 def parse_when(value: Any) -> When | None:
     """Parse a FHIR date or dateTime; partial dates start at their first day; bad values -> None."""
+    if type(value) is not str:
+        return _parse_when(value)
+    try:
+        return _WHEN[value]
+    except KeyError:
+        pass
+    when = _parse_when(value)
+    if len(_WHEN) >= 50_000:
+        _WHEN.clear()
+    _WHEN[value] = when
+    return when
+
+
+def _parse_when(value: Any) -> When | None:
     if not isinstance(value, str) or not value:
         return None
     text = value.strip()
@@ -90,57 +113,24 @@ def parse_when(value: Any) -> When | None:
 
 
 DRAFT_ORIGIN = "draft order"  # the origin of an InputRejected about the draft order, not the patient
+ValidateMode = Literal["all", "selected"]
+VALIDATE_MODES: tuple[ValidateMode, ...] = ("all", "selected")
 
 
-@lru_cache(maxsize=64)
-def _model_class(resource_type: str) -> Any:
-    from fhir.resources.R4B import get_fhir_model_class
-
-    return get_fhir_model_class(resource_type)
+READ_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
 
 
-# Validation verdicts by a hash of the resource's exact content. Identical content always gets the
-# identical verdict, so this changes no result; it saves ~65 us per resource when an EHR sends the
-# same patient's resources again (every chart open, then order-select, then order-sign).
-VALIDATION_CACHE_MAX = 200_000
-_VERDICTS: dict[bytes, str | None] = {}
-
-
-def clear_validation_cache() -> None:
-    """Forget cached verdicts (benchmarks measure the cold path with this)."""
-    _VERDICTS.clear()
-
-
-def validation_error(resource: JSON) -> str | None:
-    """Validate one resource with the fhir.resources R4B model; the first error, or None."""
-    if depth_exceeds(resource):
-        return f"invalid FHIR R4 {resource['resourceType']}: nested more than {MAX_DEPTH} levels deep"
+def _judged(resource: JSON) -> str | None:
+    """The validation verdict as the reader would record it: the first error, or, if the model
+    itself fails on the shape, the "could not be read" reason reading gives (``_Parser._read``)."""
     try:
-        key = hashlib.blake2b(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
-    except (TypeError, orjson.JSONEncodeError):
-        return _validate(resource)
-    if key in _VERDICTS:
-        return _VERDICTS[key]
-    verdict = _validate(resource)
-    if len(_VERDICTS) >= VALIDATION_CACHE_MAX:
-        _VERDICTS.clear()  # bounded memory; a plain dict stays safe under concurrent threads
-    _VERDICTS[key] = verdict
-    return verdict
+        return validation_error(resource)
+    except READ_ERRORS as exc:
+        return _read_error(exc)
 
 
-def _validate(resource: JSON) -> str | None:
-    from pydantic import ValidationError
-
-    try:
-        _model_class(resource["resourceType"]).model_validate(resource)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__")
-        msg = str(first.get("msg", "invalid")).replace("\n", " ")
-        return f"invalid FHIR R4 {resource['resourceType']}: {loc + ': ' if loc else ''}{msg}"[:300]
-    except (TypeError, ValueError) as exc:
-        return f"invalid FHIR R4 {resource['resourceType']}: {exc}"[:300]
-    return None
+def _read_error(exc: BaseException) -> str:
+    return f"could not be read ({type(exc).__name__}: {exc})"[:300]
 
 
 def _str(value: Any) -> str | None:
@@ -160,16 +150,49 @@ def _status_code(value: Any) -> str | None:
     return codings.texts[0] if codings.texts else None
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How a unit spelling converts to an analyte's canonical unit (value-independent part)."""
+
+    fraction: bool  # the first candidate may be a unitless fraction (decided by the value)
+    affine: tuple[float, float] | None  # (scale, offset) of the first candidate with an offset
+    factor: float | None  # else the factor of the first known candidate
+    unknown: tuple[str, str | None]  # else UnitUnrecognized(analyte, the last candidate)
+
+
+def _plan(analyte: Analyte, candidates: list[str | None]) -> _Plan:
+    """Which step of ``_Parser._convert`` applies to these unit candidates: the fraction reading
+    (LVEF 0.58), an offset unit (Fahrenheit), else a factor; unknown units raise as before."""
+    fraction = bool(analyte.fraction) and (candidates[0] or "").strip() in [
+        str(u) for u in (analyte.fraction or {}).get("units", [])
+    ]
+    for unit in candidates:
+        affine = affine_of(analyte, unit)
+        if affine is not None:
+            return _Plan(fraction, affine, None, (analyte.key, None))
+    unknown: tuple[str, str | None] = (analyte.key, None)
+    for unit in candidates:
+        try:
+            return _Plan(fraction, None, conversion_factor(analyte, unit), unknown)
+        except UnitUnrecognized as exc:
+            unknown = (exc.analyte, exc.unit)
+    return _Plan(fraction, None, None, unknown)
+
+
 class _Parser:
     """Stateful helper for one patient: value sets, patient info, skipped list."""
 
-    def __init__(self, raw: RawPatient, vs: ValueSets) -> None:
+    def __init__(self, raw: RawPatient, vs: ValueSets, validate: ValidateMode = "all") -> None:
         self.raw = raw
         self.vs = vs
         self.skipped: list[Skipped] = []
         self.foreign: list[str] = []
         self.unreadable: list[tuple[str, list[str]]] = []
         self.patient = self._patient(raw.patient)
+        self.identity = identity_of(raw)
+        self.judged: dict[str, bool] = {}  # patient reference -> names another patient
+        self.deferred = validate == "selected"
+        self.reached_gate = False
 
     # -- helpers -------------------------------------------------------------------------------
     def _patient(self, resource: JSON) -> PatientInfo:
@@ -183,7 +206,7 @@ class _Parser:
 
     def _belongs_elsewhere(self, resource: JSON) -> bool:
         """Another patient's resource is excluded, listed, and raises gap.other-patient-data (refs.py)."""
-        key = other_patient_reference(resource, identity_of(self.raw))
+        key = other_patient_reference(resource, self.identity, self.judged)
         if key is None:
             return False
         self.skipped.append(Skipped(_ref(resource), f"{key} refers to another patient: not used"))
@@ -201,11 +224,21 @@ class _Parser:
     def _unreadable(self, label: str, reason: str, raw: Any) -> None:
         """Skip a record that cannot be read, and note what rule data it names (never silent)."""
         self.skipped.append(Skipped(label, reason))
-        names = self.vs.relevance(raw, RELEVANT_CONCEPTS)
+        names = self.relevance(raw)
         if names:
             self.unreadable.append((label, names))
 
-    def _valid(self, resource: JSON) -> bool:
+    def relevance(self, raw: Any) -> list[str]:
+        """What data the rules use an unreadable record names (gap.unreadable-data)."""
+        return self.vs.relevance(raw, RELEVANT_CONCEPTS)
+
+    def _valid(self, resource: JSON, now: bool = False) -> bool:
+        """The validation point: a resource of interest is validated here before it is read
+        (``validate="all"``, and always the draft order), or read now and validated when the
+        evaluation selects it (``validate="selected"``, cds/fhir/settle.py)."""
+        if self.deferred and not now:
+            self.reached_gate = True
+            return not self._belongs_elsewhere(resource)
         error = validation_error(resource)
         if error:
             self._unreadable(_ref(resource), error, resource)
@@ -214,7 +247,8 @@ class _Parser:
 
     # -- observations --------------------------------------------------------------------------
     def observation(self, resource: JSON) -> ObservationRecord | None:
-        kind = self.vs.observation_kind(Codings.of(resource.get("code")))
+        codings = codings_of(resource.get("code"))
+        kind = self.vs.observation_kind(codings)
         if kind is None or _str(resource.get("status")) not in OBSERVATION_OK:
             return None
         if not self._valid(resource):
@@ -227,7 +261,7 @@ class _Parser:
             self.skipped.append(Skipped(_ref(resource), "no effective date: cannot judge recency"))
             return None
         ref = _ref(resource)
-        code = next((c for s, c in Codings.of(resource.get("code")).codes if s in ("loinc", "")), "")
+        code = next((c for s, c in codings.codes if s in ("loinc", "")), "")
         specimen = (resource.get("specimen") or {}).get("reference")
         common: dict[str, Any] = {"ref": ref, "kind": kind, "code": code, "when": when}
         if isinstance(specimen, str):
@@ -288,21 +322,21 @@ class _Parser:
             candidates.append(quantity["unit"])
         if not candidates:
             candidates.append(None)
-        fraction = fraction_value(analyte, value, candidates[0])
-        if fraction is not None:
-            return fraction
-        for unit in candidates:
-            shifted = affine_value(analyte, value, unit)
-            if shifted is not None:
-                return shifted
-        last: UnitUnrecognized | None = None
-        for unit in candidates:
-            try:
-                return round(value * conversion_factor(analyte, unit), 6)
-            except UnitUnrecognized as exc:
-                last = exc
-        assert last is not None
-        raise last
+        key = ("convert", kind, *candidates)
+        plan: _Plan | None = self.vs.memo.get(key)
+        if plan is None:
+            plan = _plan(analyte, candidates)
+            self.vs.remember(key, plan)
+        if plan.fraction:
+            fraction = fraction_value(analyte, value, candidates[0])
+            if fraction is not None:
+                return fraction
+        if plan.affine is not None:
+            scale, offset = plan.affine
+            return round(value * scale + offset, 6)
+        if plan.factor is not None:
+            return round(value * plan.factor, 6)
+        raise UnitUnrecognized(*plan.unknown)
 
     def _quantity(self, resource: JSON, kind: str) -> tuple[float | None, str | None]:
         quantity = resource.get("valueQuantity")
@@ -343,7 +377,27 @@ class _Parser:
         self, resource: JSON, kind: str, when: When | None = None
     ) -> tuple[float | None, float | None]:
         """ULN/LLN from referenceRange: the entry whose appliesTo/age matches this patient's sex and
-        age, else the entry without appliesTo; ambiguous (several that disagree) -> none (a gap)."""
+        age, else the entry without appliesTo; ambiguous (several that disagree) -> none (a gap).
+        Ranges that apply to everyone are remembered by content (a lab repeats the same range)."""
+        raw = resource.get("referenceRange")
+        quantity = resource.get("valueQuantity")
+        everyone = type(raw) is list and not any(
+            isinstance(r, dict) and (r.get("appliesTo") or r.get("age")) for r in raw
+        )
+        if everyone and type(quantity) is dict:
+            try:
+                unit = [quantity.get("unit"), quantity.get("code"), quantity.get("system")]
+                key = ("range", kind, orjson.dumps(raw), orjson.dumps(unit))
+            except (TypeError, orjson.JSONEncodeError):
+                return self._ranges(resource, kind, when)
+            known: tuple[float | None, float | None] | None = self.vs.memo.get(key)
+            if known is None:
+                known = self._ranges(resource, kind, when)
+                self.vs.remember(key, known)
+            return known
+        return self._ranges(resource, kind, when)
+
+    def _ranges(self, resource: JSON, kind: str, when: When | None) -> tuple[float | None, float | None]:
         ranges = [r for r in resource.get("referenceRange") or [] if isinstance(r, dict)]
         specific = [r for r in ranges if r.get("appliesTo") or r.get("age")]
         general = [r for r in ranges if not (r.get("appliesTo") or r.get("age"))]
@@ -541,7 +595,7 @@ class _Parser:
                 return None
             if rtype == "MedicationDispense" and status in DISPENSE_BAD_STATUS:
                 return None
-        if not self._valid(resource):
+        if not self._valid(resource, now=draft):
             if draft:
                 raise InputRejected(self.skipped.pop().reason, origin=DRAFT_ORIGIN)
             return None
@@ -629,14 +683,27 @@ class _Parser:
                 else "cannot be read: not a resource"
             )
             self._unreadable(label, reason, item)
+        pendings: list[Pending] = []
         for resource in self.raw.resources:
-            try:
-                self._one(resource, record)
-            except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as exc:
-                # never sink the patient, never drop silently: the resource is listed with why
-                reason = f"could not be read ({type(exc).__name__}: {exc})"[:300]
-                self._unreadable(_ref(resource), reason, resource)
-        drop_unusable_numbers(record)
+            if not self.deferred:
+                self._read(resource, record)
+                continue
+            self.reached_gate = False
+            marks = (len(self.skipped), len(self.foreign), len(self.unreadable))
+            produced = self._read(resource, record)
+            if self.reached_gate:  # what reading added, undone if the resource turns out invalid
+                pending = Pending(resource, _ref(resource))
+                if produced is not None:
+                    pending.records.append(produced)
+                if len(self.skipped) != marks[0]:
+                    pending.skipped = self.skipped[marks[0] :]
+                if len(self.foreign) != marks[1]:
+                    pending.foreign = self.foreign[marks[1] :]
+                if len(self.unreadable) != marks[2]:
+                    pending.unreadable = self.unreadable[marks[2] :]
+                pendings.append(pending)
+        if self.deferred:
+            record.settlement = Settlement(pendings, _judged, self.relevance)
         if order is not None:
             if not isinstance(order.get("resourceType"), str) or order["resourceType"] != "MedicationRequest":
                 raise InputRejected("not a MedicationRequest", origin=DRAFT_ORIGIN)
@@ -645,29 +712,53 @@ class _Parser:
                 raise InputRejected(f"draft order: {problem}")
         return record
 
-    def _one(self, resource: JSON, record: PatientRecord) -> None:
-        """Extract one resource into the record (or nothing, if it is not of interest)."""
+    def _read(self, resource: JSON, record: PatientRecord) -> tuple[str, object] | None:
+        try:
+            return self._one(resource, record)
+        except READ_ERRORS as exc:
+            # never sink the patient, never drop silently: the resource is listed with why
+            self._unreadable(_ref(resource), _read_error(exc), resource)
+            return None
+
+    def _one(self, resource: JSON, record: PatientRecord) -> tuple[str, object] | None:
+        """Extract one resource into the record (or nothing, if it is not of interest); returns
+        the record list and record it added. A record holding a number outside the limits
+        (cds/fhir/limits.py) is skipped with the reason instead."""
         rtype = resource["resourceType"]
         if rtype == "Observation":
             obs = self.observation(resource)
             if obs:
+                problem = first_number_problem((obs.value, obs.uln, obs.lln, obs.ratio))
+                if problem:
+                    record.skipped.append(Skipped(obs.ref, f"{obs.kind} {problem}: not used"))
+                    return None
                 record.observations.append(obs)
+                return "observations", obs
         elif rtype == "Condition":
             cond = self.condition(resource)
             if cond:
                 record.conditions.append(cond)
+                return "conditions", cond
         elif rtype == "Procedure":
             proc = self.procedure(resource)
             if proc:
                 record.procedures.append(proc)
+                return "procedures", proc
         elif rtype == "AllergyIntolerance":
             allergy = self.allergy(resource)
             if allergy:
                 record.allergies.append(allergy)
+                return "allergies", allergy
         elif rtype in MED_TYPES:
             med = self.medication(resource)
             if med:
+                problem = medication_number_problem(med)
+                if problem:
+                    record.skipped.append(Skipped(med.ref, f"{problem}: not used"))
+                    return None
                 record.medications.append(med)
+                return "medications", med
+        return None
 
 
 def _dose_of(dosages: list[JSON]) -> tuple[Any, Any, JSON | None]:
@@ -736,9 +827,12 @@ def _period_weeks(repeat: JSON) -> float | None:
     return round(float(period) * days / 7.0 / float(frequency), 3)
 
 
-def parse_patient(raw: RawPatient, vs: ValueSets, order: JSON | None = None) -> PatientRecord:
-    """Validate and extract one patient's records; invalid resources go to ``skipped``."""
-    return _Parser(raw, vs).run(order)
+def parse_patient(
+    raw: RawPatient, vs: ValueSets, order: JSON | None = None, validate: ValidateMode = "all"
+) -> PatientRecord:
+    """Extract one patient's records; invalid resources go to ``skipped``. With
+    ``validate="selected"`` validation waits for the evaluation (the record's ``settlement``)."""
+    return _Parser(raw, vs, validate).run(order)
 
 
 def to_day(value: date | datetime) -> date:
