@@ -35,9 +35,14 @@ def sample_resources(name: str = SAMPLE) -> list[dict[str, Any]]:
     return [entry["resource"] for entry in doc["entry"]]
 
 
-def lab_history_resources(labs: int = 300) -> list[dict[str, Any]]:
-    """The sample's resources plus weekly lab draws back from 2026-10-28 until ``labs`` lab results."""
+def lab_history_resources(labs: int = 300, variant: int = 0) -> list[dict[str, Any]]:
+    """The sample's resources plus weekly lab draws back from 2026-10-28 until ``labs`` lab results.
+    ``variant`` > 0 gives another patient of the same shape (own ids, own history values), as a
+    cohort or a clinic's day of chart opens has."""
     resources = sample_resources()
+    if variant:
+        text = orjson.dumps(resources).replace(SAMPLE.encode(), f"{SAMPLE}-v{variant}".encode())
+        resources = orjson.loads(text)
     templates = {
         r["code"]["coding"][0]["code"]: r
         for r in resources
@@ -57,11 +62,11 @@ def lab_history_resources(labs: int = 300) -> list[dict[str, Any]]:
             if have + len(extra) >= labs:
                 break
             lab = copy.deepcopy(templates[code])
-            lab["id"] = f"hist-{week}-{code}"
+            lab["id"] = f"hist-{variant}-{week}-{code}"
             lab["effectiveDateTime"] = when
             lab["issued"] = when.replace("T07:45", "T09:10")
             values = _VALUES[code]
-            lab["valueQuantity"]["value"] = values[week % len(values)]
+            lab["valueQuantity"]["value"] = values[(week + variant) % len(values)]
             extra.append(lab)
         week += 1
     return resources + extra
@@ -74,6 +79,6 @@ def as_bundle(resources: list[dict[str, Any]]) -> bytes:
     )
 
 
-def lab_history_patient(labs: int = 300) -> bytes:
+def lab_history_patient(labs: int = 300, variant: int = 0) -> bytes:
     """The 300-lab T-DM1 patient as a Bundle."""
-    return as_bundle(lab_history_resources(labs))
+    return as_bundle(lab_history_resources(labs, variant))

@@ -20,6 +20,7 @@ of interest, before reading it. Findings, gaps and ``skipped`` are the same (cds
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from cds.engine.runtime import RuleEngine, TraceEntry
 from cds.errors import ConfigurationError
 from cds.facts.build import build_facts
 from cds.facts.model import PatientFacts
+from cds.facts.select import PLATELETS_SINCE_DOSE, Reads
 from cds.fhir.parse import VALIDATE_MODES, ValidateMode, parse_patient
 from cds.fhir.records import PatientRecord
 from cds.fhir.source import JSON, RawPatient
@@ -59,6 +61,7 @@ class Evaluator:
         self.validate: ValidateMode = validate
         self.engine = RuleEngine(library)
         self._rulesets = [RulesetRef(name=r.name, version=r.version) for r in library.rulesets]
+        self._reads = Reads(platelets_since_dose=agents_read(library, PLATELETS_SINCE_DOSE))
 
     def parse(self, raw: RawPatient, order: JSON | None = None) -> PatientRecord:
         """Extract records, validated now or when an evaluation selects them (reusable across
@@ -67,7 +70,7 @@ class Evaluator:
 
     def evaluate_record(self, record: PatientRecord, *, as_of: datetime, trace: bool = False) -> Result:
         """Facts, rules and findings for an already parsed patient."""
-        facts = build_facts(record, self.library.valuesets, self.library.params, as_of)
+        facts = build_facts(record, self.library.valuesets, self.library.params, as_of, self._reads)
         fired = self.engine.fire(facts)
         findings, suppressed = build_findings(self.library, facts, fired)
         evaluation = Evaluation(
@@ -87,6 +90,19 @@ class Evaluator:
     ) -> Result:
         """Evaluate one patient as of an instant, optionally with a draft order under review."""
         return self.evaluate_record(self.parse(raw, order), as_of=as_of, trace=trace)
+
+
+def agents_read(library: RuleLibrary, fact: str) -> frozenset[str]:
+    """The agents whose ``<fact>.<agent>`` any rule or policy reads (condition, wording, basis)."""
+    pattern = re.compile(re.escape(fact) + r"\.([A-Za-z0-9_\-]+)")
+    texts = [
+        text
+        for ruleset in library.rulesets
+        for compiled in ruleset.rules.values()
+        for text in (compiled.rule.model_dump_json(), " ".join(compiled.paths))
+    ]
+    texts.extend(policy.model_dump_json() for policy in library.policies)
+    return frozenset(m.group(1) for text in texts for m in pattern.finditer(text))
 
 
 def default_rules_dir() -> Path:

@@ -27,10 +27,12 @@ import copy
 import itertools
 import json
 import math
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from durable import engine as _engine
 
 from cds.errors import EvaluationError
@@ -115,8 +117,25 @@ def _number(value: float, path: str) -> str:
     return f"{mantissa}.0e{power}" if exp and "." not in mantissa else text
 
 
+# orjson output that durable could read differently: an exponent (1e16), an integer of 19+ digits
+# (maybe beyond int64) or null (None, or a NaN/infinity orjson writes as null). Such facts (rare;
+# a string holding these characters too) take the exact per-value encoder below.
+_NOT_PLAIN = re.compile(rb"[0-9][eE]|[0-9]{19}|null")
+
+
 def encode_fact(value: Any, path: str = "") -> str:
-    """JSON text of a fact that durable's reader parses to exactly these values."""
+    """JSON text of a fact that durable's reader parses to exactly these values: orjson's text when
+    it holds only plain numbers, else the per-value encoding (exact floats, refused NaN)."""
+    try:
+        text = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return _encode(value, path)
+    if _NOT_PLAIN.search(text) is None:
+        return text.decode()
+    return _encode(value, path)
+
+
+def _encode(value: Any, path: str = "") -> str:
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, int):
@@ -131,12 +150,12 @@ def encode_fact(value: Any, path: str = "") -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):
         items = (
-            f"{json.dumps(str(k), ensure_ascii=False)}:{encode_fact(v, f'{path}.{k}' if path else str(k))}"
+            f"{json.dumps(str(k), ensure_ascii=False)}:{_encode(v, f'{path}.{k}' if path else str(k))}"
             for k, v in value.items()
         )
         return "{" + ",".join(items) + "}"
     if isinstance(value, list | tuple):
-        return "[" + ",".join(encode_fact(v, f"{path}[{i}]") for i, v in enumerate(value)) + "]"
+        return "[" + ",".join(_encode(v, f"{path}[{i}]") for i, v in enumerate(value)) + "]"
     raise EvaluationError(f"fact {path} has type {type(value).__name__}, not JSON")
 
 

@@ -32,7 +32,7 @@ from cds.facts.labs import (
 )
 from cds.facts.model import PatientFacts
 from cds.facts.params import Params
-from cds.facts.select import needed
+from cds.facts.select import Reads, needed
 from cds.facts.therapy import derive_therapy, doses
 from cds.fhir.records import ConditionRecord, MedicationEvent, PatientRecord, When
 from cds.fhir.valuesets import ValueSets
@@ -72,12 +72,15 @@ def _in_time(record: PatientRecord, as_of: datetime) -> PatientRecord:
     )
 
 
-def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: datetime) -> PatientFacts:
-    """Derive every fact of clinical-spec §2 for one patient (settling its validation first)."""
+def build_facts(
+    record: PatientRecord, vs: ValueSets, params: Params, as_of: datetime, reads: Reads | None = None
+) -> PatientFacts:
+    """Derive every fact of clinical-spec §2 for one patient (settling its validation first;
+    ``reads``: which agent-keyed facts the rules read, None for all)."""
     while True:
         facts, rec, last_dose = _derive(record, vs, params, as_of)
         settlement = record.settlement
-        if settlement is None or not settlement.settle(record, needed(rec, last_dose, params)):
+        if settlement is None or not settlement.settle(record, needed(rec, last_dose, params, reads)):
             return facts
 
 

@@ -342,10 +342,10 @@ class PatientFacts(_Facts):
         node: Any = self
         annotation: Any = None
         for part in path.split("."):
-            if isinstance(node, Exposures) and part not in type(node).model_fields:
+            if isinstance(node, Exposures) and part not in _fields(type(node)):
                 node = node.agent(part)
             elif isinstance(node, BaseModel):
-                fields = type(node).model_fields
+                fields = _fields(type(node))
                 if part not in fields:
                     raise KeyError(path)
                 annotation = fields[part].annotation
@@ -365,6 +365,17 @@ class PatientFacts(_Facts):
                 return refs
             parts.pop()
         return []
+
+
+_FIELDS: dict[type[BaseModel], dict[str, Any]] = {}
+
+
+def _fields(model: type[BaseModel]) -> dict[str, Any]:
+    """``model.model_fields`` (a class property that costs more than a dict lookup)."""
+    fields = _FIELDS.get(model)
+    if fields is None:
+        fields = _FIELDS[model] = dict(model.model_fields)
+    return fields
 
 
 def _default_of(annotation: Any) -> Any:

@@ -15,6 +15,7 @@ the rest. tests/core/test_validation_modes.py holds both modes to the same findi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 
 from cds.facts.params import Params
@@ -22,6 +23,17 @@ from cds.fhir.records import ObservationRecord, PatientRecord
 
 # result kinds of which only some records are read; every other kind is read whole
 HISTORY_KINDS = ("platelets", "anc", "ast", "alt", "bilirubin", "weight", "temperature")
+PLATELETS_SINCE_DOSE = "labs.platelets_min_since_last_dose"  # keyed by agent
+
+
+@dataclass(frozen=True)
+class Reads:
+    """Which agent-keyed facts the loaded rules read (None: every agent). The lowest platelet
+    count since the last dose exists for every agent ever given, but only the agents whose count
+    a rule reads (T-DM1 today) can change a finding, so only their platelet counts since the last
+    dose need validating; the fact of the other agents is still derived, from screened records."""
+
+    platelets_since_dose: frozenset[str] | None = None
 
 
 def _latest(observations: list[ObservationRecord]) -> list[ObservationRecord]:
@@ -30,8 +42,10 @@ def _latest(observations: list[ObservationRecord]) -> list[ObservationRecord]:
     return [o for o in observations if (o.when.instant, o.ref) == top]
 
 
-def needed(record: PatientRecord, last_dose: dict[str, date], params: Params) -> Iterator[object]:
-    """The records of ``record`` (already restricted to as-of) that the facts read."""
+def needed(
+    record: PatientRecord, last_dose: dict[str, date], params: Params, reads: Reads | None = None
+) -> Iterator[object]:
+    """The records of ``record`` (already restricted to as-of) that the facts and findings read."""
     yield from record.conditions
     yield from record.procedures
     yield from record.allergies
@@ -48,8 +62,10 @@ def needed(record: PatientRecord, last_dose: dict[str, date], params: Params) ->
     for observations in history.values():
         if observations:
             yield from _latest(observations)
-    if last_dose:  # labs.platelets_min_since_last_dose, per agent
-        since = min(last_dose.values())
+    agents = reads.platelets_since_dose if reads is not None else None
+    doses = [day for agent, day in last_dose.items() if agents is None or agent in agents]
+    if doses:  # labs.platelets_min_since_last_dose of the agents read
+        since = min(doses)
         yield from (o for o in history["platelets"] if o.value is not None and o.when.day > since)
     if history["anc"] and history["temperature"]:  # labs.temperature_c_near_anc
         anc = _latest(history["anc"])[0].when.day

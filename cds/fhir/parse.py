@@ -22,7 +22,7 @@ from typing import Any, Literal
 import orjson
 
 from cds.errors import InputRejected
-from cds.fhir.limits import first_number_problem, medication_number_problem
+from cds.fhir.limits import MAX_MAGNITUDE, first_number_problem, medication_number_problem
 from cds.fhir.records import (
     AllergyRecord,
     ConditionRecord,
@@ -248,7 +248,7 @@ class _Parser:
     # -- observations --------------------------------------------------------------------------
     def observation(self, resource: JSON) -> ObservationRecord | None:
         codings = codings_of(resource.get("code"))
-        kind = self.vs.observation_kind(codings)
+        kind, code = self._kind_and_code(codings)
         if kind is None or _str(resource.get("status")) not in OBSERVATION_OK:
             return None
         if not self._valid(resource):
@@ -257,20 +257,16 @@ class _Parser:
             (resource.get("effectivePeriod") or {}).get("start")
         )
         when = when or parse_when(resource.get("effectiveInstant")) or parse_when(resource.get("issued"))
-        if when is None:
-            self.skipped.append(Skipped(_ref(resource), "no effective date: cannot judge recency"))
-            return None
         ref = _ref(resource)
-        code = next((c for s, c in codings.codes if s in ("loinc", "")), "")
+        if when is None:
+            self.skipped.append(Skipped(ref, "no effective date: cannot judge recency"))
+            return None
         specimen = (resource.get("specimen") or {}).get("reference")
-        common: dict[str, Any] = {"ref": ref, "kind": kind, "code": code, "when": when}
-        if isinstance(specimen, str):
-            common["specimen"] = specimen
-        analyte = self.vs.analytes.get(kind)
-        links = tuple(self._resolve(r) for r in _related_references(resource))
-        if links:
-            common["focus"] = links
-        if analyte is None:
+        if "extension" in resource or "evidence" in resource or "focus" in resource:
+            links = tuple(self._resolve(r) for r in _related_references(resource))
+        else:
+            links = ()
+        if kind not in self.vs.analytes:
             quantity = resource.get("valueQuantity")
             unit = None
             if isinstance(quantity, dict):
@@ -279,14 +275,40 @@ class _Parser:
                 )
                 unit = raw_unit.strip() if isinstance(raw_unit, str) else None
             return ObservationRecord(
-                **common,
+                ref,
+                kind,
+                code,
+                when,
                 answer=self._answer(resource),
                 ratio=self._plain_number(resource),
+                specimen=specimen if isinstance(specimen, str) else None,
+                focus=links,
                 quantity_unit=unit,
             )
         value, unit_problem = self._quantity(resource, kind)
         uln, lln = self._reference_range(resource, kind, when) if value is not None else (None, None)
-        return ObservationRecord(**common, value=value, unit_problem=unit_problem, uln=uln, lln=lln)
+        return ObservationRecord(
+            ref,
+            kind,
+            code,
+            when,
+            value,
+            unit_problem,
+            uln,
+            lln,
+            specimen=specimen if isinstance(specimen, str) else None,
+            focus=links,
+        )
+
+    def _kind_and_code(self, codings: Codings) -> tuple[str | None, str]:
+        """The observation kind of a code and its LOINC (or system-less) code, remembered."""
+        key = ("kind+code", codings.codes)
+        known: tuple[str | None, str] | None = self.vs.memo.get(key)
+        if known is None:
+            code = next((c for s, c in codings.codes if s in ("loinc", "")), "")
+            known = (self.vs.observation_kind(codings), code)
+            self.vs.remember(key, known)
+        return known
 
     def _answer(self, resource: JSON) -> Codings | None:
         if "valueCodeableConcept" in resource:
@@ -314,21 +336,26 @@ class _Parser:
 
     def _convert(self, kind: str, value: float, quantity: JSON) -> float:
         """Convert a Quantity using its UCUM code first, then its human unit."""
-        analyte = self.vs.analytes[kind]
-        candidates: list[str | None] = []
-        if isinstance(quantity.get("code"), str) and quantity.get("system") in (UCUM, None):
-            candidates.append(quantity["code"])
-        if isinstance(quantity.get("unit"), str):
-            candidates.append(quantity["unit"])
-        if not candidates:
-            candidates.append(None)
-        key = ("convert", kind, *candidates)
-        plan: _Plan | None = self.vs.memo.get(key)
-        if plan is None:
-            plan = _plan(analyte, candidates)
-            self.vs.remember(key, plan)
+        code, system, unit = quantity.get("code"), quantity.get("system"), quantity.get("unit")
+        try:
+            key = ("convert", kind, code, system, unit)
+            known: tuple[_Plan, str | None] | None = self.vs.memo.get(key)
+        except TypeError:  # an unhashable unit field: no memo
+            key, known = None, None
+        if known is None:
+            candidates: list[str | None] = []
+            if isinstance(code, str) and system in (UCUM, None):
+                candidates.append(code)
+            if isinstance(unit, str):
+                candidates.append(unit)
+            if not candidates:
+                candidates.append(None)
+            known = (_plan(self.vs.analytes[kind], candidates), candidates[0])
+            if key is not None:
+                self.vs.remember(key, known)
+        plan, first = known
         if plan.fraction:
-            fraction = fraction_value(analyte, value, candidates[0])
+            fraction = fraction_value(self.vs.analytes[kind], value, first)
             if fraction is not None:
                 return fraction
         if plan.affine is not None:
@@ -689,19 +716,19 @@ class _Parser:
                 self._read(resource, record)
                 continue
             self.reached_gate = False
-            marks = (len(self.skipped), len(self.foreign), len(self.unreadable))
+            skipped, foreign, unreadable = len(self.skipped), len(self.foreign), len(self.unreadable)
             produced = self._read(resource, record)
             if self.reached_gate:  # what reading added, undone if the resource turns out invalid
-                pending = Pending(resource, _ref(resource))
-                if produced is not None:
-                    pending.records.append(produced)
-                if len(self.skipped) != marks[0]:
-                    pending.skipped = self.skipped[marks[0] :]
-                if len(self.foreign) != marks[1]:
-                    pending.foreign = self.foreign[marks[1] :]
-                if len(self.unreadable) != marks[2]:
-                    pending.unreadable = self.unreadable[marks[2] :]
-                pendings.append(pending)
+                pendings.append(
+                    Pending(
+                        resource,
+                        _ref(resource),
+                        produced,
+                        self.skipped[skipped:] if len(self.skipped) != skipped else None,
+                        self.foreign[foreign:] if len(self.foreign) != foreign else None,
+                        self.unreadable[unreadable:] if len(self.unreadable) != unreadable else None,
+                    )
+                )
         if self.deferred:
             record.settlement = Settlement(pendings, _judged, self.relevance)
         if order is not None:
@@ -728,7 +755,7 @@ class _Parser:
         if rtype == "Observation":
             obs = self.observation(resource)
             if obs:
-                problem = first_number_problem((obs.value, obs.uln, obs.lln, obs.ratio))
+                problem = _number_problem(obs)
                 if problem:
                     record.skipped.append(Skipped(obs.ref, f"{obs.kind} {problem}: not used"))
                     return None
@@ -759,6 +786,14 @@ class _Parser:
                 record.medications.append(med)
                 return "medications", med
         return None
+
+
+def _number_problem(obs: ObservationRecord) -> str | None:
+    """``first_number_problem`` of a result's numbers, with a quick pass for ordinary values."""
+    for value in (obs.value, obs.uln, obs.lln, obs.ratio):
+        if value is not None and not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # also NaN
+            return first_number_problem((obs.value, obs.uln, obs.lln, obs.ratio))
+    return None
 
 
 def _dose_of(dosages: list[JSON]) -> tuple[Any, Any, JSON | None]:

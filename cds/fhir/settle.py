@@ -33,17 +33,27 @@ from cds.fhir.screen import proven_valid
 UNCHECKED, SCREENED, VALID, INVALID = range(4)
 
 
-@dataclass(eq=False)
 class Pending:
     """One resource read without validation, and what its reading added to the record."""
 
-    resource: dict[str, Any]
-    ref: str
-    records: list[tuple[str, object]] = field(default_factory=list)  # (record list, record)
-    skipped: list[Skipped] = field(default_factory=list)
-    foreign: list[str] = field(default_factory=list)
-    unreadable: list[tuple[str, list[str]]] = field(default_factory=list)
-    state: int = UNCHECKED
+    __slots__ = ("foreign", "record", "ref", "resource", "skipped", "state", "unreadable")
+
+    def __init__(
+        self,
+        resource: dict[str, Any],
+        ref: str,
+        record: tuple[str, object] | None = None,
+        skipped: list[Skipped] | None = None,
+        foreign: list[str] | None = None,
+        unreadable: list[tuple[str, list[str]]] | None = None,
+    ) -> None:
+        self.resource = resource
+        self.ref = ref
+        self.record = record  # (record list name, the record it added), if any
+        self.skipped = skipped or ()
+        self.foreign = foreign or ()
+        self.unreadable = unreadable or ()
+        self.state = UNCHECKED
 
 
 @dataclass(eq=False)
@@ -56,7 +66,7 @@ class Settlement:
     by_record: dict[int, Pending] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.by_record = {id(obj): p for p in self.pendings for _name, obj in p.records}
+        self.by_record = {id(p.record[1]): p for p in self.pendings if p.record is not None}
 
     def settle(self, record: PatientRecord, selected: Iterable[object]) -> bool:
         """Validate the selected records' resources, screen the rest; True if any was invalid
@@ -86,7 +96,8 @@ class Settlement:
             pending.state = VALID
             return False
         pending.state = INVALID
-        for name, obj in pending.records:
+        if pending.record is not None:
+            name, obj = pending.record
             setattr(record, name, [r for r in getattr(record, name) if r is not obj])
         if pending.skipped:
             undo = {id(s) for s in pending.skipped}

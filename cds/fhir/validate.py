@@ -1,22 +1,27 @@
 """fhir.resources R4B validation of one raw resource: the verdict, fast and identical every time.
 
-``validation_error(resource)`` is the first error the R4B model reports, or None. Two memories
-make it cheap without changing a verdict:
+``validation_error(resource)`` is the first error the R4B model reports, or None. A pydantic
+model's verdict is compositional: the model accepts an object when it has no unknown key, every
+element value passes its own field validator (a primitive type of fhir_core, or a complex type's
+model), and its model validators pass, which look only at *which* elements are present (one
+``value[x]``, required elements, no null inside a list). So the verdict is computed from parts,
+each decided by fhir.resources itself and remembered:
 
-* **Elements by content.** A resource is validated with its complex elements (CodeableConcept,
-  Reference, Quantity, Dosage...) replaced by model instances that were validated on their own
-  and remembered by their exact JSON content; the model accepts an instance of the element type
-  as it is (pydantic does not revalidate instances), and runs its own checks (unknown keys,
-  primitives, required elements, one ``value[x]``) on the rest. The same code, category, subject,
-  route or reference range is therefore validated once per process, not once per result.
-  Validation of a model is compositional (an element's verdict does not depend on where it
-  stands), so the verdict is the plain ``model_validate``'s; whenever this path reports a
-  problem, the plain path runs and its first error is the one reported, word for word.
-  tests/core/test_validation_modes.py checks both paths agree on every resource of the samples,
-  the external files and mutated variants.
-* **Verdicts by content hash** (``remember=True``, what the CDS Hooks service uses): an EHR sends
-  the same patient's resources again on every chart open, order-select and order-sign.
+* a primitive value, by the field's own pydantic validator (``TypeAdapter`` of the field's
+  annotation: fhir_core's id, code, dateTime... checks), per distinct value;
+* a complex element (CodeableConcept, Reference, Quantity, Dosage...), recursively, per distinct
+  JSON content: a patient's results repeat the same code, category, subject and reference range;
+* the structure (model, which elements are present, object or array), by running the model on
+  the first object of that structure, per distinct structure.
 
+Anything off the common path (an unknown key, a null, an empty array, a contained resource, a
+value a part rejects) goes to the plain ``model_validate`` of the whole resource, which decides
+and words the first error: the reported verdict is always the plain one.
+tests/core/test_validation_modes.py checks both agree, word for word, on every resource of the
+samples, the external files, synthetic patients and thousands of mutated variants.
+
+``remember=True`` (what the CDS Hooks service uses) also keeps whole verdicts by content hash: an
+EHR sends the same patient's resources again on every chart open, order-select and order-sign.
 A resource nested more than ``MAX_DEPTH`` levels is refused before any model sees it (the R4
 validator recurses per level and would exhaust the stack).
 """
@@ -24,30 +29,35 @@ validator recurses per level and would exhaust the stack).
 from __future__ import annotations
 
 import hashlib
+import typing
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from cds.fhir.limits import MAX_DEPTH, depth_exceeds
-from cds.fhir.screen import Spec, model_class, spec_of
+from cds.fhir.screen import model_class
 
 JSON = dict[str, Any]
 
-VALIDATION_CACHE_MAX = 200_000  # verdicts (16-byte keys)
-ELEMENT_CACHE_MAX = 20_000  # validated element instances (a few KB each)
+VALIDATION_CACHE_MAX = 200_000  # whole verdicts (16-byte keys)
+PART_CACHE_MAX = 100_000  # each of: primitive values, element contents, structures
 _VERDICTS: dict[bytes, str | None] = {}
-_ELEMENTS: dict[tuple[type, bytes], tuple[Any, int] | None] = {}
+_PRIMITIVES: dict[tuple[int, type, Any], bool] = {}
+_ELEMENTS: dict[tuple[type, bytes], int | None] = {}  # content -> nesting height, None if invalid
+_STRUCTURES: dict[tuple[type, tuple[Any, ...]], bool] = {}
 _MISS = object()
+PRIMITIVE, ELEMENT, ELEMENTS, PRIMITIVES = range(4)
 
 
 class _Plain(Exception):
-    """The element path cannot vouch for the resource: ask the plain model_validate."""
+    """The parts cannot vouch for this object: the plain model_validate decides."""
 
 
 def clear_validation_cache() -> None:
-    """Forget remembered verdicts and elements (benchmarks measure the cold path with this)."""
-    _VERDICTS.clear()
-    _ELEMENTS.clear()
+    """Forget remembered verdicts and parts (benchmarks measure the cold path with this)."""
+    for memo in (_VERDICTS, _PRIMITIVES, _ELEMENTS, _STRUCTURES):
+        memo.clear()
 
 
 def validation_error(resource: JSON, remember: bool = False) -> str | None:
@@ -61,9 +71,7 @@ def validation_error(resource: JSON, remember: bool = False) -> str | None:
     verdict = _VERDICTS.get(key, _MISS)
     if verdict is _MISS:
         verdict = _verdict(resource)
-        if len(_VERDICTS) >= VALIDATION_CACHE_MAX:
-            _VERDICTS.clear()  # bounded memory; a plain dict stays safe under concurrent threads
-        _VERDICTS[key] = verdict
+        _bounded(_VERDICTS, VALIDATION_CACHE_MAX)[key] = verdict
     return verdict  # type: ignore[return-value]
 
 
@@ -71,11 +79,11 @@ def _verdict(resource: JSON) -> str | None:
     model = model_class(resource["resourceType"])
     if model is not None:
         try:
-            data, height = _children(spec_of(model), resource)
-            if height <= MAX_DEPTH:
-                model.model_validate(data)  # type: ignore[attr-defined]
+            if _valid(model, resource, 1, root=True) <= MAX_DEPTH:
                 return None
-        except Exception:
+        except _Plain:
+            pass
+        except RecursionError:
             pass
     return plain_validation_error(resource)
 
@@ -101,34 +109,117 @@ def plain_validation_error(resource: JSON) -> str | None:
     return None
 
 
-def _children(spec: Spec, node: JSON, level: int = 1) -> tuple[JSON, int]:
-    """The object with its complex elements replaced by validated instances, and its nesting height
-    (containers, as ``depth_exceeds`` counts them)."""
-    if level > MAX_DEPTH:
+# -- the parts -----------------------------------------------------------------------------------------
+@dataclass
+class _Field:
+    """How one JSON key of a model is validated: a primitive (by its pydantic validator) or an
+    element model, single or repeated."""
+
+    kind: int
+    annotation: Any = None  # a primitive's field annotation
+    model: type | None = None
+    adapter: Any = None  # the field's own TypeAdapter, built on first use
+
+    def validate(self, value: Any) -> None:
+        if self.adapter is None:
+            from pydantic import TypeAdapter
+
+            self.adapter = TypeAdapter(self.annotation)
+        self.adapter.validate_python(value)
+
+
+_TABLES: dict[type, dict[str, _Field]] = {}
+
+
+def _table(model: type) -> dict[str, _Field]:
+    table = _TABLES.get(model)
+    if table is None:
+        table = {}
+        for name, info in model.model_fields.items():  # type: ignore[attr-defined]
+            field = _field(info.annotation)
+            if field is not None and name != "fhir_comments":
+                table[info.alias or name] = field
+        _TABLES[model] = table
+    return table
+
+
+def _field(annotation: Any) -> _Field | None:
+    """The part validator of a field annotation; None for shapes left to the plain path."""
+    from fhir_core.types import FhirBase, FhirElementOrResourceBase
+
+    inner, many = annotation, False
+    while True:
+        origin = typing.get_origin(inner)
+        if origin in (typing.Union, typing.get_origin(int | None)):
+            args = [a for a in typing.get_args(inner) if a is not type(None)]
+            if len(args) != 1:
+                return None
+            inner = args[0]
+        elif origin is list and not many:
+            many, inner = True, typing.get_args(inner)[0]
+        else:
+            break
+    if isinstance(inner, type) and issubclass(inner, FhirBase):
+        if issubclass(inner, FhirElementOrResourceBase):
+            return None  # contained resources: the plain path
+        return _Field(ELEMENTS if many else ELEMENT, model=inner.get_model_klass())
+    if inner is bool or typing.get_origin(inner) is typing.Annotated:
+        return _Field(PRIMITIVES if many else PRIMITIVE, annotation=annotation)
+    return None
+
+
+def _valid(model: type, node: Any, level: int, root: bool = False) -> int:
+    """The nesting height of ``node`` if the model certainly accepts it, else raise _Plain."""
+    if type(node) is not dict or level > MAX_DEPTH:
         raise _Plain
-    data: JSON = {}
+    table = _table(model)
+    shape: list[Any] = []
     height = 1
     for key, value in node.items():
-        element = spec.elements.get(key)
-        if element is not None and element.model is not None:
-            if not element.many and type(value) is dict:
-                instance, below = _element(element.model, value, level + 1)
-                data[key] = instance
-                height = max(height, 1 + below)
+        field = table.get(key)
+        if field is None:
+            if root and key == "resourceType":
+                shape.append((key, value))
                 continue
-            if element.many and type(value) is list and value and all(type(v) is dict for v in value):
-                items = [_element(element.model, v, level + 2) for v in value]
-                data[key] = [instance for instance, _below in items]
-                height = max(height, 2 + max(below for _instance, below in items))
-                continue
-        data[key] = value
-        if type(value) is dict or type(value) is list:
-            height = max(height, 1 + _height(value))
-    return data, height
+            raise _Plain
+        kind = field.kind
+        if kind == PRIMITIVE:
+            if value is None or not _primitive(field, value):
+                raise _Plain
+        elif kind == ELEMENT:
+            assert field.model is not None
+            height = max(height, 1 + _element(field.model, value, level + 1))
+        elif type(value) is not list or not value:
+            raise _Plain
+        elif kind == ELEMENTS:
+            assert field.model is not None
+            below = max(_element(field.model, item, level + 2) for item in value)
+            height = max(height, 2 + below)
+        elif None in value or not _primitive(field, value):
+            raise _Plain
+        else:
+            height = max(height, 2)
+        shape.append((key, kind))
+    key = (model, tuple(shape))
+    known = _STRUCTURES.get(key)
+    if known is None:
+        # first object of this structure: the model itself decides (its parts are known valid,
+        # so its verdict is the structure's verdict)
+        try:
+            model.model_validate(node)  # type: ignore[attr-defined]
+            known = True
+        except Exception:  # invalid (or an exception the plain path will report)
+            known = False
+        _bounded(_STRUCTURES, PART_CACHE_MAX)[key] = known
+    if not known:
+        raise _Plain
+    return height
 
 
-def _element(model: type, value: JSON, level: int) -> tuple[Any, int]:
-    """A validated instance of ``model`` for this exact content (remembered), and its height."""
+def _element(model: type, value: Any, level: int) -> int:
+    """The nesting height of an element the model accepts, remembered by exact content."""
+    if type(value) is not dict:
+        raise _Plain
     try:
         key = (model, orjson.dumps(value))
     except (TypeError, orjson.JSONEncodeError) as exc:
@@ -136,33 +227,34 @@ def _element(model: type, value: JSON, level: int) -> tuple[Any, int]:
     known = _ELEMENTS.get(key, _MISS)
     if known is _MISS:
         try:
-            data, height = _children(spec_of(model), value, level)
-            valid = model.model_validate(data) if height <= MAX_DEPTH else None  # type: ignore[attr-defined]
-            known = None if valid is None else (valid, height)
-        except Exception:
+            known = _valid(model, value, level)
+        except _Plain:
             known = None
-        if len(_ELEMENTS) >= ELEMENT_CACHE_MAX:
-            _ELEMENTS.clear()
-        _ELEMENTS[key] = known
+        _bounded(_ELEMENTS, PART_CACHE_MAX)[key] = known
     if known is None:
         raise _Plain
     return known  # type: ignore[return-value]
 
 
-def _height(value: Any) -> int:
-    """Nesting height of a raw JSON value (1 for an object or array of scalars), iteratively."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if type(node) is dict:
-            children: Any = node.values()
-        elif type(node) is list:
-            children = node
-        else:
-            continue
-        deepest = max(deepest, depth)
-        if depth > MAX_DEPTH + 1:
-            return depth
-        stack.extend((child, depth + 1) for child in children if type(child) is dict or type(child) is list)
-    return deepest
+def _primitive(field: _Field, value: Any) -> bool:
+    """Whether the field's own validator accepts the value (remembered per distinct value)."""
+    try:
+        content = tuple((type(v), v) for v in value) if type(value) is list else value
+        key = (id(field), type(value), content)
+        known = _PRIMITIVES.get(key)
+    except TypeError:  # an unhashable value: a list holding objects, not a primitive
+        return False
+    if known is None:
+        try:
+            field.validate(value)
+            known = True
+        except Exception:
+            known = False
+        _bounded(_PRIMITIVES, PART_CACHE_MAX)[key] = known
+    return known
+
+
+def _bounded(memo: dict[Any, Any], limit: int) -> dict[Any, Any]:
+    if len(memo) >= limit:
+        memo.clear()  # bounded memory; a plain dict stays safe under concurrent threads
+    return memo

@@ -27,6 +27,8 @@ from cds import Evaluator, InputRejected, RuleLibrary, parse_as_of, raw_patient_
 from cds.cli import app
 from cds.cohort.synth import make_patient
 from cds.errors import ConfigurationError
+from cds.evaluate import agents_read
+from cds.facts.select import PLATELETS_SINCE_DOSE
 from cds.fhir.screen import proven_valid
 from cds.fhir.source import raw_patient_from_resources
 from cds.fhir.validate import clear_validation_cache, plain_validation_error, validation_error
@@ -207,6 +209,20 @@ def test_an_invalid_old_lab_result_is_skipped_with_the_unreadable_data_gap(
     assert skipped == ["Observation/hist-40"]
     assert "gap.unreadable-data" in codes and "gap.unreadable-data" not in codes_and_skipped(valid)[0]
     assert broken[1]["labs"] == valid[1]["labs"]  # an old result changes no lab fact
+
+
+def test_only_the_agents_whose_platelet_count_a_rule_reads_select_counts_since_their_last_dose(
+    library: RuleLibrary, modes: tuple[Evaluator, Evaluator]
+) -> None:
+    assert agents_read(library, PLATELETS_SINCE_DOSE) == {"tdm1"}
+    # a count after trastuzumab's last dose (March) but before T-DM1's (October) is read by no
+    # rule: screened, not selected; made invalid, both modes still skip it and raise the gap
+    resources = lab_history()
+    valid = same_in_both_modes(modes, bundle_of(resources), AS_OF)
+    assert valid[1]["labs"]["platelets_min_since_last_dose"]["trastuzumab"] == 41.0
+    broken = same_in_both_modes(modes, bundle_of(invalidated(resources, "hist-20", "unknown element")), AS_OF)
+    codes, skipped = codes_and_skipped(broken)
+    assert skipped == ["Observation/hist-20"] and "gap.unreadable-data" in codes
 
 
 def test_an_invalid_medication_is_skipped_in_both_modes(modes: tuple[Evaluator, Evaluator]) -> None:
