@@ -502,8 +502,12 @@ class _Parser:
 
     # -- conditions, procedures, allergies -----------------------------------------------------
     def condition(self, resource: JSON) -> ConditionRecord | None:
-        codings = Codings.of(resource.get("code"))
-        matched = {n: self.vs.match(n, codings) for n in CONDITION_CONCEPTS}
+        codings = codings_of(resource.get("code"))
+        key = ("conditions", codings)
+        matched: dict[str, Any] | None = self.vs.memo.get(key)
+        if matched is None:  # text matching is a pure function of the codings: remembered
+            matched = {n: self.vs.match(n, codings) for n in CONDITION_CONCEPTS}
+            self.vs.remember(key, matched)
         concepts = {n for n, m in matched.items() if m in ("code", "text")}
         uncertain = {n for n, m in matched.items() if m == "uncertain"}
         if not concepts and not uncertain:
@@ -567,14 +571,19 @@ class _Parser:
 
     # -- medications ---------------------------------------------------------------------------
     def _agents(self, codings: Codings) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-        """(agents counted, items by code, items by name): codes win over names."""
-        by_code = self.vs.items_by_code(codings)
-        by_name = self.vs.items_by_name(codings)
-        return self.vs.catalogue.agents_of(by_code or by_name), by_code, by_name
+        """(agents counted, items by code, items by name): codes win over names (remembered)."""
+        key = ("agents", codings)
+        known: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = self.vs.memo.get(key)
+        if known is None:
+            by_code = self.vs.items_by_code(codings)
+            by_name = self.vs.items_by_name(codings)
+            known = (self.vs.catalogue.agents_of(by_code or by_name), by_code, by_name)
+            self.vs.remember(key, known)
+        return known
 
     def _medication_codings(self, resource: JSON) -> Codings:
         if "medicationCodeableConcept" in resource:
-            return Codings.of(resource["medicationCodeableConcept"])
+            return codings_of(resource["medicationCodeableConcept"])
         reference = (resource.get("medicationReference") or {}).get("reference")
         display = (resource.get("medicationReference") or {}).get("display")
         medication: JSON | None = None

@@ -172,7 +172,14 @@ class ValueSets:
 
         Text is read in context, wherever the answer stands ("ER: POSITIVE (95%)" is positive,
         "not detected" is not "detected")."""
-        concept = self.answers[answer]
+        key = ("answer", answer, codings)
+        known: bool | None = self.memo.get(key)
+        if known is None:
+            known = self._answer_is(self.answers[answer], codings)
+            self.remember(key, known)
+        return known
+
+    def _answer_is(self, concept: Concept, codings: Codings) -> bool:
         for _system, code in codings.codes:
             if any(code in codes for codes in concept.codes.values()):
                 return True
@@ -216,6 +223,14 @@ class ValueSets:
 
     def text_status(self, concept: Concept, text: str) -> textmod.Status | None:
         """How a text states a concept (None: not mentioned, or only as an excluded phrase)."""
+        key = ("text", id(concept), text)  # concepts live as long as this memo
+        if key in self.memo:
+            return self.memo[key]  # type: ignore[no-any-return]
+        status = self._text_status(concept, text)
+        self.remember(key, status)
+        return status
+
+    def _text_status(self, concept: Concept, text: str) -> textmod.Status | None:
         if concept.exclude_text and textmod.contains(text, (textmod.phrase(x) for x in concept.exclude_text)):
             return None
         unless: tuple[Phrase, ...] = ()
