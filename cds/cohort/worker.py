@@ -9,9 +9,10 @@ cluster the rule files travel with the task (``RulesSpec.files``), so workers on
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +62,24 @@ class RulesSpec:
 
 
 _EVALUATORS: dict[tuple[str, tuple[str, ...]], Evaluator] = {}
+# Patients evaluated so far by this process, for a progress display that moves per patient: a
+# shared counter on the local pool (set by the pool initializer), a callback in-process.
+_PROGRESS: list[Callable[[int], None]] = []
+
+
+def report_progress(sink: Callable[[int], None] | None) -> None:
+    """Call ``sink(1)`` after every patient this process evaluates (None: stop reporting)."""
+    _PROGRESS[:] = [sink] if sink is not None else []
+
+
+def _tune_gc() -> None:
+    """A worker keeps the rule library, the engine and the validation memories for its whole life
+    and allocates short-lived JSON per patient: freezing what exists after set-up keeps the
+    collector from re-scanning it, and a larger young generation lets per-patient garbage die
+    before it is scanned at all (about 5-10 % less CPU per patient, measured with bench/cohort.py)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def evaluator_for(spec: RulesSpec) -> Evaluator:
@@ -77,6 +96,7 @@ def evaluator_for(spec: RulesSpec) -> Evaluator:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
         _EVALUATORS[key] = Evaluator(load_library(directory, statuses=set(spec.statuses)))
+        _tune_gc()
     return _EVALUATORS[key]
 
 
@@ -284,6 +304,8 @@ def run_task(task: Task) -> PartResult:
     for unit in task.source.units():
         key, origin, _ = unit
         counts["patients_in"] += 1
+        for sink in _PROGRESS:  # the progress display moves per patient (taken up)
+            sink(1)
         try:
             result = evaluator.evaluate(_raw(unit), as_of=task.as_of)
         except InputRejected as exc:
