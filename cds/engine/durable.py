@@ -27,7 +27,6 @@ import copy
 import itertools
 import json
 import math
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -117,21 +116,29 @@ def _number(value: float, path: str) -> str:
     return f"{mantissa}.0e{power}" if exp and "." not in mantissa else text
 
 
-# orjson output that durable could read differently: an exponent (1e16), an integer of 19+ digits
-# (maybe beyond int64) or null (None, or a NaN/infinity orjson writes as null). Such facts (rare;
-# a string holding these characters too) take the exact per-value encoder below.
-_NOT_PLAIN = re.compile(rb"[0-9][eE]|[0-9]{19}|null")
+def _plain(value: Any) -> bool:
+    """Whether orjson writes every value as durable reads it: strings, booleans, integers well
+    inside int64, and floats that orjson (like ``repr``) writes without an exponent (zero, or
+    1e-4 <= |x| < 1e15; NaN fails the comparison). Anything else takes the per-value encoder."""
+    kind = type(value)
+    if kind is str or kind is bool:
+        return True
+    if kind is float:
+        return bool(value == 0.0 or 1e-4 <= abs(value) < 1e15)
+    if kind is int:
+        return bool(-(2**53) < value < 2**53)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    return False
 
 
 def encode_fact(value: Any, path: str = "") -> str:
     """JSON text of a fact that durable's reader parses to exactly these values: orjson's text when
-    it holds only plain numbers, else the per-value encoding (exact floats, refused NaN)."""
-    try:
-        text = orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):
-        return _encode(value, path)
-    if _NOT_PLAIN.search(text) is None:
-        return text.decode()
+    every value is plain (see ``_plain``), else the per-value encoding (exact floats, refused NaN)."""
+    if _plain(value):
+        return orjson.dumps(value).decode()
     return _encode(value, path)
 
 
