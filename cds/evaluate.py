@@ -54,11 +54,16 @@ class Result:
 class Evaluator:
     """Evaluates patients against one loaded rule library (not thread-safe to build; safe to call)."""
 
-    def __init__(self, library: RuleLibrary, *, validate: ValidateMode = "selected") -> None:
+    def __init__(
+        self, library: RuleLibrary, *, validate: ValidateMode = "selected", remember_verdicts: bool = False
+    ) -> None:
         if validate not in VALIDATE_MODES:
             raise ConfigurationError(f"validate must be one of {', '.join(VALIDATE_MODES)}, not {validate!r}")
         self.library = library
         self.validate: ValidateMode = validate
+        # a service that sees the same resources again (CDS Hooks) keeps validation verdicts by
+        # content hash; a cohort, where every resource is new, would only pay for the hashing
+        self.remember_verdicts = remember_verdicts
         self.engine = RuleEngine(library)
         self._rulesets = [RulesetRef(name=r.name, version=r.version) for r in library.rulesets]
         self._reads = Reads(platelets_since_dose=agents_read(library, PLATELETS_SINCE_DOSE))
@@ -66,7 +71,7 @@ class Evaluator:
     def parse(self, raw: RawPatient, order: JSON | None = None) -> PatientRecord:
         """Extract records, validated now or when an evaluation selects them (reusable across
         as-of instants)."""
-        return parse_patient(raw, self.library.valuesets, order, self.validate)
+        return parse_patient(raw, self.library.valuesets, order, self.validate, self.remember_verdicts)
 
     def evaluate_record(self, record: PatientRecord, *, as_of: datetime, trace: bool = False) -> Result:
         """Facts, rules and findings for an already parsed patient."""

@@ -120,11 +120,11 @@ VALIDATE_MODES: tuple[ValidateMode, ...] = ("all", "selected")
 READ_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
 
 
-def _judged(resource: JSON) -> str | None:
+def _judged(resource: JSON, remember: bool = False) -> str | None:
     """The validation verdict as the reader would record it: the first error, or, if the model
     itself fails on the shape, the "could not be read" reason reading gives (``_Parser._read``)."""
     try:
-        return validation_error(resource)
+        return validation_error(resource, remember)
     except READ_ERRORS as exc:
         return _read_error(exc)
 
@@ -182,7 +182,9 @@ def _plan(analyte: Analyte, candidates: list[str | None]) -> _Plan:
 class _Parser:
     """Stateful helper for one patient: value sets, patient info, skipped list."""
 
-    def __init__(self, raw: RawPatient, vs: ValueSets, validate: ValidateMode = "all") -> None:
+    def __init__(
+        self, raw: RawPatient, vs: ValueSets, validate: ValidateMode = "all", remember: bool = False
+    ) -> None:
         self.raw = raw
         self.vs = vs
         self.skipped: list[Skipped] = []
@@ -192,6 +194,7 @@ class _Parser:
         self.identity = identity_of(raw)
         self.judged: dict[str, bool] = {}  # patient reference -> names another patient
         self.deferred = validate == "selected"
+        self.remember = remember  # keep whole verdicts by content (repeat calls for the same patient)
         self.reached_gate = False
 
     # -- helpers -------------------------------------------------------------------------------
@@ -239,7 +242,7 @@ class _Parser:
         if self.deferred and not now:
             self.reached_gate = True
             return not self._belongs_elsewhere(resource)
-        error = validation_error(resource)
+        error = validation_error(resource, self.remember)
         if error:
             self._unreadable(_ref(resource), error, resource)
             return False
@@ -705,7 +708,7 @@ class _Parser:
         record = PatientRecord(
             patient=self.patient, skipped=self.skipped, other_patient=self.foreign, unreadable=self.unreadable
         )
-        patient_error = validation_error(self.raw.patient)
+        patient_error = validation_error(self.raw.patient, self.remember)
         if patient_error:
             self.skipped.append(Skipped(self.patient.ref, patient_error))
         for number, item in enumerate(self.raw.unreadable, start=1):
@@ -739,7 +742,8 @@ class _Parser:
                     )
                 )
         if self.deferred:
-            record.settlement = Settlement(pendings, _judged, self.relevance)
+            judge = (lambda r: _judged(r, True)) if self.remember else _judged
+            record.settlement = Settlement(pendings, judge, self.relevance)
         if order is not None:
             if not isinstance(order.get("resourceType"), str) or order["resourceType"] != "MedicationRequest":
                 raise InputRejected("not a MedicationRequest", origin=DRAFT_ORIGIN)
@@ -872,11 +876,16 @@ def _period_weeks(repeat: JSON) -> float | None:
 
 
 def parse_patient(
-    raw: RawPatient, vs: ValueSets, order: JSON | None = None, validate: ValidateMode = "all"
+    raw: RawPatient,
+    vs: ValueSets,
+    order: JSON | None = None,
+    validate: ValidateMode = "all",
+    remember: bool = False,
 ) -> PatientRecord:
     """Extract one patient's records; invalid resources go to ``skipped``. With
-    ``validate="selected"`` validation waits for the evaluation (the record's ``settlement``)."""
-    return _Parser(raw, vs, validate).run(order)
+    ``validate="selected"`` validation waits for the evaluation (the record's ``settlement``);
+    ``remember`` keeps whole validation verdicts by content hash (cds/fhir/validate.py)."""
+    return _Parser(raw, vs, validate, remember).run(order)
 
 
 def to_day(value: date | datetime) -> date:
