@@ -14,6 +14,7 @@ and gaps.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -40,7 +41,7 @@ from cds.fhir.source import JSON, RawPatient
 from cds.fhir.text import contains as text_contains
 from cds.fhir.text import tokens as text_tokens
 from cds.fhir.units import UnitUnrecognized, affine_of, conversion_factor, fraction_value
-from cds.fhir.validate import validation_error
+from cds.fhir.validate import clear_validation_cache, validation_error
 from cds.fhir.valuesets import Analyte, Codings, ValueSets, codings_of
 
 OBSERVATION_OK = {"final", "amended", "corrected"}
@@ -118,6 +119,35 @@ VALIDATE_MODES: tuple[ValidateMode, ...] = ("all", "selected")
 
 
 READ_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
+
+# Readings remembered by (patient context, resource content), with ``remember`` (a service that
+# sees the same patient's resources again): what reading added and whether the resource reached
+# the validation point. Records and skipped lines are immutable, so calls can share them.
+READINGS_MAX = 100_000
+_READINGS: dict[bytes, tuple[bool, tuple[str, object] | None, list[Skipped], list[str], list[Any]]] = {}
+
+
+def forget_everything(vs: ValueSets | None = None) -> None:
+    """Forget every answer remembered across evaluations: validation parts and verdicts, screen
+    verdicts, readings, dates, codes (and a library's value-set answers). Results never depend on
+    these memories; benchmarks use this to measure a process that has seen nothing yet."""
+    from cds.fhir import screen, settle, valuesets
+
+    clear_validation_cache()
+    screen.forget()
+    _READINGS.clear()
+    settle.forget()
+    _WHEN.clear()
+    valuesets.forget()
+    if vs is not None:
+        vs.memo.clear()
+
+
+def _reading_key(context: bytes, resource: JSON) -> bytes | None:
+    try:
+        return hashlib.blake2b(context + b"\0" + orjson.dumps(resource), digest_size=16).digest()
+    except (TypeError, orjson.JSONEncodeError):
+        return None
 
 
 def _judged(resource: JSON, remember: bool = False) -> str | None:
@@ -723,24 +753,39 @@ class _Parser:
             )
             self._unreadable(label, reason, item)
         pendings: list[Pending] = []
+        context = self._context() if self.deferred and self.remember else None
         for resource in self.raw.resources:
             if not self.deferred:
                 self._read(resource, record)
                 continue
+            key = _reading_key(context, resource) if context is not None else None
+            known = _READINGS.get(key) if key is not None else None
+            if known is not None:  # read before, in the same patient context: the same outcome
+                gate, produced, added_skipped, added_foreign, added_unreadable = known
+                if produced is not None:
+                    getattr(record, produced[0]).append(produced[1])
+                self.skipped.extend(added_skipped)
+                self.foreign.extend(added_foreign)
+                self.unreadable.extend(added_unreadable)
+                if gate:
+                    pending = Pending(
+                        resource, _ref(resource), produced, added_skipped, added_foreign, added_unreadable
+                    )
+                    pending.key = key
+                    pendings.append(pending)
+                continue
             self.reached_gate = False
             skipped, foreign, unreadable = len(self.skipped), len(self.foreign), len(self.unreadable)
             produced = self._read(resource, record)
+            added = (self.skipped[skipped:], self.foreign[foreign:], self.unreadable[unreadable:])
+            if key is not None:
+                if len(_READINGS) >= READINGS_MAX:
+                    _READINGS.clear()
+                _READINGS[key] = (self.reached_gate, produced, *added)
             if self.reached_gate:  # what reading added, undone if the resource turns out invalid
-                pendings.append(
-                    Pending(
-                        resource,
-                        _ref(resource),
-                        produced,
-                        self.skipped[skipped:] if len(self.skipped) != skipped else None,
-                        self.foreign[foreign:] if len(self.foreign) != foreign else None,
-                        self.unreadable[unreadable:] if len(self.unreadable) != unreadable else None,
-                    )
-                )
+                pending = Pending(resource, _ref(resource), produced, *added)
+                pending.key = key
+                pendings.append(pending)
         if self.deferred:
             judge = (lambda r: _judged(r, True)) if self.remember else _judged
             record.settlement = Settlement(pendings, judge, self.relevance)
@@ -751,6 +796,24 @@ class _Parser:
             if problem := medication_number_problem(record.draft):
                 raise InputRejected(f"draft order: {problem}")
         return record
+
+    def _context(self) -> bytes | None:
+        """Everything besides a resource's own content that its reading depends on: who the
+        patient is (references), sex and birth date (reference ranges), the Bundle's fullUrls
+        (links) and its Medications (medicationReference)."""
+        try:
+            return orjson.dumps(
+                [
+                    self.identity.id,
+                    sorted(self.identity.urls),
+                    self.patient.gender,
+                    self.patient.birth_date,
+                    sorted(self.raw.full_urls.items()),
+                    self.raw.medications,
+                ]
+            )
+        except (TypeError, orjson.JSONEncodeError):
+            return None
 
     def _read(self, resource: JSON, record: PatientRecord) -> tuple[str, object] | None:
         try:

@@ -31,12 +31,28 @@ from cds.fhir.records import PatientRecord, Skipped
 from cds.fhir.screen import proven_valid
 
 UNCHECKED, SCREENED, VALID, INVALID = range(4)
+# verdicts of remembered contents (Pending.key): screened or valid; an invalid one is validated
+# again (its verdict is remembered too) so that its outcome is applied in every evaluation
+KNOWN_MAX = 100_000
+_KNOWN: dict[bytes, int] = {}
+
+
+def forget() -> None:
+    """Forget remembered verdicts (benchmarks)."""
+    _KNOWN.clear()
+
+
+def _remember(pending: Pending) -> None:
+    if pending.key is not None:
+        if len(_KNOWN) >= KNOWN_MAX:
+            _KNOWN.clear()
+        _KNOWN[pending.key] = pending.state
 
 
 class Pending:
     """One resource read without validation, and what its reading added to the record."""
 
-    __slots__ = ("foreign", "record", "ref", "resource", "skipped", "state", "unreadable")
+    __slots__ = ("foreign", "key", "record", "ref", "resource", "skipped", "state", "unreadable")
 
     def __init__(
         self,
@@ -53,6 +69,7 @@ class Pending:
         self.skipped = skipped or ()
         self.foreign = foreign or ()
         self.unreadable = unreadable or ()
+        self.key: bytes | None = None  # its content key when verdicts are remembered
         self.state = UNCHECKED
 
 
@@ -67,6 +84,9 @@ class Settlement:
 
     def __post_init__(self) -> None:
         self.by_record = {id(p.record[1]): p for p in self.pendings if p.record is not None}
+        for pending in self.pendings:  # a content seen before: screened or valid already
+            if pending.key is not None:
+                pending.state = _KNOWN.get(pending.key, UNCHECKED)
 
     def settle(self, record: PatientRecord, selected: Iterable[object]) -> bool:
         """Validate the selected records' resources, screen the rest; True if any was invalid
@@ -80,6 +100,7 @@ class Settlement:
             if pending.state == UNCHECKED:
                 if proven_valid(pending.resource):
                     pending.state = SCREENED
+                    _remember(pending)
                 else:
                     changed |= self._validate(record, pending)
         return changed
@@ -94,6 +115,7 @@ class Settlement:
         error = self.validate(pending.resource)
         if error is None:
             pending.state = VALID
+            _remember(pending)
             return False
         pending.state = INVALID
         if pending.record is not None:

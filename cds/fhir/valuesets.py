@@ -100,6 +100,11 @@ _CODINGS: dict[bytes, Codings] = {}
 _CODINGS_MAX = 50_000
 
 
+def forget() -> None:
+    """Forget remembered codings (benchmarks)."""
+    _CODINGS.clear()
+
+
 def codings_of(cc: Any) -> Codings:
     """``Codings.of``, remembered by the CodeableConcept's exact content (a patient's results
     repeat the same few codes)."""

@@ -468,6 +468,26 @@ def test_cds_evaluate_prints_the_same_json_with_validate_all_and_selected(tmp_pa
     assert refused.exit_code == 2
 
 
+def test_a_service_remembering_readings_answers_repeat_calls_as_validating_everything(
+    library: RuleLibrary, modes: tuple[Evaluator, Evaluator]
+) -> None:
+    """CDS Hooks keeps readings and verdicts by (patient, content): a repeat call, an invalid
+    resource seen again, and another patient sending the same resource text all come out as if
+    everything were validated afresh."""
+    everything, _selected = modes
+    service = Evaluator(library, remember_verdicts=True)
+    resources = invalidated(lab_history(), "hist-3", "unknown element")
+    other = copy.deepcopy(resources)
+    for r in other:
+        if r["resourceType"] == "Patient":
+            r["id"] = "someone-else"  # every other resource still names the first patient
+    for data in (bundle_of(resources), bundle_of(resources), bundle_of(other), bundle_of(resources)):
+        expected = everything.evaluate(raw_patient_from_bytes(data), as_of=AS_OF).evaluation.to_json()
+        assert service.evaluate(raw_patient_from_bytes(data), as_of=AS_OF).evaluation.to_json() == expected
+    reasons = [s["reason"] for s in orjson.loads(outcome(service, bundle_of(other), AS_OF)[0])["skipped"]]
+    assert sum("refers to another patient" in r for r in reasons) > 50
+
+
 def test_raw_resources_of_one_patient_give_the_same_result_as_their_bundle(
     modes: tuple[Evaluator, Evaluator],
 ) -> None:
