@@ -64,6 +64,7 @@ CONDITION_CONCEPTS = (
 RELEVANT_CONCEPTS = ("breast_cancer", "metastasis", "brain_metastases", "ild", "heart_failure", "nrh")
 PROCEDURE_CONCEPTS = ("breast_surgery", "hysterectomy", "bilateral_oophorectomy")
 MED_TYPES = ("MedicationAdministration", "MedicationRequest", "MedicationStatement", "MedicationDispense")
+READ_TYPES = frozenset({"Observation", "Condition", "Procedure", "AllergyIntolerance", *MED_TYPES})
 DISPENSE_BAD_STATUS = {"preparation", "on-hold", "declined"}
 MED_SOURCE = {
     "MedicationAdministration": "administration",
@@ -758,7 +759,8 @@ class _Parser:
             if not self.deferred:
                 self._read(resource, record)
                 continue
-            key = _reading_key(context, resource) if context is not None else None
+            of_interest = resource["resourceType"] in READ_TYPES
+            key = _reading_key(context, resource) if context is not None and of_interest else None
             known = _READINGS.get(key) if key is not None else None
             if known is not None:  # read before, in the same patient context: the same outcome
                 gate, produced, added_skipped, added_foreign, added_unreadable = known

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 MAX_LEVELS = 40  # deeper nesting is not proven (validation refuses more than 64 levels)
 _CACHE_MAX = 50_000
 
@@ -309,19 +311,21 @@ def proven_valid(resource: Any) -> bool:
     if spec.resource_type != rtype:
         return False
     elements = spec.elements
-    chosen: set[int] = set()
+    chosen = 0  # bit per value[x] group seen
     for key, value in resource.items():
-        if key == "resourceType":
-            continue
         element = elements.get(key)
         if element is None:
+            if key == "resourceType":
+                continue
             return False
-        if element.choice is not None:
-            if element.choice in chosen:
+        choice = element.choice
+        if choice is not None:
+            if chosen >> choice & 1:
                 return False
-            chosen.add(element.choice)
-        if element.check is not None and not element.many:
-            if not element.check(value):
+            chosen |= 1 << choice
+        check = element.check
+        if check is not None and not element.many:
+            if not check(value):
                 return False
         elif not _memo(element, value):
             return False
@@ -334,8 +338,6 @@ def proven_valid(resource: Any) -> bool:
 def _memo(element: Element, value: Any) -> bool:
     """A top-level complex element, remembered by its exact content: a patient's results repeat
     the same code, category, subject and reference range."""
-    import orjson
-
     try:
         key = (id(element), orjson.dumps(value))
     except (TypeError, orjson.JSONEncodeError):
