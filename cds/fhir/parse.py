@@ -779,13 +779,21 @@ class _Parser:
             self.reached_gate = False
             skipped, foreign, unreadable = len(self.skipped), len(self.foreign), len(self.unreadable)
             produced = self._read(resource, record)
-            added = (self.skipped[skipped:], self.foreign[foreign:], self.unreadable[unreadable:])
+            if (
+                len(self.skipped) == skipped
+                and len(self.foreign) == foreign
+                and len(self.unreadable) == unreadable
+            ):
+                added: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+            else:
+                added = (self.skipped[skipped:], self.foreign[foreign:], self.unreadable[unreadable:])
             if key is not None:
                 if len(_READINGS) >= READINGS_MAX:
                     _READINGS.clear()
                 _READINGS[key] = (self.reached_gate, produced, *added)
             if self.reached_gate:  # what reading added, undone if the resource turns out invalid
-                pending = Pending(resource, _ref(resource), produced, *added)
+                ref = produced[1].ref if produced is not None else _ref(resource)  # type: ignore[attr-defined]
+                pending = Pending(resource, ref, produced, *added)
                 pending.key = key
                 pendings.append(pending)
         if self.deferred:
