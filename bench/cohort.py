@@ -8,11 +8,17 @@ of the whole process tree (coordinator + workers) every 0.2 s and reports the pe
 so the RSS figure includes every worker. Patients/s and time to first result come from the
 run's summary.json. A busy-loop probe first measures how much two processes actually get from
 this machine's two cores (on shared VMs that can be far from 2x).
+
+CPU: the user + system seconds of the whole tree (getrusage of the finished children), so
+"patients per CPU-second" does not depend on what else runs on the machine; twice that figure is
+what two dedicated cores would give if the run kept both busy (the probe shows how close a
+shared VM comes).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import time
@@ -64,6 +70,7 @@ def run_cli(source: Path, out: Path, extra: list[str]) -> dict[str, Any]:
         *extra,
     ]
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = psutil.Popen(cmd, stderr=subprocess.PIPE)
     peak_total = peak_single = 0
     while proc.poll() is None:
@@ -74,6 +81,8 @@ def run_cli(source: Path, out: Path, extra: list[str]) -> dict[str, Any]:
         peak_total, peak_single = max(peak_total, sum(rss)), max(peak_single, max(rss))
         time.sleep(0.2)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     stderr = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr}")
@@ -86,6 +95,8 @@ def run_cli(source: Path, out: Path, extra: list[str]) -> dict[str, Any]:
         "reconciled": summary["reconciled"],
         "timings": summary["timings"],
         "patients_per_s_wall": round(summary["patients_in"] / wall, 1),
+        "cpu_s": round(cpu, 1),
+        "patients_per_cpu_s": round(summary["patients_in"] / cpu, 1),
         "peak_rss_tree_mb": round(peak_total / 2**20),
         "peak_rss_single_process_mb": round(peak_single / 2**20),
     }

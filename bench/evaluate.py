@@ -1,13 +1,25 @@
-"""Single-patient evaluation benchmark: where the time goes, throughput, memory, engine overhead.
+"""Single-patient evaluation benchmark: CPU per stage, the decode floor, throughput, memory, engine share.
 
-    python bench/evaluate.py                 # full run (10,000 patients), ~1-2 minutes on 2 cores
-    python bench/evaluate.py --patients 2000 # quicker
+    python bench/evaluate.py                  # about 2 minutes on 2 cores
+    python bench/evaluate.py --patients 1000  # quicker
 
-Prints, per bundle (small ~50 resources, the 330-resource Synthea breast-cancer bundle T0, the
-2.7 MB Synthea bundle), median and p99 of (a) decode + filter + validate, (b) facts, (c) rules
-(durable_rules fire for every ruleset, plus findings); patients/s over N evaluations in one process
-cycling the 86 samples; RSS before/after; and the ratio of the durable_rules step to plain Python
-for the same three decisions. Numbers, not assertions: see docs/performance.md.
+Times are CPU time of this process (``time.process_time``), medians over repetitions, so other
+work on a shared machine inflates them less than wall time. Three situations per patient:
+
+* cold: every memory of earlier evaluations forgotten first (``forget_everything``): the first
+  patient of a fresh process, e.g. one ``cds evaluate`` run;
+* new patient: a different patient of the same shape each time, in a process that has evaluated
+  others (a cohort, a clinic's day of chart opens): what the element memories share across
+  patients is warm, the patient's own resources are new;
+* repeat: the same patient again with ``Evaluator(remember_verdicts=True)``, as the CDS Hooks
+  service runs (chart open, then order-select, then order-sign).
+
+Patients: the 300-lab on-T-DM1 chart of bench/patients.py (the performance target: <= 10 ms and
+<= 10x its orjson decode), a 47-resource sample, and the Synthea bundles when present. Stages:
+(a) decode + read, (b) facts, including settling validation (validation and screen shown on their
+own), (c) durable_rules (every ruleset), (d) findings. Also: the 300-lab chart with
+``validate="all"``, throughput over synthetic cohort patients, RSS, and durable_rules against
+plain Python for the same three decisions. Numbers, not assertions: see docs/performance.md.
 """
 
 from __future__ import annotations
@@ -18,15 +30,23 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from bench.patients import lab_history_patient
 from cds import Evaluator, load_library, parse_as_of, raw_patient_from_bytes
+from cds.cohort.synth import make_patient
 from cds.engine.durable import DurableRunner
 from cds.engine.runtime import getter, project
+from cds.evaluate import ValidateMode
 from cds.facts.build import build_facts
 from cds.facts.model import PatientFacts
-from cds.fhir.parse import clear_validation_cache
+from cds.fhir import settle
+from cds.fhir.parse import forget_everything
+from cds.fhir.source import raw_patient_from_resources
 from cds.findings.build import build_findings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +56,7 @@ EXTERNAL_ROOTS = [ROOT / "tests" / "data" / "external"] + (
     [Path(os.environ["CDS_EXTERNAL_DATA"])] if os.environ.get("CDS_EXTERNAL_DATA") else []
 )
 AS_OF = parse_as_of("2026-11-01")
+STAGES = ("read", "facts", "settle", "rules", "findings", "total")
 
 
 def external(rel: str) -> bytes | None:
@@ -61,40 +82,82 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, (time.perf_counter() - start) * 1000
+class SettleClock:
+    """CPU time spent settling validation (validate + screen) inside build_facts."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self._plain = settle.Settlement.settle
+
+    def __enter__(self) -> SettleClock:
+        clock = self
+
+        def timed(this: settle.Settlement, *args: Any) -> bool:
+            started = time.process_time()
+            try:
+                return clock._plain(this, *args)
+            finally:
+                clock.spent += time.process_time() - started
+
+        settle.Settlement.settle = timed  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        settle.Settlement.settle = self._plain  # type: ignore[method-assign]
 
 
-def stages(evaluator: Evaluator, data: bytes, reps: int, cold: bool = True) -> dict[str, list[float]]:
-    """Per-stage times in ms over ``reps`` evaluations of one bundle (cold: no cached validation)."""
-    out: dict[str, list[float]] = {"parse": [], "facts": [], "rules": [], "total": []}
+def stages(
+    evaluator: Evaluator, bundles: Callable[[int], bytes], reps: int, forget: bool
+) -> dict[str, list[float]]:
+    """Per-stage CPU ms over ``reps`` evaluations of ``bundles(i)``."""
+    out: dict[str, list[float]] = {s: [] for s in STAGES}
     lib = evaluator.library
-    for _ in range(reps):
-        if cold:
-            clear_validation_cache()
-        start = time.perf_counter()
-        record = evaluator.parse(raw_patient_from_bytes(data))
-        parsed = time.perf_counter()
-        facts = build_facts(record, lib.valuesets, lib.params, AS_OF)
-        built = time.perf_counter()
-        build_findings(lib, facts, evaluator.engine.fire(facts))
-        done = time.perf_counter()
-        spans = ((start, parsed), (parsed, built), (built, done))
-        t_parse, t_facts, t_rules = ((b - a) * 1000 for a, b in spans)
-        out["parse"].append(t_parse)
-        out["facts"].append(t_facts)
-        out["rules"].append(t_rules)
-        out["total"].append(t_parse + t_facts + t_rules)
+    with SettleClock() as clock:
+        for i in range(reps):
+            data = bundles(i)
+            if forget:
+                forget_everything(lib.valuesets)
+            clock.spent = 0.0
+            t0 = time.process_time()
+            record = evaluator.parse(raw_patient_from_bytes(data))
+            t1 = time.process_time()
+            facts = build_facts(record, lib.valuesets, lib.params, AS_OF, evaluator._reads)
+            t2 = time.process_time()
+            fired = evaluator.engine.fire(facts)
+            t3 = time.process_time()
+            build_findings(lib, facts, fired)
+            t4 = time.process_time()
+            for stage, value in zip(
+                STAGES, (t1 - t0, t2 - t1, clock.spent, t3 - t2, t4 - t3, t4 - t0), strict=True
+            ):
+                out[stage].append(value * 1000)
     return out
+
+
+def decode_floor(data: bytes, reps: int = 200) -> float:
+    out = []
+    for _ in range(reps):
+        started = time.process_time()
+        orjson.loads(data)
+        out.append(time.process_time() - started)
+    return statistics.median(out) * 1000
+
+
+def show(name: str, situation: str, times: dict[str, list[float]]) -> None:
+    med = {s: statistics.median(v) for s, v in times.items()}
+    print(
+        f"{name:34} {situation:12} "
+        + " ".join(f"{med[s]:8.2f}" for s in STAGES)
+        + f" {pct(times['total'], 0.99):8.2f}   rules {med['rules'] / med['total']:5.1%}"
+    )
 
 
 # -- the same three decisions in plain Python, for the engine-overhead ratio ---------------------------
 def plain_python(f: PatientFacts) -> list[str]:
     fired = []
     p = f.labs.platelets.value
-    if f.setting == "metastatic" and f.therapy.on_tdm1 and p is not None and 25 <= p < 50:
+    on_tdm1 = f.therapy.on.get("tdm1", False)
+    if f.setting == "metastatic" and on_tdm1 and p is not None and 25 <= p < 50:
         fired.append("alert.tdm1.platelets-grade3")
     if (
         f.her2.category == "positive"
@@ -103,12 +166,12 @@ def plain_python(f: PatientFacts) -> list[str]:
         and f.lines.effective == 1
         and f.lines.last_her2_directed
         and f.progression in ("yes", "unknown")
-        and not f.exposure.tdxd.ever
+        and not f.exposure.agent("tdxd").ever
         and not f.conditions.ild_history
     ):
         fired.append("rec.mbc2.tdxd")
     labs = (f.labs.platelets, f.labs.ast, f.labs.alt, f.labs.bilirubin)
-    if f.therapy.on_tdm1 and any(lab.age_days is None or lab.age_days > 3 for lab in labs):
+    if on_tdm1 and any(lab.age_days is None or lab.age_days > 3 for lab in labs):
         fired.append("gap.labs-missing.tdm1")
     return fired
 
@@ -129,87 +192,105 @@ def engine_ratio(
         # durable fires an $or rule once per matching branch; the runtime dedupes, and so do we
         fired = sorted(set(runner.fire("bench-three@1.0.0", project(tuple(paths), getter(f)))))
         assert fired == sorted(plain_python(f)), (fired, plain_python(f))
-    _, t_engine = timed(
-        lambda: [
+    started = time.process_time()
+    for _ in range(reps):
+        for f in facts_list:
             runner.fire("bench-three@1.0.0", project(tuple(paths), getter(f)))
-            for _ in range(reps)
-            for f in facts_list
-        ]
-    )
-    _, t_python = timed(lambda: [plain_python(f) for _ in range(reps) for f in facts_list])
+    t_engine = time.process_time() - started
+    started = time.process_time()
+    for _ in range(reps):
+        for f in facts_list:
+            plain_python(f)
+    t_python = time.process_time() - started
     n = reps * len(facts_list)
-    return t_engine / n * 1000, t_python / n * 1000, t_engine / t_python
+    return t_engine / n * 1e6, t_python / n * 1e6, t_engine / t_python
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--patients", type=int, default=10_000, help="evaluations for throughput and RSS")
-    parser.add_argument("--reps", type=int, default=200, help="repetitions per bundle for stage timings")
+    parser.add_argument("--patients", type=int, default=5_000, help="evaluations for throughput and RSS")
+    parser.add_argument("--reps", type=int, default=60, help="repetitions per patient and situation")
     args = parser.parse_args()
 
     library = load_library(ROOT / "rules")
-    evaluator = Evaluator(library)
-    found = {
-        "small (mbc-second-line, 47 resources)": (ROOT / "fhir_samples" / "mbc-second-line.json")
-        .read_bytes(),
-        "T0 Synthea breast (330 resources, 1.1 MB)": external("mcode-pathways/T0_patient.json"),
-        "Kathy_Walker Synthea (424 resources, 2.7 MB)": external(
-            "smart-generated-r4-synthea/Kathy_Walker_59885d16-d333-481e-8edb-422fa047d6b6.json"
-        ),
-    }
-    bundles = {name: data for name, data in found.items() if data is not None}
-    gc.collect()
+    modes: dict[ValidateMode, Evaluator] = {m: Evaluator(library, validate=m) for m in ("selected", "all")}
+    evaluator = modes["selected"]
+    service = Evaluator(library, remember_verdicts=True)
     load = os.getloadavg()
     print(
         f"python bench/evaluate.py --patients {args.patients} --reps {args.reps}   ({os.cpu_count()} cores, "
-        f"load average {load[0]:.2f} {load[1]:.2f})\n"
+        f"load average {load[0]:.2f} {load[1]:.2f}); CPU ms, medians\n"
     )
-    print(f"{'bundle':48} {'stage':6} {'median ms':>10} {'p99 ms':>8}")
-    for name, data in bundles.items():
-        stages(evaluator, data, 5)  # warm up
-        times = stages(evaluator, data, args.reps)
-        for stage in ("parse", "facts", "rules", "total"):
-            values = times[stage]
-            print(f"{name:48} {stage:6} {statistics.median(values):10.3f} {pct(values, 0.99):8.3f}")
-        warm = stages(evaluator, data, args.reps, cold=False)["total"]
-        print(
-            f"{name:48} {'warm':6} {statistics.median(warm):10.3f} {pct(warm, 0.99):8.3f}   "
-            "(same resources seen before: validation verdicts cached)"
-        )
+    lab = lab_history_patient()
+    floor = decode_floor(lab)
+    print(f"300-lab T-DM1 chart: {len(orjson.loads(lab)['entry'])} resources, {len(lab) / 1024:.0f} KiB")
+    print(f"orjson decode floor: {floor:.3f} ms\n")
 
-    samples = [p.read_bytes() for p in sorted((ROOT / "fhir_samples").glob("*.json"))]
-    for data in samples:
+    header = f"{'patient':34} {'situation':12} " + " ".join(f"{s:>8}" for s in STAGES) + f" {'p99':>8}"
+    print(header)
+    variants = [lab_history_patient(300, v) for v in range(1, args.reps + 1)]
+    results: dict[str, dict[str, list[float]]] = {}
+    stages(evaluator, lambda i: variants[i % 5], 5, True)  # warm up imports and models
+    results["cold"] = stages(evaluator, lambda i: lab, args.reps, True)
+    results["new patient"] = stages(evaluator, lambda i: variants[i], args.reps, False)
+    stages(service, lambda i: lab, 3, False)
+    results["repeat"] = stages(service, lambda i: lab, args.reps, False)
+    for situation, times in results.items():
+        show("300-lab T-DM1 (selected)", situation, times)
+    results["all, cold"] = stages(modes["all"], lambda i: lab, max(10, args.reps // 3), True)
+    show("300-lab T-DM1 (validate=all)", "cold", results["all, cold"])
+    for situation in ("cold", "new patient"):
+        total = statistics.median(results[situation]["total"])
+        print(f"  -> {situation}: {total:.2f} ms = {total / floor:.1f}x the decode floor")
+
+    others = {
+        "small (mbc-second-line, 47 res.)": (ROOT / "fhir_samples" / "mbc-second-line.json").read_bytes(),
+        "Synthea T0 (330 res., 1.1 MB)": external("mcode-pathways/T0_patient.json"),
+        "Synthea Kathy_Walker (424 res.)": external(
+            "smart-generated-r4-synthea/Kathy_Walker_59885d16-d333-481e-8edb-422fa047d6b6.json"
+        ),
+    }
+    for name, data in others.items():
+        if data is None:
+            continue
+        show(name, "cold", stages(evaluator, lambda i, d=data: d, args.reps, True))  # type: ignore[misc]
+        stages(service, lambda i, d=data: d, 3, False)  # type: ignore[misc]
+        show(name, "repeat", stages(service, lambda i, d=data: d, args.reps, False))  # type: ignore[misc]
+
+    cohort = [
+        orjson.dumps(make_patient(7, i, date(2026, 11, 1), library.catalogue)[1])
+        for i in range(args.patients)
+    ]
+    for data in cohort[:50]:
         evaluator.evaluate(raw_patient_from_bytes(data), as_of=AS_OF)
     gc.collect()
     before = rss_mb()
-    start = time.perf_counter()
-    for i in range(args.patients):
-        clear_validation_cache()  # cold: every patient validated from scratch, as in a cohort
-        evaluator.evaluate(raw_patient_from_bytes(samples[i % len(samples)]), as_of=AS_OF)
-    elapsed = time.perf_counter() - start
+    started = time.process_time()
+    for data in cohort:
+        evaluator.evaluate(raw_patient_from_resources(orjson.loads(data), "synth"), as_of=AS_OF)
+    elapsed = time.process_time() - started
     gc.collect()
     after = rss_mb()
     print(
-        f"\nthroughput: {args.patients} evaluations of the {len(samples)} samples in {elapsed:.1f} s = "
-        f"{args.patients / elapsed:,.0f} patients/s (one process, parse+facts+rules+findings, cold)"
+        f"\nthroughput: {args.patients} synthetic patients (cds cohort synth --seed 7, ~45 resources) in "
+        f"{elapsed:.1f} CPU s = {args.patients / elapsed:,.0f} patients per CPU-second "
+        f"({elapsed / args.patients * 1000:.2f} ms each; decode + read + facts + rules + findings)"
     )
-    print(
-        f"RSS: {before:.1f} MiB before, {after:.1f} MiB after {args.patients} evaluations "
-        f"(growth {after - before:+.1f} MiB)"
-    )
+    print(f"RSS: {before:.1f} MiB before, {after:.1f} MiB after (growth {after - before:+.1f} MiB)")
 
     facts_list = [
-        build_facts(evaluator.parse(raw_patient_from_bytes(d)), library.valuesets, library.params, AS_OF)
-        for d in samples
+        evaluator.evaluate(raw_patient_from_path_bytes, as_of=AS_OF).facts
+        for raw_patient_from_path_bytes in (
+            raw_patient_from_bytes(p.read_bytes()) for p in sorted((ROOT / "fhir_samples").glob("*.json"))
+        )
     ]
-    engine_us, python_us, ratio = engine_ratio(evaluator, facts_list, 50)
+    engine_us, python_us, ratio = engine_ratio(evaluator, facts_list, 30)
     print(
         "\nthree rules (platelets grade 3, rec.mbc2.tdxd, gap.labs-missing): "
-        f"durable_rules {engine_us:.1f} us "
-        f"vs plain Python {python_us:.1f} us per patient -> engine/Python = {ratio:.0f}x (same decisions, "
-        f"checked on all {len(facts_list)} samples)"
+        f"durable_rules {engine_us:.1f} us vs plain Python {python_us:.1f} us per patient -> "
+        f"engine/Python = {ratio:.0f}x (same decisions, checked on all {len(facts_list)} samples)"
     )
 
 

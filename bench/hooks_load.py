@@ -1,19 +1,31 @@
-"""Load benchmark of the CDS Hooks service: p50/p99 latency, requests/s and errors.
+"""Load benchmark of the CDS Hooks service: p50/p99 latency, requests/s, server CPU per call, errors.
 
 Starts ``cds serve --workers W`` (JWT-authenticated, a trusted issuer whose key is generated here,
 SQLite audit) and drives it from asyncio httpx clients on loopback: a patient-view call with a
-300-resource prefetch, and an order-sign call for a draft T-DM1 order, at each concurrency level
-for DURATION seconds. Every request carries a freshly signed ES384 JWT (unique jti), so the replay
-store and the audit write are part of what is measured. The client shares the machine's cores.
+300-resource prefetch (the on-T-DM1 lab-history patient of ``bench/patients.py``), and an
+order-sign call for a draft T-DM1 order. Every request carries its own ES384 JWT (unique jti), so
+JWT verification, the replay store and the audit write are part of what is measured; the tokens
+are signed before each run starts, so signing does not take CPU from the server while it is timed.
+The client shares the machine's cores.
 
-    python bench/hooks_load.py --duration 60 --concurrency 1 16 64 --workers 2
+Two load models, both printed:
+
+* closed loop (``--concurrency``): N clients, each sending its next request when the previous
+  answer arrives. Shows throughput at saturation; latency then is mostly queueing (Little's law).
+* open loop (``--rates``): requests sent at a fixed arrival rate whatever the answers do, latency
+  measured from the scheduled send time (no coordinated omission). Shows the latency a given
+  load gets.
+
+Server CPU per call is the CPU time (user + system) of the whole server process tree during the
+run divided by the answered calls: JWT verify, decode, hash, facts, rules, cards and audit.
+
+    python bench/hooks_load.py --duration 60 --concurrency 1 16 64 --rates 50 100 200 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import json
 import os
 import shutil
@@ -30,12 +42,14 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.patients import lab_history_resources, sample_resources  # noqa: E402
 from cds import default_rules_dir, load_library  # noqa: E402
 from cds.api.services import prefetch_templates  # noqa: E402
 
@@ -55,46 +69,44 @@ def _bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def build_prefetch(name: str, target: int) -> tuple[str, dict[str, Any]]:
-    """A spec-shaped prefetch for one sample, padded with older lab results to ``target`` resources."""
-    resources = [
-        e["resource"] for e in orjson.loads((ROOT / "fhir_samples" / f"{name}.json").read_bytes())["entry"]
-    ]
-    patient = next(r for r in resources if r["resourceType"] == "Patient")
-    labs = [
-        r
-        for r in resources
-        if r["resourceType"] == "Observation"
-        and r["code"]["coding"][0]["code"] in {"777-3", "1920-8", "1742-6", "1975-2", "751-8"}
-    ]
-    extra: list[dict[str, Any]] = []
-    i = 0
-    while len(resources) + len(extra) < target - 1 and labs:  # + the Patient read
-        lab = copy.deepcopy(labs[i % len(labs)])
-        lab["id"] = f"pad-{i}"
-        lab["effectiveDateTime"] = f"20{20 + i % 5}-0{1 + i % 9}-1{i % 9}T08:00:00Z"
-        extra.append(lab)
-        i += 1
-    all_resources = resources + extra
-    by_type: dict[str, list[dict[str, Any]]] = {}
-    for r in all_resources:
-        by_type.setdefault(r["resourceType"], []).append(r)
+    """A spec-shaped prefetch for one sample; for the T-DM1 lab-history patient, lengthened with
+    weekly lab draws until the prefetch holds ``target`` resources."""
     templates = prefetch_templates(load_library(default_rules_dir()))
-    prefetch: dict[str, Any] = {"patient": patient}
-    for key, template in templates.items():
-        if key == "patient":
-            continue
-        rtype, _, query = template.partition("?")
-        codes = {
-            c.rsplit("|", 1)[1] for p in query.split("&") if p.startswith("code=") for c in p[5:].split(",")
-        }
-        found = [
-            r
-            for r in by_type.get(rtype, [])
-            if not codes or any(c.get("code") in codes for c in r.get("code", {}).get("coding", []))
-        ]
-        prefetch[key] = _bundle(found)
-    count = 1 + sum(len(v.get("entry", [])) for k, v in prefetch.items() if k != "patient")
-    return f"{count}", {"patient_id": patient["id"], "prefetch": prefetch}
+
+    def prefetch_of(resources: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+        patient = next(r for r in resources if r["resourceType"] == "Patient")
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        for r in resources:
+            by_type.setdefault(r["resourceType"], []).append(r)
+        prefetch: dict[str, Any] = {"patient": patient}
+        for key, template in templates.items():
+            if key == "patient":
+                continue
+            rtype, _, query = template.partition("?")
+            codes = {
+                c.rsplit("|", 1)[1]
+                for p in query.split("&")
+                if p.startswith("code=")
+                for c in p[5:].split(",")
+            }
+            found = [
+                r
+                for r in by_type.get(rtype, [])
+                if not codes or any(c.get("code") in codes for c in r.get("code", {}).get("coding", []))
+            ]
+            prefetch[key] = _bundle(found)
+        count = 1 + sum(len(v.get("entry", [])) for k, v in prefetch.items() if k != "patient")
+        return count, {"patient_id": patient["id"], "prefetch": prefetch}
+
+    if name != SAMPLE or target <= 0:
+        count, body = prefetch_of(sample_resources(name))
+        return f"{count}", body
+    labs = 1
+    count, body = prefetch_of(lab_history_resources(labs))
+    while count < target:
+        labs += target - count
+        count, body = prefetch_of(lab_history_resources(labs))
+    return f"{count}", body
 
 
 def request_body(hook: str, patient_id: str, prefetch: dict[str, Any], order: dict[str, Any] | None) -> bytes:
@@ -110,40 +122,33 @@ def request_body(hook: str, patient_id: str, prefetch: dict[str, Any], order: di
     )
 
 
-async def run_level(url: str, key: ECKey, body: bytes, concurrency: int, duration: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    stop = time.perf_counter() + duration
+def sign_tokens(key: ECKey, url: str, count: int) -> list[str]:
+    """``count`` distinct ES384 bearer tokens for ``url`` (signed now, for the 5-minute maximum lifetime)."""
+    now = int(time.time())
+    return [
+        jwt.encode(
+            {"alg": "ES384", "typ": "JWT", "kid": key.kid},
+            {"iss": ISS, "aud": url, "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex},
+            key,
+            algorithms=["ES384"],
+        )
+        for _ in range(count)
+    ]
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        while time.perf_counter() < stop:
-            now = int(time.time())
-            token = jwt.encode(
-                {"alg": "ES384", "typ": "JWT", "kid": key.kid},
-                {"iss": ISS, "aud": url, "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex},
-                key,
-                algorithms=["ES384"],
-            )
-            started = time.perf_counter()
-            try:
-                response = await client.post(
-                    url,
-                    content=body,
-                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-                )
-                elapsed = time.perf_counter() - started
-                if response.status_code == 200 and "cards" in response.json():
-                    latencies.append(elapsed)
-                else:
-                    errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
-            except httpx.HTTPError as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        began = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
-        wall = time.perf_counter() - began
+def tree_cpu(root: psutil.Process) -> float:
+    """CPU seconds (user + system) used so far by a process and its live children."""
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _summary(latencies: list[float], errors: dict[str, int], wall: float) -> dict[str, Any]:
     ordered = sorted(latencies)
 
     def pct(p: float) -> float:
@@ -152,7 +157,6 @@ async def run_level(url: str, key: ECKey, body: bytes, concurrency: int, duratio
         )
 
     return {
-        "concurrency": concurrency,
         "requests": len(latencies),
         "errors": sum(errors.values()),
         "error_kinds": errors,
@@ -163,14 +167,97 @@ async def run_level(url: str, key: ECKey, body: bytes, concurrency: int, duratio
     }
 
 
+async def _post(client: httpx.AsyncClient, url: str, body: bytes, token: str, errors: dict[str, int]) -> bool:
+    try:
+        response = await client.post(
+            url,
+            content=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        if response.status_code == 200 and b'"cards"' in response.content:
+            return True
+        errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+    except httpx.HTTPError as exc:
+        errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+    return False
+
+
+async def run_level(
+    url: str, tokens: list[str], body: bytes, concurrency: int, duration: float, server: psutil.Process
+) -> dict[str, Any]:
+    """Closed loop: ``concurrency`` clients, each sending again when its answer arrives."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    stop = time.perf_counter() + duration
+    supply = iter(tokens)
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < stop:
+            token = next(supply, None)
+            if token is None:
+                return
+            started = time.perf_counter()
+            if await _post(client, url, body, token, errors):
+                latencies.append(time.perf_counter() - started)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        cpu_before = tree_cpu(server)
+        began = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - began
+        cpu = tree_cpu(server) - cpu_before
+    out = {"mode": "closed", "concurrency": concurrency, **_summary(latencies, errors, wall)}
+    out["server_cpu_ms_per_call"] = cpu / max(1, out["requests"] + out["errors"]) * 1000
+    return out
+
+
+async def run_rate(
+    url: str, tokens: list[str], body: bytes, rate: float, duration: float, server: psutil.Process
+) -> dict[str, Any]:
+    """Open loop: one request every 1/rate seconds whatever the answers do; latency from the
+    scheduled send time, so a server that falls behind shows it (no coordinated omission)."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    count = min(len(tokens), int(rate * duration))
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def one(token: str, scheduled: float) -> None:
+            if await _post(client, url, body, token, errors):
+                latencies.append(time.perf_counter() - scheduled)
+
+        cpu_before = tree_cpu(server)
+        began = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            scheduled = began + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(tokens[i], scheduled)))
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - began
+        cpu = tree_cpu(server) - cpu_before
+    out = {"mode": "open", "rate": rate, **_summary(latencies, errors, wall)}
+    out["server_cpu_ms_per_call"] = cpu / max(1, out["requests"] + out["errors"]) * 1000
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 16, 64])
+    parser.add_argument(
+        "--rates", type=float, nargs="*", default=[50, 100, 200], help="open-loop arrival rates (req/s)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--resources", type=int, default=300)
+    parser.add_argument(
+        "--calls", nargs="*", default=["patient-view", "order-sign"], choices=["patient-view", "order-sign"]
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
 
@@ -196,7 +283,8 @@ def main() -> None:
         "--log-level",
         "warning",
     ]
-    print("server:", " ".join(command), flush=True)
+    load = os.getloadavg()
+    print(f"server: {' '.join(command)}   ({os.cpu_count()} cores, load average {load[0]:.2f})", flush=True)
     server = subprocess.Popen(command, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
@@ -209,30 +297,61 @@ def main() -> None:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise SystemExit("server did not start")
             time.sleep(0.2)
+        proc = psutil.Process(server.pid)
         count, pv = build_prefetch(SAMPLE, args.resources)
         _, sign = build_prefetch(ORDER_SAMPLE, 0)
         order = orjson.loads((ROOT / "fhir_samples" / "orders" / f"{ORDER_SAMPLE}.order.json").read_bytes())
         calls = {
-            f"patient-view ({count} prefetched resources)": (
+            "patient-view": (
+                f"patient-view ({count} prefetched resources)",
                 f"{base}/cds-services/her2-therapy-review",
                 request_body("patient-view", pv["patient_id"], pv["prefetch"], None),
             ),
-            "order-sign (T-DM1 draft, sample prefetch)": (
+            "order-sign": (
+                "order-sign (T-DM1 draft, sample prefetch)",
                 f"{base}/cds-services/her2-order-sign",
                 request_body("order-sign", sign["patient_id"], sign["prefetch"], order),
             ),
         }
         results = []
-        print("\n| call | clients | requests | req/s | p50 ms | p99 ms | errors |")
-        print("|---|---|---|---|---|---|---|")
-        for name, (url, body) in calls.items():
+        for call in args.calls:
+            name, url, body = calls[call]
+            asyncio.run(run_level(url, sign_tokens(key, url, 20), body, 2, 5, proc))  # warm both workers
+        if args.concurrency:
+            print("\nclosed loop\n")
+            print("| call | clients | requests | req/s | p50 ms | p99 ms | server CPU ms/call | errors |")
+            print("|---|---|---|---|---|---|---|---|")
+        for call in args.calls:
+            name, url, body = calls[call]
             for level in args.concurrency:
-                r = asyncio.run(run_level(url, key, body, level, args.duration))
+                tokens = sign_tokens(key, url, int(args.duration * 600))
+                r = asyncio.run(run_level(url, tokens, body, level, args.duration, proc))
                 r["call"] = name
                 results.append(r)
                 print(
                     f"| {name} | {level} | {r['requests']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | "
-                    f"{r['p99_ms']:.1f} | {r['errors']} {r['error_kinds'] if r['errors'] else ''}|",
+                    f"{r['p99_ms']:.1f} | {r['server_cpu_ms_per_call']:.2f} | "
+                    f"{r['errors']} {r['error_kinds'] if r['errors'] else ''}|",
+                    flush=True,
+                )
+        if args.rates:
+            print("\nopen loop (fixed arrival rate)\n")
+            print(
+                "| call | offered req/s | answered | answered req/s | p50 ms | p99 ms "
+                "| server CPU ms/call | errors |"
+            )
+            print("|---|---|---|---|---|---|---|---|")
+        for call in args.calls:
+            name, url, body = calls[call]
+            for rate in args.rates:
+                tokens = sign_tokens(key, url, int(rate * args.duration))
+                r = asyncio.run(run_rate(url, tokens, body, rate, args.duration, proc))
+                r["call"] = name
+                results.append(r)
+                print(
+                    f"| {name} | {rate:g} | {r['requests']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | "
+                    f"{r['p99_ms']:.1f} | {r['server_cpu_ms_per_call']:.2f} | "
+                    f"{r['errors']} {r['error_kinds'] if r['errors'] else ''}|",
                     flush=True,
                 )
         if args.json:

@@ -25,6 +25,7 @@ from cds.clikit import (
     AsOfOpt,
     DraftsOpt,
     RulesOpt,
+    ValidateOpt,
     as_of_or_exit,
     err,
     fail,
@@ -223,6 +224,7 @@ def evaluate(
     ] = False,
     rules: RulesOpt = None,
     include_drafts: DraftsOpt = False,
+    validate: ValidateOpt = "selected",
 ) -> None:
     """Evaluate patients and print findings (recommendations, safety alerts, data gaps)."""
     from cds.evaluate import Evaluator
@@ -230,7 +232,7 @@ def evaluate(
 
     instant = as_of_or_exit(as_of)
     library = _library(rules, include_drafts)
-    evaluator = Evaluator(library)
+    evaluator = Evaluator(library, validate="all" if validate == "all" else "selected")
     draft = None
     if order is not None:
         try:

@@ -40,6 +40,26 @@ DraftsOpt = Annotated[
     typer.Option("--include-drafts", help="Also load draft and in-review rule sets (never in production)."),
 ]
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help=config.AS_OF_HELP, show_default=False)]
+VALIDATE_CHOICES = ("selected", "all")  # cds.fhir.parse.VALIDATE_MODES, without importing the engine
+
+
+def _validate_mode(value: str) -> str:
+    if value not in VALIDATE_CHOICES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(VALIDATE_CHOICES)}")
+    return value
+
+
+ValidateOpt = Annotated[
+    str,
+    typer.Option(
+        "--validate",
+        metavar="[selected|all]",
+        callback=_validate_mode,
+        help="Which resources fhir.resources validates: the records the findings read, every other one "
+        "screened and validated when in doubt (selected), or every resource of interest (all). "
+        "Both give the same findings and skipped list; all is slower on long histories.",
+    ),
+]
 
 
 def format_option(*choices: str, help: str | None = None) -> Any:

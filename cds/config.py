@@ -128,3 +128,16 @@ def now() -> datetime:
 def as_of(text: str | None) -> datetime:
     """The as-of policy of every surface: the given date or instant, else now."""
     return now() if text is None else parse_as_of(text)
+
+
+def tune_gc() -> None:
+    """For a long-lived worker process (a cohort worker, a ``cds serve`` worker), once it has
+    loaded the rules: it keeps the library, the engine and the validation memories for its whole
+    life and allocates short-lived JSON per patient. Freezing what exists keeps the collector from
+    re-scanning it, and a larger young generation lets per-patient garbage die before it is
+    scanned at all. Not for library users: it changes the whole process's collector."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

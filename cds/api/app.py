@@ -19,6 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
+from cds import config
 from cds.api import handlers, routes, wire
 from cds.api.middleware import BodyLimit
 from cds.api.runtime import build_runtime, lifespan
@@ -70,4 +71,6 @@ def create_app(settings: Settings) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """Factory for uvicorn worker processes: settings come from ``$CDS_API_SETTINGS``."""
-    return create_app(Settings.from_env())
+    app = create_app(Settings.from_env())
+    config.tune_gc()  # a serving worker lives long: see cds.config.tune_gc
+    return app

@@ -252,8 +252,10 @@ def serve_command(
     if workers == 1:
         from cds.api.app import create_app
 
+        app = create_app(settings)
+        config.tune_gc()  # one long-lived serving process: see cds.config.tune_gc
         uvicorn.run(
-            create_app(settings),
+            app,
             host=host,
             port=port,
             log_level=log_level,

@@ -67,7 +67,7 @@ def build_runtime(settings: Settings) -> Runtime:
     rt = Runtime(
         settings=settings,
         library=library,
-        evaluator=Evaluator(library),
+        evaluator=Evaluator(library, remember_verdicts=True),  # EHRs call again for the same patient
         store=Store(settings.database_url),
         metrics=Metrics(),
         services={s.id: s for s in published},

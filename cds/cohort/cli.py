@@ -37,12 +37,16 @@ cohort_app = typer.Typer(
 
 
 class RateColumn(ProgressColumn):
-    """Patients per second (the task's own speed estimate)."""
+    """The true rate: what this run has done divided by the time it has taken (patients a resumed
+    run found done are not counted), not a short-window estimate that jumps with each batch."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
         unit = task.fields.get("unit", "patients")
-        return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
+        elapsed = task.finished_time if task.finished else task.elapsed
+        done = task.completed - float(task.fields.get("initial", 0))
+        if not elapsed or elapsed < 1.0 or done <= 0:
+            return Text(f"- {unit}/s", style="cyan")
+        return Text(f"{done / elapsed:,.0f} {unit}/s", style="cyan")
 
 
 _fail = fail
@@ -142,7 +146,7 @@ def run(
     def evaluate_start(total: int, done: int) -> None:
         if "ingest" in ids:
             bar.update(ids["ingest"], completed=bar.tasks[0].total)
-        ids["eval"] = bar.add_task("evaluating", total=total, completed=done, unit="patients")
+        ids["eval"] = bar.add_task("evaluating", total=total, completed=done, unit="patients", initial=done)
 
     hooks = Hooks(
         ingest_start=ingest_start,

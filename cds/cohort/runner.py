@@ -39,7 +39,16 @@ from cds.cohort.spill import (
     plan_partitions,
     stored_stats,
 )
-from cds.cohort.worker import FileSource, PartResult, RulesSpec, SpillSource, Task, materialise, run_task
+from cds.cohort.worker import (
+    FileSource,
+    PartResult,
+    RulesSpec,
+    SpillSource,
+    Task,
+    materialise,
+    report_progress,
+    run_task,
+)
 from cds.errors import CohortError as CohortError
 from cds.errors import DamagedFile
 from cds.errors import Interrupted as Interrupted
@@ -67,7 +76,9 @@ class RunOptions:
 
 @dataclass
 class Progress:
-    """Callbacks the CLI binds to a progress display (all optional)."""
+    """Callbacks the CLI binds to a progress display (all optional). ``evaluate_advance`` is called
+    as patients are taken up (several times a second on the local pool, per patient in-process;
+    per finished partition on Dask, whose workers share no memory with the coordinator)."""
 
     ingest_start: Callable[[int], None] = lambda total_bytes: None
     ingest_advance: Callable[[int], None] = lambda done_bytes: None
@@ -145,20 +156,58 @@ def _write_line(sink: IO[bytes], record: dict[str, Any]) -> None:
     sink.write(orjson.dumps(record) + b"\n")
 
 
-def _init_worker() -> None:
+def _init_worker(taken: Any = None) -> None:
     # The coordinator owns Ctrl-C: it terminates the pool; workers must not die mid-write on SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if taken is not None:  # a shared counter of patients taken up, read by the coordinator
+        report_progress(lambda n: _add(taken, n))
 
 
-def _pool_results(tasks: list[Task], processes: int) -> Iterator[PartResult]:
+def _add(counter: Any, n: int) -> None:
+    with counter.get_lock():
+        counter.value += n
+
+
+POLL_SECONDS = 0.25  # how often the coordinator reads the workers' patient counter
+
+
+def _pool_results(
+    tasks: list[Task], processes: int, tick: Callable[[int], None] = lambda patients: None
+) -> Iterator[PartResult]:
+    """Partition results as they finish; ``tick(n)`` as patients are taken up, several times a
+    second (a shared counter the workers bump per patient), so progress moves per patient."""
     if processes == 1:
-        for task in tasks:
-            yield run_task(task)
+        report_progress(tick)
+        try:
+            for task in tasks:
+                yield run_task(task)
+        finally:
+            report_progress(None)
         return
     ctx = multiprocessing.get_context("spawn")
-    pool = ctx.Pool(processes=min(processes, len(tasks)) or 1, initializer=_init_worker)
+    taken = ctx.Value("q", 0)
+    reported = 0
+
+    def poll() -> None:
+        nonlocal reported
+        value = int(taken.value)
+        if value > reported:
+            tick(value - reported)
+            reported = value
+
+    pool = ctx.Pool(processes=min(processes, len(tasks)) or 1, initializer=_init_worker, initargs=(taken,))
     try:
-        yield from pool.imap_unordered(run_task, tasks)
+        results = pool.imap_unordered(run_task, tasks)
+        while True:
+            try:
+                result = results.next(timeout=POLL_SECONDS)
+            except multiprocessing.TimeoutError:
+                poll()
+                continue
+            except StopIteration:
+                break
+            poll()
+            yield result
         pool.close()
     except BaseException:
         pool.terminate()
@@ -283,10 +332,11 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
     first_result: float | None = None
     eval_started = time.perf_counter()
     results: Iterable[PartResult]
-    if opts.scheduler or opts.dask_local:
+    per_partition = bool(opts.scheduler or opts.dask_local)  # remote workers report per partition
+    if per_partition:
         results = _dask_results(pending, opts)
     else:
-        results = _pool_results(pending, opts.processes or default_processes())
+        results = _pool_results(pending, opts.processes or default_processes(), progress.evaluate_advance)
     try:
         if pending:
             for result in results:
@@ -302,7 +352,8 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
                 done_counts[result.index] = result.counts
                 if first_result is None:
                     first_result = time.perf_counter() - started
-                progress.evaluate_advance(result.counts["patients_in"])
+                if per_partition:
+                    progress.evaluate_advance(result.counts["patients_in"])
     except KeyboardInterrupt as exc:
         raise Interrupted(len(done_counts), len(tasks)) from exc
     evaluate_seconds = time.perf_counter() - eval_started

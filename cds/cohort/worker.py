@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from cds.cohort.outputs import FINDINGS_SCHEMA, PATIENTS_SCHEMA, error_record
 from cds.cohort.sources import READ_ERRORS, damaged, open_binary
 from cds.cohort.spill import Partition, read_partition
+from cds.config import tune_gc
 from cds.engine.library import load_library
 from cds.engine.runtime import getter
 from cds.errors import OUTCOMES, DamagedFile, EvaluationError, InputRejected, outcome_of
@@ -105,6 +106,16 @@ def context_for(spec: RulesSpec) -> RowContext:
     return _CONTEXTS[key]
 
 
+# Patients evaluated so far by this process, for a progress display that moves per patient: a
+# shared counter on the local pool (set by the pool initializer), a callback in-process.
+_PROGRESS: list[Callable[[int], None]] = []
+
+
+def report_progress(sink: Callable[[int], None] | None) -> None:
+    """Call ``sink(1)`` after every patient this process evaluates (None: stop reporting)."""
+    _PROGRESS[:] = [sink] if sink is not None else []
+
+
 def evaluator_for(spec: RulesSpec) -> Evaluator:
     """The process-wide Evaluator for these rules (built on first use, then reused)."""
     key = (spec.digest, spec.statuses)
@@ -119,6 +130,7 @@ def evaluator_for(spec: RulesSpec) -> Evaluator:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
         _EVALUATORS[key] = Evaluator(load_library(directory, statuses=set(spec.statuses)))
+        tune_gc()  # a worker lives for many partitions
     return _EVALUATORS[key]
 
 
@@ -395,6 +407,8 @@ def run_task(task: Task) -> PartResult:
     for unit in task.source.units():
         key, origin, _ = unit
         counts["patients_in"] += 1
+        for sink in _PROGRESS:  # the progress display moves per patient (taken up)
+            sink(1)
         try:
             raw = _raw(unit)
             record = evaluator.parse(raw)

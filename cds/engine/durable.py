@@ -31,6 +31,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from durable import engine as _engine
 
 from cds.errors import EvaluationError
@@ -115,8 +116,33 @@ def _number(value: float, path: str) -> str:
     return f"{mantissa}.0e{power}" if exp and "." not in mantissa else text
 
 
+def _plain(value: Any) -> bool:
+    """Whether orjson writes every value as durable reads it: strings, booleans, integers well
+    inside int64, and floats that orjson (like ``repr``) writes without an exponent (zero, or
+    1e-4 <= |x| < 1e15; NaN fails the comparison). Anything else takes the per-value encoder."""
+    kind = type(value)
+    if kind is str or kind is bool:
+        return True
+    if kind is float:
+        return bool(value == 0.0 or 1e-4 <= abs(value) < 1e15)
+    if kind is int:
+        return bool(-(2**53) < value < 2**53)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    return False
+
+
 def encode_fact(value: Any, path: str = "") -> str:
-    """JSON text of a fact that durable's reader parses to exactly these values."""
+    """JSON text of a fact that durable's reader parses to exactly these values: orjson's text when
+    every value is plain (see ``_plain``), else the per-value encoding (exact floats, refused NaN)."""
+    if _plain(value):
+        return orjson.dumps(value).decode()
+    return _encode(value, path)
+
+
+def _encode(value: Any, path: str = "") -> str:
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, int):
@@ -131,12 +157,12 @@ def encode_fact(value: Any, path: str = "") -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):
         items = (
-            f"{json.dumps(str(k), ensure_ascii=False)}:{encode_fact(v, f'{path}.{k}' if path else str(k))}"
+            f"{json.dumps(str(k), ensure_ascii=False)}:{_encode(v, f'{path}.{k}' if path else str(k))}"
             for k, v in value.items()
         )
         return "{" + ",".join(items) + "}"
     if isinstance(value, list | tuple):
-        return "[" + ",".join(encode_fact(v, f"{path}[{i}]") for i, v in enumerate(value)) + "]"
+        return "[" + ",".join(_encode(v, f"{path}[{i}]") for i, v in enumerate(value)) + "]"
     raise EvaluationError(f"fact {path} has type {type(value).__name__}, not JSON")
 
 

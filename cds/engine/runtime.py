@@ -50,6 +50,9 @@ def getter(facts: PatientFacts) -> Callable[[str], Any]:
     return get
 
 
+_SPLIT: dict[str, tuple[tuple[str, ...], str]] = {}
+
+
 def project(paths: tuple[str, ...], get: Callable[[str], Any]) -> dict[str, Any]:
     """The nested engine fact holding only known values of the paths a ruleset reads."""
     fact: dict[str, Any] = {}
@@ -57,11 +60,14 @@ def project(paths: tuple[str, ...], get: Callable[[str], Any]) -> dict[str, Any]
         value = get(path)
         if value is None:
             continue
+        split = _SPLIT.get(path)
+        if split is None:
+            *parents, leaf = path.split(".")
+            split = _SPLIT[path] = (tuple(parents), leaf)
         node = fact
-        *parents, leaf = path.split(".")
-        for part in parents:
+        for part in split[0]:
             node = node.setdefault(part, {})
-        node[leaf] = value
+        node[split[1]] = value
     return fact
 
 

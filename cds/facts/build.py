@@ -2,6 +2,8 @@
 
 Everything dated after as-of is dropped first (the draft order never is); the derivation
 modules then run in dependency order: setting -> therapy -> early setting -> labs -> conditions.
+A record parsed with ``validate="selected"`` is settled here: the records the facts read
+(select.py) are validated, the others screened, and the facts derived again if one was invalid.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from cds.facts.labs import (
 )
 from cds.facts.model import PatientFacts
 from cds.facts.params import Params
+from cds.facts.select import Reads, needed
 from cds.facts.therapy import derive_therapy, doses
 from cds.fhir.records import ConditionRecord, MedicationEvent, PatientRecord, When
 from cds.fhir.valuesets import ValueSets
@@ -69,8 +72,22 @@ def _in_time(record: PatientRecord, as_of: datetime) -> PatientRecord:
     )
 
 
-def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: datetime) -> PatientFacts:
-    """Derive every fact of clinical-spec §2 for one patient."""
+def build_facts(
+    record: PatientRecord, vs: ValueSets, params: Params, as_of: datetime, reads: Reads | None = None
+) -> PatientFacts:
+    """Derive every fact of clinical-spec §2 for one patient (settling its validation first;
+    ``reads``: which agent-keyed facts the rules read, None for all)."""
+    while True:
+        facts, rec, last_dose = _derive(record, vs, params, as_of)
+        settlement = record.settlement
+        if settlement is None or not settlement.settle(record, needed(rec, last_dose, params, reads)):
+            return facts
+
+
+def _derive(
+    record: PatientRecord, vs: ValueSets, params: Params, as_of: datetime
+) -> tuple[PatientFacts, PatientRecord, dict[str, date]]:
+    """The facts, the record restricted to as-of they came from, and the last dose per agent."""
     rec = _in_time(record, as_of)
     today = as_of.date()
     prov: dict[str, list[str]] = {}
@@ -179,4 +196,4 @@ def build_facts(record: PatientRecord, vs: ValueSets, params: Params, as_of: dat
     if metastatic:
         prov.setdefault("metastatic_since", setting.refs)
     facts.provenance = prov
-    return facts
+    return facts, rec, therapy.last_dose

@@ -10,7 +10,7 @@ Every fact records the FHIR resources it came from in ``provenance`` (path -> re
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -342,21 +342,17 @@ class PatientFacts(_Facts):
     def get(self, path: str) -> Any:
         """The value at a dotted path (``labs.platelets.value``, ``therapy.on.tdm1``); KeyError if
         the path is unknown. An agent-keyed map gives its default for an agent not recorded."""
+        steps = _STEPS.get(path)
+        if steps is None:
+            steps = _STEPS[path] = _compile(path)
         node: Any = self
-        annotation: Any = None
-        for part in path.split("."):
-            if isinstance(node, Exposures) and part not in type(node).model_fields:
-                node = node.agent(part)
-            elif isinstance(node, BaseModel):
-                fields = type(node).model_fields
-                if part not in fields:
-                    raise KeyError(path)
-                annotation = fields[part].annotation
-                node = getattr(node, part)
-            elif isinstance(node, dict):
-                node = node[part] if part in node else _default_of(annotation)
+        for kind, name, default in steps:
+            if kind == _ATTR:
+                node = getattr(node, name)
+            elif kind == _AGENT:
+                node = node.agent(name)
             else:
-                raise KeyError(path)
+                node = node.get(name, default)
         return node
 
     def resources_for(self, path: str) -> list[str]:
@@ -368,6 +364,47 @@ class PatientFacts(_Facts):
                 return refs
             parts.pop()
         return []
+
+
+_FIELDS: dict[type[BaseModel], dict[str, Any]] = {}
+_ATTR, _AGENT, _KEY = range(3)
+_STEPS: dict[str, tuple[tuple[int, str, Any], ...]] = {}
+
+
+def _compile(path: str) -> tuple[tuple[int, str, Any], ...]:
+    """The steps that read a dotted path from the fact model's declared types (every fact is a
+    field of a sub-model, an agent of ``Exposures`` or a key of an agent-keyed map); KeyError for
+    a path the model does not have."""
+    steps: list[tuple[int, str, Any]] = []
+    model: Any = PatientFacts
+    annotation: Any = None
+    for part in path.split("."):
+        if model is Exposures and part not in _fields(model):
+            steps.append((_AGENT, part, None))
+            model, annotation = AgentExposure, None
+        elif isinstance(model, type) and issubclass(model, BaseModel):
+            fields = _fields(model)
+            if part not in fields:
+                raise KeyError(path)
+            annotation = fields[part].annotation
+            steps.append((_ATTR, part, None))
+            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+            if model is None and get_origin(annotation) is dict:
+                model = dict
+        elif model is dict:
+            steps.append((_KEY, part, _default_of(annotation)))
+            model = None
+        else:
+            raise KeyError(path)
+    return tuple(steps)
+
+
+def _fields(model: type[BaseModel]) -> dict[str, Any]:
+    """``model.model_fields`` (a class property that costs more than a dict lookup)."""
+    fields = _FIELDS.get(model)
+    if fields is None:
+        fields = _FIELDS[model] = dict(model.model_fields)
+    return fields
 
 
 def _default_of(annotation: Any) -> Any:

@@ -71,27 +71,23 @@ def doses(
     for event in events:
         if event.held or event.source == "draft" or event.start is None:
             continue
-        agents = frozenset(a for a in event.agents if a in catalogue.agents)
+        known = vs.memo.get(("dose-agents", event.agents))
+        if known is None:  # the catalogue's reading of an agent list, remembered
+            agents = frozenset(a for a in event.agents if a in catalogue.agents)
+            found: set[str] = set()
+            for key in agents:
+                found.update(catalogue.agents[key].classes)
+            known = (agents, frozenset(catalogue.line_group(a) for a in agents), frozenset(found))
+            vs.remember(("dose-agents", event.agents), known)
+        agents, families, classes = known
         if not agents:
             continue
-        classes: set[str] = set()
-        for key in agents:
-            classes.update(catalogue.agents[key].classes)
         last = event.end.day if event.end else event.start.day
         if today is not None:
             last = min(last, today)
             if _ongoing_statement(event, today, active_days):
                 last = today
-        out.append(
-            Dose(
-                event.start.day,
-                max(last, event.start.day),
-                agents,
-                frozenset(catalogue.line_group(a) for a in agents),
-                frozenset(classes),
-                event,
-            )
-        )
+        out.append(Dose(event.start.day, max(last, event.start.day), agents, families, classes, event))
     return sorted(out, key=lambda d: (d.day, d.event.ref))
 
 
@@ -366,8 +362,10 @@ def _other_agent_fit(
             mine |= set(product.agents)
     for other in sorted(catalogue.items):
         entry = catalogue.items[other]
-        if other == item or set(entry.agents) & mine or not any(
-            HER2 in catalogue.agents[a].classes for a in entry.agents
+        if (
+            other == item
+            or set(entry.agents) & mine
+            or not any(HER2 in catalogue.agents[a].classes for a in entry.agents)
         ):
             continue
         spec = catalogue.dose_of(other)

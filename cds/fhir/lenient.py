@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cds.fhir.parse import _model_class
+from cds.fhir.screen import model_class
 
 JSON = dict[str, Any]
 
@@ -20,7 +20,10 @@ JSON = dict[str, Any]
 def invalid_fields(resource: JSON) -> tuple[str, ...]:
     """The top-level fields that fail R4 validation, sorted ("" for a resource-level error); () if valid."""
     try:
-        _model_class(str(resource["resourceType"])).model_validate(resource)
+        model = model_class(str(resource["resourceType"]))
+        if model is None:
+            raise ValueError(f"{resource['resourceType']} is not a valid FHIR Model")
+        model.model_validate(resource)  # type: ignore[attr-defined]
     except ValidationError as exc:
         fields = {str(err["loc"][0]) if err.get("loc") else "" for err in exc.errors()}
         return tuple(sorted(f.replace("__root__", "") for f in fields))

@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from cds.fhir.records import MedicationEvent, PatientRecord, Skipped
+from cds.fhir.records import MedicationEvent
 
 MAX_DEPTH = 64
 MAX_MAGNITUDE = 1e15
@@ -59,25 +59,6 @@ def first_number_problem(values: Iterable[float | None]) -> str | None:
         if problem:
             return problem
     return None
-
-
-def drop_unusable_numbers(record: PatientRecord) -> None:
-    """Move records holding a number outside the limits to ``skipped`` (with the reason)."""
-    observations = []
-    for obs in record.observations:
-        problem = first_number_problem((obs.value, obs.uln, obs.lln, obs.ratio))
-        if problem:
-            record.skipped.append(Skipped(obs.ref, f"{obs.kind} {problem}: not used"))
-        else:
-            observations.append(obs)
-    medications = []
-    for med in record.medications:
-        problem = medication_number_problem(med)
-        if problem:
-            record.skipped.append(Skipped(med.ref, f"{problem}: not used"))
-        else:
-            medications.append(med)
-    record.observations, record.medications = observations, medications
 
 
 def medication_number_problem(med: MedicationEvent | None) -> str | None:

@@ -1,24 +1,29 @@
 """Per-resource validation and extraction: raw FHIR R4 -> typed clinical records.
 
 Cheap code checks run first, so only resources the facts can use are validated with the
-fhir.resources R4B models (validation costs ~0.2-0.5 ms per resource; Synthea bundles are mostly
+fhir.resources R4B models (validation costs ~0.1-0.2 ms per resource; Synthea bundles are mostly
 claims and encounters). One invalid resource is skipped and reported, never sinking the patient
 (clinical-spec §1). Records with a status that does not count (entered-in-error, preliminary...)
 are simply not used.
+
+``validate="all"`` validates each resource of interest before reading it. ``validate="selected"``
+reads them all first and leaves validation to the evaluation, which validates the records the
+facts need and screens the others (cds/fhir/settle.py); both give the same records, ``skipped``
+and gaps.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from cds.errors import InputRejected
-from cds.fhir.limits import MAX_DEPTH, depth_exceeds, drop_unusable_numbers, medication_number_problem
+from cds.fhir.limits import MAX_MAGNITUDE, first_number_problem, medication_number_problem
 from cds.fhir.records import (
     AllergyRecord,
     ConditionRecord,
@@ -31,11 +36,13 @@ from cds.fhir.records import (
     When,
 )
 from cds.fhir.refs import identity_of, other_patient_reference
+from cds.fhir.settle import Pending, Settlement
 from cds.fhir.source import JSON, RawPatient
 from cds.fhir.text import contains as text_contains
 from cds.fhir.text import tokens as text_tokens
-from cds.fhir.units import UnitUnrecognized, affine_value, conversion_factor, fraction_value
-from cds.fhir.valuesets import Codings, ValueSets
+from cds.fhir.units import UnitUnrecognized, affine_of, conversion_factor, fraction_value
+from cds.fhir.validate import clear_validation_cache, validation_error
+from cds.fhir.valuesets import Analyte, Codings, ValueSets, codings_of
 
 OBSERVATION_OK = {"final", "amended", "corrected"}
 CONDITION_BAD_VERIFICATION = {"refuted", "entered-in-error"}
@@ -57,6 +64,7 @@ CONDITION_CONCEPTS = (
 RELEVANT_CONCEPTS = ("breast_cancer", "metastasis", "brain_metastases", "ild", "heart_failure", "nrh")
 PROCEDURE_CONCEPTS = ("breast_surgery", "hysterectomy", "bilateral_oophorectomy")
 MED_TYPES = ("MedicationAdministration", "MedicationRequest", "MedicationStatement", "MedicationDispense")
+READ_TYPES = frozenset({"Observation", "Condition", "Procedure", "AllergyIntolerance", *MED_TYPES})
 DISPENSE_BAD_STATUS = {"preparation", "on-hold", "declined"}
 MED_SOURCE = {
     "MedicationAdministration": "administration",
@@ -72,8 +80,25 @@ _RANGE_TEXT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)
 _LVEF_STRING_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:%?\s*(?:-|–|to)\s*(\d+(?:\.\d+)?))?\s*%?\s*$")
 
 
+_WHEN: dict[str, When | None] = {}
+
+
 def parse_when(value: Any) -> When | None:
     """Parse a FHIR date or dateTime; partial dates start at their first day; bad values -> None."""
+    if type(value) is not str:
+        return _parse_when(value)
+    try:
+        return _WHEN[value]
+    except KeyError:
+        pass
+    when = _parse_when(value)
+    if len(_WHEN) >= 50_000:
+        _WHEN.clear()
+    _WHEN[value] = when
+    return when
+
+
+def _parse_when(value: Any) -> When | None:
     if not isinstance(value, str) or not value:
         return None
     text = value.strip()
@@ -90,57 +115,53 @@ def parse_when(value: Any) -> When | None:
 
 
 DRAFT_ORIGIN = "draft order"  # the origin of an InputRejected about the draft order, not the patient
+ValidateMode = Literal["all", "selected"]
+VALIDATE_MODES: tuple[ValidateMode, ...] = ("all", "selected")
 
 
-@lru_cache(maxsize=64)
-def _model_class(resource_type: str) -> Any:
-    from fhir.resources.R4B import get_fhir_model_class
+READ_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
 
-    return get_fhir_model_class(resource_type)
-
-
-# Validation verdicts by a hash of the resource's exact content. Identical content always gets the
-# identical verdict, so this changes no result; it saves ~65 us per resource when an EHR sends the
-# same patient's resources again (every chart open, then order-select, then order-sign).
-VALIDATION_CACHE_MAX = 200_000
-_VERDICTS: dict[bytes, str | None] = {}
+# Readings remembered by (patient context, resource content), with ``remember`` (a service that
+# sees the same patient's resources again): what reading added and whether the resource reached
+# the validation point. Records and skipped lines are immutable, so calls can share them.
+READINGS_MAX = 100_000
+_READINGS: dict[bytes, tuple[bool, tuple[str, object] | None, list[Skipped], list[str], list[Any]]] = {}
 
 
-def clear_validation_cache() -> None:
-    """Forget cached verdicts (benchmarks measure the cold path with this)."""
-    _VERDICTS.clear()
+def forget_everything(vs: ValueSets | None = None) -> None:
+    """Forget every answer remembered across evaluations: validation parts and verdicts, screen
+    verdicts, readings, dates, codes (and a library's value-set answers). Results never depend on
+    these memories; benchmarks use this to measure a process that has seen nothing yet."""
+    from cds.fhir import screen, settle, valuesets
+
+    clear_validation_cache()
+    screen.forget()
+    _READINGS.clear()
+    settle.forget()
+    _WHEN.clear()
+    valuesets.forget()
+    if vs is not None:
+        vs.memo.clear()
 
 
-def validation_error(resource: JSON) -> str | None:
-    """Validate one resource with the fhir.resources R4B model; the first error, or None."""
-    if depth_exceeds(resource):
-        return f"invalid FHIR R4 {resource['resourceType']}: nested more than {MAX_DEPTH} levels deep"
+def _reading_key(context: bytes, resource: JSON) -> bytes | None:
     try:
-        key = hashlib.blake2b(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+        return hashlib.blake2b(context + b"\0" + orjson.dumps(resource), digest_size=16).digest()
     except (TypeError, orjson.JSONEncodeError):
-        return _validate(resource)
-    if key in _VERDICTS:
-        return _VERDICTS[key]
-    verdict = _validate(resource)
-    if len(_VERDICTS) >= VALIDATION_CACHE_MAX:
-        _VERDICTS.clear()  # bounded memory; a plain dict stays safe under concurrent threads
-    _VERDICTS[key] = verdict
-    return verdict
+        return None
 
 
-def _validate(resource: JSON) -> str | None:
-    from pydantic import ValidationError
-
+def _judged(resource: JSON, remember: bool = False) -> str | None:
+    """The validation verdict as the reader would record it: the first error, or, if the model
+    itself fails on the shape, the "could not be read" reason reading gives (``_Parser._read``)."""
     try:
-        _model_class(resource["resourceType"]).model_validate(resource)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__")
-        msg = str(first.get("msg", "invalid")).replace("\n", " ")
-        return f"invalid FHIR R4 {resource['resourceType']}: {loc + ': ' if loc else ''}{msg}"[:300]
-    except (TypeError, ValueError) as exc:
-        return f"invalid FHIR R4 {resource['resourceType']}: {exc}"[:300]
-    return None
+        return validation_error(resource, remember)
+    except READ_ERRORS as exc:
+        return _read_error(exc)
+
+
+def _read_error(exc: BaseException) -> str:
+    return f"could not be read ({type(exc).__name__}: {exc})"[:300]
 
 
 def _str(value: Any) -> str | None:
@@ -160,16 +181,52 @@ def _status_code(value: Any) -> str | None:
     return codings.texts[0] if codings.texts else None
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How a unit spelling converts to an analyte's canonical unit (value-independent part)."""
+
+    fraction: bool  # the first candidate may be a unitless fraction (decided by the value)
+    affine: tuple[float, float] | None  # (scale, offset) of the first candidate with an offset
+    factor: float | None  # else the factor of the first known candidate
+    unknown: tuple[str, str | None]  # else UnitUnrecognized(analyte, the last candidate)
+
+
+def _plan(analyte: Analyte, candidates: list[str | None]) -> _Plan:
+    """Which step of ``_Parser._convert`` applies to these unit candidates: the fraction reading
+    (LVEF 0.58), an offset unit (Fahrenheit), else a factor; unknown units raise as before."""
+    fraction = bool(analyte.fraction) and (candidates[0] or "").strip() in [
+        str(u) for u in (analyte.fraction or {}).get("units", [])
+    ]
+    for unit in candidates:
+        affine = affine_of(analyte, unit)
+        if affine is not None:
+            return _Plan(fraction, affine, None, (analyte.key, None))
+    unknown: tuple[str, str | None] = (analyte.key, None)
+    for unit in candidates:
+        try:
+            return _Plan(fraction, None, conversion_factor(analyte, unit), unknown)
+        except UnitUnrecognized as exc:
+            unknown = (exc.analyte, exc.unit)
+    return _Plan(fraction, None, None, unknown)
+
+
 class _Parser:
     """Stateful helper for one patient: value sets, patient info, skipped list."""
 
-    def __init__(self, raw: RawPatient, vs: ValueSets) -> None:
+    def __init__(
+        self, raw: RawPatient, vs: ValueSets, validate: ValidateMode = "all", remember: bool = False
+    ) -> None:
         self.raw = raw
         self.vs = vs
         self.skipped: list[Skipped] = []
         self.foreign: list[str] = []
         self.unreadable: list[tuple[str, list[str]]] = []
         self.patient = self._patient(raw.patient)
+        self.identity = identity_of(raw)
+        self.judged: dict[str, bool] = {}  # patient reference -> names another patient
+        self.deferred = validate == "selected"
+        self.remember = remember  # keep whole verdicts by content (repeat calls for the same patient)
+        self.reached_gate = False
 
     # -- helpers -------------------------------------------------------------------------------
     def _patient(self, resource: JSON) -> PatientInfo:
@@ -183,7 +240,7 @@ class _Parser:
 
     def _belongs_elsewhere(self, resource: JSON) -> bool:
         """Another patient's resource is excluded, listed, and raises gap.other-patient-data (refs.py)."""
-        key = other_patient_reference(resource, identity_of(self.raw))
+        key = other_patient_reference(resource, self.identity, self.judged)
         if key is None:
             return False
         self.skipped.append(Skipped(_ref(resource), f"{key} refers to another patient: not used"))
@@ -201,12 +258,22 @@ class _Parser:
     def _unreadable(self, label: str, reason: str, raw: Any) -> None:
         """Skip a record that cannot be read, and note what rule data it names (never silent)."""
         self.skipped.append(Skipped(label, reason))
-        names = self.vs.relevance(raw, RELEVANT_CONCEPTS)
+        names = self.relevance(raw)
         if names:
             self.unreadable.append((label, names))
 
-    def _valid(self, resource: JSON) -> bool:
-        error = validation_error(resource)
+    def relevance(self, raw: Any) -> list[str]:
+        """What data the rules use an unreadable record names (gap.unreadable-data)."""
+        return self.vs.relevance(raw, RELEVANT_CONCEPTS)
+
+    def _valid(self, resource: JSON, now: bool = False) -> bool:
+        """The validation point: a resource of interest is validated here before it is read
+        (``validate="all"``, and always the draft order), or read now and validated when the
+        evaluation selects it (``validate="selected"``, cds/fhir/settle.py)."""
+        if self.deferred and not now:
+            self.reached_gate = True
+            return not self._belongs_elsewhere(resource)
+        error = validation_error(resource, self.remember)
         if error:
             self._unreadable(_ref(resource), error, resource)
             return False
@@ -214,7 +281,8 @@ class _Parser:
 
     # -- observations --------------------------------------------------------------------------
     def observation(self, resource: JSON) -> ObservationRecord | None:
-        kind = self.vs.observation_kind(Codings.of(resource.get("code")))
+        codings = codings_of(resource.get("code"))
+        kind, code = self._kind_and_code(codings)
         if kind is None or _str(resource.get("status")) not in OBSERVATION_OK:
             return None
         if not self._valid(resource):
@@ -223,20 +291,16 @@ class _Parser:
             (resource.get("effectivePeriod") or {}).get("start")
         )
         when = when or parse_when(resource.get("effectiveInstant")) or parse_when(resource.get("issued"))
-        if when is None:
-            self.skipped.append(Skipped(_ref(resource), "no effective date: cannot judge recency"))
-            return None
         ref = _ref(resource)
-        code = next((c for s, c in Codings.of(resource.get("code")).codes if s in ("loinc", "")), "")
+        if when is None:
+            self.skipped.append(Skipped(ref, "no effective date: cannot judge recency"))
+            return None
         specimen = (resource.get("specimen") or {}).get("reference")
-        common: dict[str, Any] = {"ref": ref, "kind": kind, "code": code, "when": when}
-        if isinstance(specimen, str):
-            common["specimen"] = specimen
-        analyte = self.vs.analytes.get(kind)
-        links = tuple(self._resolve(r) for r in _related_references(resource))
-        if links:
-            common["focus"] = links
-        if analyte is None:
+        if "extension" in resource or "evidence" in resource or "focus" in resource:
+            links = tuple(self._resolve(r) for r in _related_references(resource))
+        else:
+            links = ()
+        if kind not in self.vs.analytes:
             quantity = resource.get("valueQuantity")
             unit = None
             if isinstance(quantity, dict):
@@ -245,14 +309,40 @@ class _Parser:
                 )
                 unit = raw_unit.strip() if isinstance(raw_unit, str) else None
             return ObservationRecord(
-                **common,
+                ref,
+                kind,
+                code,
+                when,
                 answer=self._answer(resource),
                 ratio=self._plain_number(resource),
+                specimen=specimen if isinstance(specimen, str) else None,
+                focus=links,
                 quantity_unit=unit,
             )
         value, unit_problem = self._quantity(resource, kind)
         uln, lln = self._reference_range(resource, kind, when) if value is not None else (None, None)
-        return ObservationRecord(**common, value=value, unit_problem=unit_problem, uln=uln, lln=lln)
+        return ObservationRecord(
+            ref,
+            kind,
+            code,
+            when,
+            value,
+            unit_problem,
+            uln,
+            lln,
+            specimen=specimen if isinstance(specimen, str) else None,
+            focus=links,
+        )
+
+    def _kind_and_code(self, codings: Codings) -> tuple[str | None, str]:
+        """The observation kind of a code and its LOINC (or system-less) code, remembered."""
+        key = ("kind+code", codings.codes)
+        known: tuple[str | None, str] | None = self.vs.memo.get(key)
+        if known is None:
+            code = next((c for s, c in codings.codes if s in ("loinc", "")), "")
+            known = (self.vs.observation_kind(codings), code)
+            self.vs.remember(key, known)
+        return known
 
     def _answer(self, resource: JSON) -> Codings | None:
         if "valueCodeableConcept" in resource:
@@ -280,29 +370,34 @@ class _Parser:
 
     def _convert(self, kind: str, value: float, quantity: JSON) -> float:
         """Convert a Quantity using its UCUM code first, then its human unit."""
-        analyte = self.vs.analytes[kind]
-        candidates: list[str | None] = []
-        if isinstance(quantity.get("code"), str) and quantity.get("system") in (UCUM, None):
-            candidates.append(quantity["code"])
-        if isinstance(quantity.get("unit"), str):
-            candidates.append(quantity["unit"])
-        if not candidates:
-            candidates.append(None)
-        fraction = fraction_value(analyte, value, candidates[0])
-        if fraction is not None:
-            return fraction
-        for unit in candidates:
-            shifted = affine_value(analyte, value, unit)
-            if shifted is not None:
-                return shifted
-        last: UnitUnrecognized | None = None
-        for unit in candidates:
-            try:
-                return round(value * conversion_factor(analyte, unit), 6)
-            except UnitUnrecognized as exc:
-                last = exc
-        assert last is not None
-        raise last
+        code, system, unit = quantity.get("code"), quantity.get("system"), quantity.get("unit")
+        try:
+            key = ("convert", kind, code, system, unit)
+            known: tuple[_Plan, str | None] | None = self.vs.memo.get(key)
+        except TypeError:  # an unhashable unit field: no memo
+            key, known = None, None
+        if known is None:
+            candidates: list[str | None] = []
+            if isinstance(code, str) and system in (UCUM, None):
+                candidates.append(code)
+            if isinstance(unit, str):
+                candidates.append(unit)
+            if not candidates:
+                candidates.append(None)
+            known = (_plan(self.vs.analytes[kind], candidates), candidates[0])
+            if key is not None:
+                self.vs.remember(key, known)
+        plan, first = known
+        if plan.fraction:
+            fraction = fraction_value(self.vs.analytes[kind], value, first)
+            if fraction is not None:
+                return fraction
+        if plan.affine is not None:
+            scale, offset = plan.affine
+            return round(value * scale + offset, 6)
+        if plan.factor is not None:
+            return round(value * plan.factor, 6)
+        raise UnitUnrecognized(*plan.unknown)
 
     def _quantity(self, resource: JSON, kind: str) -> tuple[float | None, str | None]:
         quantity = resource.get("valueQuantity")
@@ -343,7 +438,27 @@ class _Parser:
         self, resource: JSON, kind: str, when: When | None = None
     ) -> tuple[float | None, float | None]:
         """ULN/LLN from referenceRange: the entry whose appliesTo/age matches this patient's sex and
-        age, else the entry without appliesTo; ambiguous (several that disagree) -> none (a gap)."""
+        age, else the entry without appliesTo; ambiguous (several that disagree) -> none (a gap).
+        Ranges that apply to everyone are remembered by content (a lab repeats the same range)."""
+        raw = resource.get("referenceRange")
+        quantity = resource.get("valueQuantity")
+        everyone = type(raw) is list and not any(
+            isinstance(r, dict) and (r.get("appliesTo") or r.get("age")) for r in raw
+        )
+        if everyone and type(quantity) is dict:
+            try:
+                unit = [quantity.get("unit"), quantity.get("code"), quantity.get("system")]
+                key = ("range", kind, orjson.dumps(raw), orjson.dumps(unit))
+            except (TypeError, orjson.JSONEncodeError):
+                return self._ranges(resource, kind, when)
+            known: tuple[float | None, float | None] | None = self.vs.memo.get(key)
+            if known is None:
+                known = self._ranges(resource, kind, when)
+                self.vs.remember(key, known)
+            return known
+        return self._ranges(resource, kind, when)
+
+    def _ranges(self, resource: JSON, kind: str, when: When | None) -> tuple[float | None, float | None]:
         ranges = [r for r in resource.get("referenceRange") or [] if isinstance(r, dict)]
         specific = [r for r in ranges if r.get("appliesTo") or r.get("age")]
         general = [r for r in ranges if not (r.get("appliesTo") or r.get("age"))]
@@ -421,8 +536,12 @@ class _Parser:
 
     # -- conditions, procedures, allergies -----------------------------------------------------
     def condition(self, resource: JSON) -> ConditionRecord | None:
-        codings = Codings.of(resource.get("code"))
-        matched = {n: self.vs.match(n, codings) for n in CONDITION_CONCEPTS}
+        codings = codings_of(resource.get("code"))
+        key = ("conditions", codings)
+        matched: dict[str, Any] | None = self.vs.memo.get(key)
+        if matched is None:  # text matching is a pure function of the codings: remembered
+            matched = {n: self.vs.match(n, codings) for n in CONDITION_CONCEPTS}
+            self.vs.remember(key, matched)
         concepts = {n for n, m in matched.items() if m in ("code", "text")}
         uncertain = {n for n, m in matched.items() if m == "uncertain"}
         if not concepts and not uncertain:
@@ -486,14 +605,19 @@ class _Parser:
 
     # -- medications ---------------------------------------------------------------------------
     def _agents(self, codings: Codings) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-        """(agents counted, items by code, items by name): codes win over names."""
-        by_code = self.vs.items_by_code(codings)
-        by_name = self.vs.items_by_name(codings)
-        return self.vs.catalogue.agents_of(by_code or by_name), by_code, by_name
+        """(agents counted, items by code, items by name): codes win over names (remembered)."""
+        key = ("agents", codings)
+        known: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = self.vs.memo.get(key)
+        if known is None:
+            by_code = self.vs.items_by_code(codings)
+            by_name = self.vs.items_by_name(codings)
+            known = (self.vs.catalogue.agents_of(by_code or by_name), by_code, by_name)
+            self.vs.remember(key, known)
+        return known
 
     def _medication_codings(self, resource: JSON) -> Codings:
         if "medicationCodeableConcept" in resource:
-            return Codings.of(resource["medicationCodeableConcept"])
+            return codings_of(resource["medicationCodeableConcept"])
         reference = (resource.get("medicationReference") or {}).get("reference")
         display = (resource.get("medicationReference") or {}).get("display")
         medication: JSON | None = None
@@ -563,7 +687,7 @@ class _Parser:
                 return None
             if rtype == "MedicationDispense" and status in DISPENSE_BAD_STATUS:
                 return None
-        if not self._valid(resource):
+        if not self._valid(resource, now=draft):
             if draft:
                 raise InputRejected(self.skipped.pop().reason, origin=DRAFT_ORIGIN)
             return None
@@ -637,7 +761,7 @@ class _Parser:
         record = PatientRecord(
             patient=self.patient, skipped=self.skipped, other_patient=self.foreign, unreadable=self.unreadable
         )
-        patient_error = validation_error(self.raw.patient)
+        patient_error = validation_error(self.raw.patient, self.remember)
         if patient_error:
             self.skipped.append(Skipped(self.patient.ref, patient_error))
         for number, item in enumerate(self.raw.unreadable, start=1):
@@ -651,14 +775,52 @@ class _Parser:
                 else "cannot be read: not a resource"
             )
             self._unreadable(label, reason, item)
+        pendings: list[Pending] = []
+        context = self._context() if self.deferred and self.remember else None
         for resource in self.raw.resources:
-            try:
-                self._one(resource, record)
-            except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as exc:
-                # never sink the patient, never drop silently: the resource is listed with why
-                reason = f"could not be read ({type(exc).__name__}: {exc})"[:300]
-                self._unreadable(_ref(resource), reason, resource)
-        drop_unusable_numbers(record)
+            if not self.deferred:
+                self._read(resource, record)
+                continue
+            of_interest = resource["resourceType"] in READ_TYPES
+            key = _reading_key(context, resource) if context is not None and of_interest else None
+            known = _READINGS.get(key) if key is not None else None
+            if known is not None:  # read before, in the same patient context: the same outcome
+                gate, produced, added_skipped, added_foreign, added_unreadable = known
+                if produced is not None:
+                    getattr(record, produced[0]).append(produced[1])
+                self.skipped.extend(added_skipped)
+                self.foreign.extend(added_foreign)
+                self.unreadable.extend(added_unreadable)
+                if gate:
+                    pending = Pending(
+                        resource, _ref(resource), produced, added_skipped, added_foreign, added_unreadable
+                    )
+                    pending.key = key
+                    pendings.append(pending)
+                continue
+            self.reached_gate = False
+            skipped, foreign, unreadable = len(self.skipped), len(self.foreign), len(self.unreadable)
+            produced = self._read(resource, record)
+            if (
+                len(self.skipped) == skipped
+                and len(self.foreign) == foreign
+                and len(self.unreadable) == unreadable
+            ):
+                added: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+            else:
+                added = (self.skipped[skipped:], self.foreign[foreign:], self.unreadable[unreadable:])
+            if key is not None:
+                if len(_READINGS) >= READINGS_MAX:
+                    _READINGS.clear()
+                _READINGS[key] = (self.reached_gate, produced, *added)
+            if self.reached_gate:  # what reading added, undone if the resource turns out invalid
+                ref = produced[1].ref if produced is not None else _ref(resource)  # type: ignore[attr-defined]
+                pending = Pending(resource, ref, produced, *added)
+                pending.key = key
+                pendings.append(pending)
+        if self.deferred:
+            judge = (lambda r: _judged(r, True)) if self.remember else _judged
+            record.settlement = Settlement(pendings, judge, self.relevance)
         if order is not None:
             if not isinstance(order.get("resourceType"), str) or order["resourceType"] != "MedicationRequest":
                 raise InputRejected("not a MedicationRequest", origin=DRAFT_ORIGIN)
@@ -667,29 +829,79 @@ class _Parser:
                 raise InputRejected(f"draft order: {problem}")
         return record
 
-    def _one(self, resource: JSON, record: PatientRecord) -> None:
-        """Extract one resource into the record (or nothing, if it is not of interest)."""
+    def _context(self) -> bytes | None:
+        """Everything besides a resource's own content that its reading depends on: who the
+        patient is (references), sex and birth date (reference ranges), the Bundle's fullUrls
+        (links) and its Medications (medicationReference)."""
+        try:
+            return orjson.dumps(
+                [
+                    self.identity.id,
+                    sorted(self.identity.urls),
+                    self.patient.gender,
+                    self.patient.birth_date,
+                    sorted(self.raw.full_urls.items()),
+                    self.raw.medications,
+                ]
+            )
+        except (TypeError, orjson.JSONEncodeError):
+            return None
+
+    def _read(self, resource: JSON, record: PatientRecord) -> tuple[str, object] | None:
+        try:
+            return self._one(resource, record)
+        except READ_ERRORS as exc:
+            # never sink the patient, never drop silently: the resource is listed with why
+            self._unreadable(_ref(resource), _read_error(exc), resource)
+            return None
+
+    def _one(self, resource: JSON, record: PatientRecord) -> tuple[str, object] | None:
+        """Extract one resource into the record (or nothing, if it is not of interest); returns
+        the record list and record it added. A record holding a number outside the limits
+        (cds/fhir/limits.py) is skipped with the reason instead."""
         rtype = resource["resourceType"]
         if rtype == "Observation":
             obs = self.observation(resource)
             if obs:
+                problem = _number_problem(obs)
+                if problem:
+                    record.skipped.append(Skipped(obs.ref, f"{obs.kind} {problem}: not used"))
+                    return None
                 record.observations.append(obs)
+                return "observations", obs
         elif rtype == "Condition":
             cond = self.condition(resource)
             if cond:
                 record.conditions.append(cond)
+                return "conditions", cond
         elif rtype == "Procedure":
             proc = self.procedure(resource)
             if proc:
                 record.procedures.append(proc)
+                return "procedures", proc
         elif rtype == "AllergyIntolerance":
             allergy = self.allergy(resource)
             if allergy:
                 record.allergies.append(allergy)
+                return "allergies", allergy
         elif rtype in MED_TYPES:
             med = self.medication(resource)
             if med:
+                problem = medication_number_problem(med)
+                if problem:
+                    record.skipped.append(Skipped(med.ref, f"{problem}: not used"))
+                    return None
                 record.medications.append(med)
+                return "medications", med
+        return None
+
+
+def _number_problem(obs: ObservationRecord) -> str | None:
+    """``first_number_problem`` of a result's numbers, with a quick pass for ordinary values."""
+    for value in (obs.value, obs.uln, obs.lln, obs.ratio):
+        if value is not None and not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # also NaN
+            return first_number_problem((obs.value, obs.uln, obs.lln, obs.ratio))
+    return None
 
 
 def _dose_of(dosages: list[JSON]) -> tuple[Any, Any, JSON | None]:
@@ -758,9 +970,17 @@ def _period_weeks(repeat: JSON) -> float | None:
     return round(float(period) * days / 7.0 / float(frequency), 3)
 
 
-def parse_patient(raw: RawPatient, vs: ValueSets, order: JSON | None = None) -> PatientRecord:
-    """Validate and extract one patient's records; invalid resources go to ``skipped``."""
-    return _Parser(raw, vs).run(order)
+def parse_patient(
+    raw: RawPatient,
+    vs: ValueSets,
+    order: JSON | None = None,
+    validate: ValidateMode = "all",
+    remember: bool = False,
+) -> PatientRecord:
+    """Extract one patient's records; invalid resources go to ``skipped``. With
+    ``validate="selected"`` validation waits for the evaluation (the record's ``settlement``);
+    ``remember`` keeps whole validation verdicts by content hash (cds/fhir/validate.py)."""
+    return _Parser(raw, vs, validate, remember).run(order)
 
 
 def to_day(value: date | datetime) -> date:

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from cds.fhir.valuesets import Codings
+
+if TYPE_CHECKING:
+    from cds.fhir.settle import Settlement
 
 
 @dataclass(frozen=True, order=True)
@@ -155,3 +159,5 @@ class PatientRecord:
     other_patient: list[str] = field(default_factory=list)
     # skipped records that could not be read but name data the rules use: (resource, what it names)
     unreadable: list[tuple[str, list[str]]] = field(default_factory=list)
+    # validate="selected": the resources read but not yet validated (cds/fhir/settle.py)
+    settlement: Settlement | None = None

@@ -57,14 +57,22 @@ def is_patient_reference(reference: str) -> bool:
     )
 
 
-def other_patient_reference(resource: dict[str, Any], patient: PatientIdentity) -> str | None:
-    """The element (``subject``/``patient``) naming another patient, or None if none does."""
+def other_patient_reference(
+    resource: dict[str, Any], patient: PatientIdentity, judged: dict[str, bool] | None = None
+) -> str | None:
+    """The element (``subject``/``patient``) naming another patient, or None if none does.
+    ``judged`` remembers the answer per reference for one patient's resources."""
     for key in PATIENT_KEYS:
         ref = resource.get(key)
         if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
             continue
         target = ref["reference"].strip()
-        if is_patient_reference(target) and not patient.names(target):
+        other = judged.get(target) if judged is not None else None
+        if other is None:
+            other = is_patient_reference(target) and not patient.names(target)
+            if judged is not None:
+                judged[target] = other
+        if other:
             return key
     return None
 

@@ -51,10 +51,19 @@ def fraction_value(analyte: Analyte, value: float, unit: str | None) -> float | 
 
 def affine_value(analyte: Analyte, value: float, unit: str | None) -> float | None:
     """A value in a unit with an offset (Fahrenheit) in the canonical unit, or None if not such a unit."""
+    affine = affine_of(analyte, unit)
+    if affine is None:
+        return None
+    scale, offset = affine
+    return round(value * scale + offset, 6)
+
+
+def affine_of(analyte: Analyte, unit: str | None) -> tuple[float, float] | None:
+    """(scale, offset) of a unit with an offset (Fahrenheit), or None if not such a unit."""
     if unit is None:
         return None
     folded = _fold(unit)
     for spelling, (scale, offset) in analyte.affine.items():
         if spelling == unit or _fold(spelling) == folded:
-            return round(value * scale + offset, 6)
+            return scale, offset
     return None

@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 import yaml
 
 from cds.errors import ConfigurationError
@@ -96,6 +97,33 @@ class Codings:
         return Codings(tuple(codes), tuple(texts))
 
 
+_CODINGS: dict[bytes, Codings] = {}
+_CODINGS_MAX = 50_000
+
+
+def forget() -> None:
+    """Forget remembered codings (benchmarks)."""
+    _CODINGS.clear()
+
+
+def codings_of(cc: Any) -> Codings:
+    """``Codings.of``, remembered by the CodeableConcept's exact content (a patient's results
+    repeat the same few codes)."""
+    if type(cc) is not dict:
+        return Codings.of(cc)
+    try:
+        key = orjson.dumps(cc)
+    except (TypeError, orjson.JSONEncodeError):
+        return Codings.of(cc)
+    known = _CODINGS.get(key)
+    if known is None:
+        known = Codings.of(cc)
+        if len(_CODINGS) >= _CODINGS_MAX:
+            _CODINGS.clear()
+        _CODINGS[key] = known
+    return known
+
+
 @dataclass
 class ValueSets:
     """All value sets of one rules directory; the single place codes are interpreted."""
@@ -110,6 +138,9 @@ class ValueSets:
     cues: Cues = field(default_factory=lambda: Cues((), 6, (), (), (), (), (), ()))
     _concept_codes: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
     _loinc_kind: dict[str, str] = field(default_factory=dict, repr=False)
+    # answers derived from these tables alone (observation kinds, unit conversions, reference
+    # ranges), remembered per input: readers call them for every result of a long history
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for key, analyte in self.analytes.items():
@@ -127,17 +158,35 @@ class ValueSets:
     # -- observations -------------------------------------------------------------------------
     def observation_kind(self, codings: Codings) -> str | None:
         """The analyte or coded-observation kind of an Observation.code, by LOINC code only."""
-        for system, code in codings.codes:
-            if system in ("loinc", "") and code in self._loinc_kind:
-                return self._loinc_kind[code]
-        return None
+        key = ("kind", codings.codes)
+        if key in self.memo:
+            return self.memo[key]  # type: ignore[no-any-return]
+        kind = next(
+            (self._loinc_kind[c] for s, c in codings.codes if s in ("loinc", "") and c in self._loinc_kind),
+            None,
+        )
+        self.remember(key, kind)
+        return kind
+
+    def remember(self, key: Any, value: Any) -> None:
+        """Keep one derived answer (bounded: the memo starts again when full)."""
+        if len(self.memo) >= 50_000:
+            self.memo.clear()
+        self.memo[key] = value
 
     def answer_is(self, answer: str, codings: Codings) -> bool:
         """Whether a coded or text answer means ``answer`` (positive, negative, worsened...).
 
         Text is read in context, wherever the answer stands ("ER: POSITIVE (95%)" is positive,
         "not detected" is not "detected")."""
-        concept = self.answers[answer]
+        key = ("answer", answer, codings)
+        known: bool | None = self.memo.get(key)
+        if known is None:
+            known = self._answer_is(self.answers[answer], codings)
+            self.remember(key, known)
+        return known
+
+    def _answer_is(self, concept: Concept, codings: Codings) -> bool:
         for _system, code in codings.codes:
             if any(code in codes for codes in concept.codes.values()):
                 return True
@@ -181,6 +230,14 @@ class ValueSets:
 
     def text_status(self, concept: Concept, text: str) -> textmod.Status | None:
         """How a text states a concept (None: not mentioned, or only as an excluded phrase)."""
+        key = ("text", id(concept), text)  # concepts live as long as this memo
+        if key in self.memo:
+            return self.memo[key]  # type: ignore[no-any-return]
+        status = self._text_status(concept, text)
+        self.remember(key, status)
+        return status
+
+    def _text_status(self, concept: Concept, text: str) -> textmod.Status | None:
         if concept.exclude_text and textmod.contains(text, (textmod.phrase(x) for x in concept.exclude_text)):
             return None
         unless: tuple[Phrase, ...] = ()

@@ -150,10 +150,14 @@ def apply_policies(
             trigger_code = triggers[0].code
         keep: list[Finding] = []
         for f in alive:
-            hit = f.code != trigger_code and f.code not in policy.keep_codes and (
-                f.code in policy.suppress_codes
-                or f.kind in policy.suppress_kinds
-                or (policy.suppress_all_others and trigger_code is not None)
+            hit = (
+                f.code != trigger_code
+                and f.code not in policy.keep_codes
+                and (
+                    f.code in policy.suppress_codes
+                    or f.kind in policy.suppress_kinds
+                    or (policy.suppress_all_others and trigger_code is not None)
+                )
             )
             if hit:
                 suppressed.append(

@@ -76,9 +76,7 @@ def regimen_drugs(catalogue: Catalogue, regimen: str) -> tuple[str, tuple[Drug, 
             schedule = next((s for s in dose.schedules if s.every_weeks == 3), None)
             start = (schedule.levels if schedule else dose.levels or dose.all_levels())[0]
         name = agent.name if agent.display == agent.name else f"{agent.display} ({agent.name})"
-        drugs.append(
-            Drug(name, code, start, dose.basis if dose else "mg/kg", ROUTES[agent.route], every)
-        )
+        drugs.append(Drug(name, code, start, dose.basis if dose else "mg/kg", ROUTES[agent.route], every))
     return spec.display, tuple(drugs)
 
 

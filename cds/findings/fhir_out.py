@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from cds.errors import FhirOutputInvalid
-from cds.fhir.parse import validation_error
+from cds.fhir.validate import plain_validation_error as validation_error
 from cds.findings.cards import FINDING_CODE_SYSTEM, CardContext, medication_request, regimen_drugs
 from cds.findings.model import Basis, Evaluation, Finding
 from cds.findings.wording import Wording, capitalised, clinical_text

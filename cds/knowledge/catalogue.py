@@ -169,14 +169,29 @@ class Catalogue:
     def __post_init__(self) -> None:
         for key, agent in self.agents.items():
             self.items[key] = Item(
-                key, agent.display, (key,), tuple(agent.rxnorm), tuple(agent.names), (),
-                tuple(agent.covers), agent.route, agent.dose, False,
+                key,
+                agent.display,
+                (key,),
+                tuple(agent.rxnorm),
+                tuple(agent.names),
+                (),
+                tuple(agent.covers),
+                agent.route,
+                agent.dose,
+                False,
             )
         for key, product in self.products.items():
             self.items[key] = Item(
-                key, product.display, tuple(product.agents), tuple(product.rxnorm), tuple(product.names),
-                tuple(tuple(s) for s in product.all_of), tuple(product.covers), product.route,
-                product.dose, True,
+                key,
+                product.display,
+                tuple(product.agents),
+                tuple(product.rxnorm),
+                tuple(product.names),
+                tuple(tuple(s) for s in product.all_of),
+                tuple(product.covers),
+                product.route,
+                product.dose,
+                True,
             )
         for item in self.items.values():
             for code in item.rxnorm:

@@ -1,0 +1,77 @@
+"""A repeated key anywhere in a request body is refused, exactly when the full stdlib pass says so."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cds.api.strictjson import loads
+from cds.errors import NotJson
+
+KEYS = st.sampled_from(["a", "b", "subject", "patientId", "k:1", "x"])
+TEXT = st.text(alphabet=st.sampled_from(list('ab: "\\/é\n')), max_size=8)
+
+
+def _string(text: str, escape_colons: bool, spaced: bool) -> str:
+    out = json.dumps(text, ensure_ascii=spaced)
+    return out.replace(":", "\\u003a") if escape_colons else out
+
+
+@st.composite
+def documents(draw: st.DrawFn, depth: int = 0) -> str:
+    """JSON text of a random tree; objects may repeat a key; colons may be escaped or spaced."""
+    if depth > 3 or draw(st.integers(0, 3)) == 0:
+        return draw(
+            st.one_of(
+                st.builds(_string, TEXT, st.booleans(), st.booleans()),
+                st.integers(-5, 10**6).map(str),
+                st.sampled_from(["true", "null", "1.5e3"]),
+            )
+        )
+    if draw(st.booleans()):
+        return "[" + ",".join(draw(st.lists(documents(depth + 1), max_size=3))) + "]"
+    keys = draw(st.lists(KEYS, max_size=4))
+    sep = draw(st.sampled_from([":", " : ", ":\n"]))
+    members = [_string(k, draw(st.booleans()), False) + sep + draw(documents(depth + 1)) for k in keys]
+    return "{" + ",".join(members) + "}"
+
+
+def _has_duplicates(text: str) -> bool:
+    found = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in pairs}) != len(pairs):
+            found.append(pairs)
+        return dict(pairs)
+
+    json.loads(text, object_pairs_hook=hook)
+    return bool(found)
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents())
+def test_refused_exactly_when_some_object_repeats_a_key(text: str) -> None:
+    data = text.encode()
+    if _has_duplicates(text):
+        with pytest.raises(NotJson):
+            loads(data)
+    else:
+        assert loads(data) == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": "x\\u003ay", "a": 1}',  # an escaped colon cannot hide the dropped member
+        b'{"x": {"k": 1, "k": {"z": "a:b"}}}',
+        b'{"a": "\\u0061", "\\u0061": 2}',  # equal once unescaped
+        b"[" * 300 + b'{"a": 1, "a": 2}' + b"]" * 300,  # deeper than orjson re-serialises
+    ],
+)
+def test_hidden_repeats_are_found(data: bytes) -> None:
+    with pytest.raises(NotJson):
+        loads(data)
