@@ -225,6 +225,8 @@ def evaluate(
     files = _expand(paths)
     if not files:
         raise _fail("no patient files given (a directory had no *.json)")
+    if len(files) > 1:
+        config.tune_gc()  # a long run over many patients, like a cohort worker
     results: list[bytes] = []
     evaluations: list[Evaluation] = []
     rejected = 0  # the exit code of the last rejection (0: none)
