@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from bench.patients import lab_history_patient
-from cds import Evaluator, load_library, parse_as_of, raw_patient_from_bytes
+from cds import Evaluator, config, load_library, parse_as_of, raw_patient_from_bytes
 from cds.cohort.synth import make_patient
 from cds.engine.durable import DurableRunner
 from cds.engine.runtime import getter, project
@@ -215,6 +215,7 @@ def main() -> None:
     args = parser.parse_args()
 
     library = load_library(ROOT / "rules")
+    config.tune_gc()  # as `cds evaluate` over many files, cohort workers and `cds serve` workers do
     modes: dict[ValidateMode, Evaluator] = {m: Evaluator(library, validate=m) for m in ("selected", "all")}
     evaluator = modes["selected"]
     service = Evaluator(library, remember_verdicts=True)

@@ -244,6 +244,8 @@ def evaluate(
     files = _expand(paths)
     if not files:
         raise _fail("no patient files given (a directory had no *.json)")
+    if len(files) > 1:
+        config.tune_gc()  # a long run over many patients, like a cohort worker
     results: list[bytes] = []
     resources: list[dict[str, Any]] = []
     evaluations: list[Evaluation] = []

@@ -92,7 +92,7 @@ def parse_when(value: Any) -> When | None:
     except KeyError:
         pass
     when = _parse_when(value)
-    if len(_WHEN) >= 50_000:
+    if len(_WHEN) >= 20_000:
         _WHEN.clear()
     _WHEN[value] = when
     return when
@@ -124,7 +124,7 @@ READ_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, Recu
 # Readings remembered by (patient context, resource content), with ``remember`` (a service that
 # sees the same patient's resources again): what reading added and whether the resource reached
 # the validation point. Records and skipped lines are immutable, so calls can share them.
-READINGS_MAX = 100_000
+READINGS_MAX = 50_000
 _READINGS: dict[bytes, tuple[bool, tuple[str, object] | None, list[Skipped], list[str], list[Any]]] = {}
 
 

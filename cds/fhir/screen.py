@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 MAX_LEVELS = 40  # deeper nesting is not proven (validation refuses more than 64 levels)
-_CACHE_MAX = 50_000
+_CACHE_MAX = 20_000
 
 Check = Callable[[Any], bool]
 

@@ -41,7 +41,7 @@ from cds.fhir.screen import model_class
 JSON = dict[str, Any]
 
 VALIDATION_CACHE_MAX = 200_000  # whole verdicts (16-byte keys)
-PART_CACHE_MAX = 100_000  # each of: primitive values, element contents, structures
+PART_CACHE_MAX = 20_000  # each of: primitive values, element contents, structures
 _VERDICTS: dict[bytes, str | None] = {}
 _PRIMITIVES: dict[tuple[int, type, Any], bool] = {}
 _ELEMENTS: dict[tuple[type, bytes], int | None] = {}  # content -> nesting height, None if invalid

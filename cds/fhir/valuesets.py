@@ -98,7 +98,7 @@ class Codings:
 
 
 _CODINGS: dict[bytes, Codings] = {}
-_CODINGS_MAX = 50_000
+_CODINGS_MAX = 10_000
 
 
 def forget() -> None:
@@ -170,7 +170,7 @@ class ValueSets:
 
     def remember(self, key: Any, value: Any) -> None:
         """Keep one derived answer (bounded: the memo starts again when full)."""
-        if len(self.memo) >= 50_000:
+        if len(self.memo) >= 20_000:
             self.memo.clear()
         self.memo[key] = value
 
