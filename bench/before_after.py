@@ -6,8 +6,8 @@
 Uses only what every version has (``Evaluator(library).evaluate``; a cache-clearing function if
 the version has one), so an older checkout can be measured by the same code, back to back with
 this one: shared machines drift by 2x within an hour, figures taken minutes apart are comparable,
-figures taken on different days are not. CPU time (``time.process_time``), min over rounds of the
-median per round. Prints one JSON line.
+figures taken on different days are not. CPU time (``time.process_time``), the median over all
+repetitions. Prints one JSON line.
 
 * ``lab300_cold``: the 300-lab on-T-DM1 chart of bench/patients.py, every memory forgotten first;
 * ``lab300_new``: a different patient of that shape each time, in a warm process;
@@ -54,16 +54,8 @@ def forgetter(library: object) -> Callable[[], None]:
 
 
 def rounds(run: Callable[[int], float], per_round: int, count: int = 4) -> float:
-    """Min over rounds of the median CPU ms of ``run(i)``."""
-    medians = []
-    i = 0
-    for _ in range(count):
-        times = []
-        for _ in range(per_round):
-            times.append(run(i))
-            i += 1
-        medians.append(statistics.median(times))
-    return min(medians)
+    """The median CPU ms of ``run(i)`` over ``count * per_round`` repetitions."""
+    return statistics.median(run(i) for i in range(count * per_round))
 
 
 def cpu_ms(fn: Callable[[], object]) -> float:
