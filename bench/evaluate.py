@@ -266,6 +266,12 @@ def main() -> None:
     ]
     for data in cohort[:50]:
         evaluator.evaluate(raw_patient_from_bytes(data), as_of=AS_OF)
+    reps = min(len(cohort), 20 * args.reps)
+    show(
+        "synthetic cohort patient (~45 res.)",
+        "new patient",
+        stages(evaluator, lambda i: cohort[i], reps, False),
+    )
     gc.collect()
     before = rss_mb()
     started = time.process_time()
