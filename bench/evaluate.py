@@ -206,6 +206,39 @@ def engine_ratio(
     return t_engine / n * 1e6, t_python / n * 1e6, t_engine / t_python
 
 
+def per_resource(lab: bytes) -> None:
+    """CPU per resource of the chart's Observations and administrations: plain model_validate,
+    the composed validation and the screen, with nothing remembered and for a new patient."""
+    from cds.fhir.screen import proven_valid
+    from cds.fhir.validate import plain_validation_error, validation_error
+
+    def resources(data: bytes) -> list[dict[str, Any]]:
+        entries = orjson.loads(data)["entry"]
+        kinds = ("Observation", "MedicationAdministration")
+        return [e["resource"] for e in entries if e["resource"]["resourceType"] in kinds]
+
+    def us(fn: Callable[[dict[str, Any]], object], items: list[dict[str, Any]]) -> float:
+        started = time.process_time()
+        for item in items:
+            fn(item)
+        return (time.process_time() - started) / len(items) * 1e6
+
+    charts = [resources(lab_history_patient(300, v)) for v in range(100, 120)]
+    figures: dict[str, list[float]] = {}
+    for number, items in enumerate(charts):
+        figures.setdefault("plain model_validate", []).append(us(plain_validation_error, items))
+        for name, fn in (("composed validation", validation_error), ("screen", proven_valid)):
+            forget_everything()
+            figures.setdefault(f"{name}, nothing remembered", []).append(us(fn, items))
+            following = charts[(number + 1) % len(charts)]  # another patient, memories warm
+            figures.setdefault(f"{name}, a new patient", []).append(us(fn, following))
+    print(
+        f"\nper resource of the chart's {len(charts[0])} Observations and administrations (CPU us, medians):"
+    )
+    for name, values in figures.items():
+        print(f"  {name:40} {statistics.median(values):7.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -246,6 +279,8 @@ def main() -> None:
         total = statistics.median(results[situation]["total"])
         print(f"  -> {situation}: {total:.2f} ms = {total / floor:.1f}x the decode floor")
 
+    per_resource(lab)
+
     others = {
         "small (mbc-second-line, 47 res.)": (ROOT / "fhir_samples" / "mbc-second-line.json").read_bytes(),
         "Synthea T0 (330 res., 1.1 MB)": external("mcode-pathways/T0_patient.json"),
@@ -266,6 +301,12 @@ def main() -> None:
     ]
     for data in cohort[:50]:
         evaluator.evaluate(raw_patient_from_bytes(data), as_of=AS_OF)
+    reps = min(len(cohort), 20 * args.reps)
+    show(
+        "synthetic cohort patient (~45 res.)",
+        "new patient",
+        stages(evaluator, lambda i: cohort[i], reps, False),
+    )
     gc.collect()
     before = rss_mb()
     started = time.process_time()
