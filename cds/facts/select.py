@@ -1,15 +1,17 @@
 """Which records the facts read: the ones fhir.resources must validate before they are used.
 
 A long on-treatment chart holds hundreds of laboratory results, but the facts read few of them:
-the latest result of each analyte, every platelet count since the last dose, the body weight
-closest to each dose and the latest one, the temperatures near the latest ANC. Everything else
-is read whole: every medication, condition, procedure and allergy, every LVEF (latest, baseline
-window, drop), every HER2, hormone-receptor, staging, disease-status and pregnancy result, and
-every result whose unit could not be used (the unit gap lists them all).
+the latest result of each analyte, every platelet count since the last dose (of the drugs whose
+count a rule reads, see ``Reads``), the body weight closest to each dose and the latest one, the
+temperatures near the latest ANC. Everything else is read whole: every medication, condition,
+procedure and allergy, every LVEF (latest, baseline window, drop), every HER2, hormone-receptor,
+staging, disease-status and pregnancy result, and every result whose unit could not be used (the
+unit gap lists them all).
 
-The list is a superset of what build.py derives from, so a record not in it can be removed
-without changing a fact or a finding; cds/fhir/settle.py validates the listed ones and screens
-the rest. tests/core/test_validation_modes.py holds both modes to the same findings.
+The list holds every record a finding can depend on, so a record not in it can be removed without
+changing a finding (nor a fact, except the platelet count since the last dose of a drug no rule
+reads); cds/fhir/settle.py validates the listed ones and screens the rest.
+tests/core/test_validation_modes.py holds both modes to the same findings and facts.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ reading added (its record, or its ``skipped`` line: another patient's data, no d
 number). Nothing is validated yet. Then, per evaluation (cds/facts/build.py):
 
 1. the facts are derived from all records; cds/facts/select.py names the records the facts and
-   findings read (the latest result per analyte, every platelet count since the last dose, every
-   LVEF, every medication, condition, procedure, allergy, HER2 and staging result...);
+   findings read (the latest result per analyte, every platelet count since the last dose of a
+   drug whose count a rule reads, every LVEF, medication, condition, procedure, allergy, HER2 and
+   staging result...);
 2. each named record whose resource is not yet validated is validated with fhir.resources;
 3. every other resource is examined by the cheap screen (cds/fhir/screen.py); one the screen
    cannot prove valid is validated with fhir.resources too;
@@ -104,12 +105,6 @@ class Settlement:
                 else:
                     changed |= self._validate(record, pending)
         return changed
-
-    def validate_all(self, record: PatientRecord) -> None:
-        """Validate every pending resource with fhir.resources (what ``validate="all"`` means)."""
-        for pending in self.pendings:
-            if pending.state < VALID:
-                self._validate(record, pending)
 
     def _validate(self, record: PatientRecord, pending: Pending) -> bool:
         error = self.validate(pending.resource)
