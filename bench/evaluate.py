@@ -119,7 +119,11 @@ def stages(
                 forget_everything(lib.valuesets)
             clock.spent = 0.0
             t0 = time.process_time()
-            record = evaluator.parse(raw_patient_from_bytes(data))
+            raw = raw_patient_from_bytes(data)
+            if evaluator.remember_verdicts:  # as the service: a record kept by content, if any
+                record, _lock = evaluator.records.record(raw, None, lambda raw=raw: evaluator.parse(raw))
+            else:
+                record = evaluator.parse(raw)
             t1 = time.process_time()
             facts = build_facts(record, lib.valuesets, lib.params, AS_OF, evaluator._reads)
             t2 = time.process_time()

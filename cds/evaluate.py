@@ -37,6 +37,7 @@ from cds.fhir.records import PatientRecord
 from cds.fhir.source import JSON, RawPatient
 from cds.findings.build import build_findings
 from cds.findings.model import Evaluation, RulesetRef, SkippedResource, Suppressed
+from cds.record_memo import RecordMemo
 
 __all__ = ["VALIDATE_MODES", "Evaluator", "Result", "ValidateMode", "default_rules_dir", "parse_as_of"]
 
@@ -64,6 +65,8 @@ class Evaluator:
         # a service that sees the same resources again (CDS Hooks) keeps validation verdicts by
         # content hash; a cohort, where every resource is new, would only pay for the hashing
         self.remember_verdicts = remember_verdicts
+        # ... and keeps whole parsed records by content (cds/record_memo.py)
+        self.records = RecordMemo()
         self.engine = RuleEngine(library)
         self._rulesets = [RulesetRef(name=r.name, version=r.version) for r in library.rulesets]
         self._reads = Reads(platelets_since_dose=agents_read(library, PLATELETS_SINCE_DOSE))
@@ -94,7 +97,11 @@ class Evaluator:
         self, raw: RawPatient, *, as_of: datetime, order: JSON | None = None, trace: bool = False
     ) -> Result:
         """Evaluate one patient as of an instant, optionally with a draft order under review."""
-        return self.evaluate_record(self.parse(raw, order), as_of=as_of, trace=trace)
+        if not self.remember_verdicts:
+            return self.evaluate_record(self.parse(raw, order), as_of=as_of, trace=trace)
+        record, lock = self.records.record(raw, order, lambda: self.parse(raw, order))
+        with lock:
+            return self.evaluate_record(record, as_of=as_of, trace=trace)
 
 
 def agents_read(library: RuleLibrary, fact: str) -> frozenset[str]:

@@ -1,0 +1,71 @@
+"""Parsed patient records by content, for a service that is sent the same patient again.
+
+An EHR calls the CDS Hooks service again and again for the chart that is open (patient-view,
+then order-select, then order-sign), each time with the same prefetched resources. Parsing and
+settling them is a pure function of their content (and the draft order): the settled record is
+the same whatever instant it was first evaluated at, because settling judges every resource of
+interest (cds/fhir/settle.py). So the service keeps the last few records by a digest of that
+content and derives facts, rules and findings from the kept record, which is the part that
+depends on the instant.
+
+A kept record is still settled further when another instant selects a resource only screened so
+far, so each entry carries a lock: one evaluation of a record at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import orjson
+
+from cds.fhir.records import PatientRecord
+from cds.fhir.source import JSON, RawPatient
+
+RECORDS_MAX = 32  # a 300-result chart's record is about 1-2 MB; a worker keeps a few dozen
+
+
+def content_key(raw: RawPatient, order: JSON | None) -> bytes | None:
+    """A digest of everything parsing reads (not the origin label); None if not JSON-encodable."""
+    try:
+        parts = [raw.patient, raw.resources, raw.unreadable, raw.medications, raw.patient_urls]
+        text = orjson.dumps([*parts, raw.full_urls, order])
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    return hashlib.blake2b(text, digest_size=20).digest()
+
+
+class RecordMemo:
+    """The most recently used parsed records (at most ``size``), each with its evaluation lock."""
+
+    def __init__(self, size: int = RECORDS_MAX) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, tuple[PatientRecord, threading.Lock]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def record(
+        self, raw: RawPatient, order: JSON | None, parse: Callable[[], PatientRecord]
+    ) -> tuple[PatientRecord, threading.Lock]:
+        """The kept record for this content, or a newly parsed one (kept when the content has a key)."""
+        key = content_key(raw, order)
+        if key is None:
+            return parse(), threading.Lock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+        entry = (parse(), threading.Lock())  # parse outside the lock; a parse error keeps nothing
+        with self._lock:
+            kept = self._entries.setdefault(key, entry)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return kept
+
+    def clear(self) -> None:
+        """Forget every kept record (benchmarks, tests)."""
+        with self._lock:
+            self._entries.clear()
