@@ -45,7 +45,6 @@ from cds.cohort.worker import (
     RulesSpec,
     SpillSource,
     Task,
-    context_for,
     materialise,
     report_progress,
     run_task,
@@ -157,13 +156,11 @@ def _write_line(sink: IO[bytes], record: dict[str, Any]) -> None:
     sink.write(orjson.dumps(record) + b"\n")
 
 
-def _init_worker(taken: Any = None, rules: RulesSpec | None = None) -> None:
+def _init_worker(taken: Any = None) -> None:
     # The coordinator owns Ctrl-C: it terminates the pool; workers must not die mid-write on SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if taken is not None:  # a shared counter of patients taken up, read by the coordinator
         report_progress(lambda n: _add(taken, n))
-    if rules is not None:  # load the rules now, while the coordinator is still ingesting
-        context_for(rules)
 
 
 def _add(counter: Any, n: int) -> None:
@@ -174,45 +171,12 @@ def _add(counter: Any, n: int) -> None:
 POLL_SECONDS = 0.25  # how often the coordinator reads the workers' patient counter
 
 
-# An NDJSON input at least this large starts the pool before ingesting it: each spawned worker
-# imports the engine and loads the rules (about a CPU-second) while the coordinator groups the
-# lines. A smaller input may make a single partition, which needs only one worker.
-EARLY_POOL_BYTES = 16 * 1024 * 1024
-
-
-@dataclass
-class LocalPool:
-    """The local process pool and the shared count of patients its workers have taken up."""
-
-    pool: Any
-    taken: Any
-
-    @classmethod
-    def start(cls, processes: int, rules: RulesSpec | None = None) -> LocalPool:
-        """Spawn ``processes`` workers; with ``rules`` each loads them as it starts."""
-        ctx = multiprocessing.get_context("spawn")
-        taken = ctx.Value("q", 0)
-        return cls(ctx.Pool(processes=processes, initializer=_init_worker, initargs=(taken, rules)), taken)
-
-    def close(self, clean: bool) -> None:
-        """Wait for the workers to exit (``clean``), or terminate them (an error, Ctrl-C)."""
-        if clean:
-            self.pool.close()
-        else:
-            self.pool.terminate()
-        self.pool.join()
-
-
 def _pool_results(
-    tasks: list[Task],
-    processes: int,
-    tick: Callable[[int], None] = lambda patients: None,
-    started: LocalPool | None = None,
+    tasks: list[Task], processes: int, tick: Callable[[int], None] = lambda patients: None
 ) -> Iterator[PartResult]:
     """Partition results as they finish; ``tick(n)`` as patients are taken up, several times a
-    second (a shared counter the workers bump per patient), so progress moves per patient.
-    ``started``: a pool started earlier (``LocalPool.start``); it is closed here either way."""
-    if processes == 1 and started is None:
+    second (a shared counter the workers bump per patient), so progress moves per patient."""
+    if processes == 1:
         report_progress(tick)
         try:
             for task in tasks:
@@ -220,19 +184,20 @@ def _pool_results(
         finally:
             report_progress(None)
         return
-    local = started or LocalPool.start(min(processes, len(tasks)) or 1)
+    ctx = multiprocessing.get_context("spawn")
+    taken = ctx.Value("q", 0)
     reported = 0
 
     def poll() -> None:
         nonlocal reported
-        value = int(local.taken.value)
+        value = int(taken.value)
         if value > reported:
             tick(value - reported)
             reported = value
 
-    clean = False
+    pool = ctx.Pool(processes=min(processes, len(tasks)) or 1, initializer=_init_worker, initargs=(taken,))
     try:
-        results = local.pool.imap_unordered(run_task, tasks)
+        results = pool.imap_unordered(run_task, tasks)
         while True:
             try:
                 result = results.next(timeout=POLL_SECONDS)
@@ -243,9 +208,12 @@ def _pool_results(
                 break
             poll()
             yield result
-        clean = True
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
     finally:
-        local.close(clean)
+        pool.join()
 
 
 def _dask_results(tasks: list[Task], opts: RunOptions) -> Iterator[PartResult]:
@@ -312,36 +280,6 @@ def run_cohort(opts: RunOptions, progress: Progress | None = None) -> Summary:
     work.mkdir(parents=True, exist_ok=True)
     manifest_path.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
 
-    per_partition = bool(opts.scheduler or opts.dask_local)  # remote workers report per partition
-    processes = opts.processes or default_processes()
-    early: LocalPool | None = None
-    if (
-        inp.kind == "ndjson"
-        and not per_partition
-        and processes > 1
-        and sum(f.path.stat().st_size for f in inp.files) >= EARLY_POOL_BYTES
-    ):
-        early = LocalPool.start(processes, rules)
-    try:
-        return _run(opts, progress, started, inp, rules, manifest, per_partition, processes, early)
-    except BaseException:
-        if early is not None:  # closed by _pool_results once it runs; harmless twice
-            early.close(clean=False)
-        raise
-
-
-def _run(
-    opts: RunOptions,
-    progress: Progress,
-    started: float,
-    inp: CohortInput,
-    rules: RulesSpec,
-    manifest: dict[str, Any],
-    per_partition: bool,
-    processes: int,
-    early: LocalPool | None,
-) -> Summary:
-    out, work = opts.out, opts.out / ".work"
     ingest_errors = work / "ingest-errors.jsonl"
     stats: IngestStats | None = None
     tasks: list[Task]
@@ -394,13 +332,11 @@ def _run(
     first_result: float | None = None
     eval_started = time.perf_counter()
     results: Iterable[PartResult]
+    per_partition = bool(opts.scheduler or opts.dask_local)  # remote workers report per partition
     if per_partition:
         results = _dask_results(pending, opts)
-    elif early is not None and not pending:
-        early.close(clean=True)
-        results = []
     else:
-        results = _pool_results(pending, processes, progress.evaluate_advance, early)
+        results = _pool_results(pending, opts.processes or default_processes(), progress.evaluate_advance)
     try:
         if pending:
             for result in results:
