@@ -186,8 +186,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: Any, port: int) -> Iterator[str]:
-    """Run ``app`` under a real uvicorn on 127.0.0.1:port in a thread; yields the base URL."""
+def serve(app: Any, port: int | None = None) -> Iterator[str]:
+    """Run ``app`` under a real uvicorn on 127.0.0.1:port (a free one by default) in a thread;
+    yields the base URL."""
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -17,6 +17,7 @@ from cds.cli import app
 from cds.engine.conditions import parse_condition
 from cds.engine.library import load_library
 from cds.facts.model import leaf_paths
+from tests.authoring.workbench_helpers import commit_all
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "fhir_samples"
@@ -167,12 +168,7 @@ def test_lint_warns_on_preferred_tdxd_vs_tdxd_avoid_alert(rules: Path) -> None:
 
 
 def test_version_bump_check_against_git(rules: Path) -> None:
-    subprocess.run(["git", "init", "-q", str(rules)], check=True)
-    subprocess.run(["git", "-C", str(rules), "add", "."], check=True)
-    subprocess.run(
-        ["git", "-C", str(rules), "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"],
-        check=True,
-    )
+    commit_all(rules)
     path = rules / "tdm1-safety.yaml"
     major, minor, _patch = (int(p) for p in yaml.safe_load(path.read_text())["version"].split("."))
     path.write_text(
@@ -364,12 +360,7 @@ def test_changing_a_shared_parameter_warns_every_other_ruleset_that_uses_it(tmp_
     changes T-DXd's approved behaviour, so lint says so on the T-DXd file."""
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
-    subprocess.run(["git", "init", "-q", str(rules)], check=True)
-    subprocess.run(["git", "-C", str(rules), "add", "."], check=True)
-    subprocess.run(
-        ["git", "-C", str(rules), "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"],
-        check=True,
-    )
+    commit_all(rules)
     path = rules / "tdm1-safety.yaml"
     path.write_text(
         path.read_text().replace("platelets_grade3_below: {value: 50,", "platelets_grade3_below: {value: 55,")

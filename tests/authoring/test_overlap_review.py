@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from datetime import date
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from cds.engine.library import load_library
 from cds.evaluate import Evaluator
 from cds.facts.model import PatientFacts, leaf_paths
 from cds.findings.build import build_findings
+from tests.authoring.workbench_helpers import commit_all
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "fhir_samples"
@@ -331,12 +331,7 @@ def test_an_acknowledgement_of_a_rule_elsewhere_or_of_an_unknown_rule_is_a_lint_
 
 
 def test_acknowledgements_need_no_version_bump(rules: Path) -> None:
-    subprocess.run(["git", "init", "-q", str(rules)], check=True)
-    subprocess.run(["git", "-C", str(rules), "add", "."], check=True)
-    subprocess.run(
-        ["git", "-C", str(rules), "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"],
-        check=True,
-    )
+    commit_all(rules)
     _drop_ack(rules / "tdxd-safety.yaml", "alert.tdxd.lvef-hold", "rec.mbc2.tdxd")
     acks.acknowledge(
         rules,

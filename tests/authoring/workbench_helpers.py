@@ -5,48 +5,19 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
-import uvicorn
 
 from cds.authoring.workbench import create_app
+from tests.api.helpers import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "fhir_samples"
 IMG = ROOT / "docs" / "img"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve(app: Any, port: int | None = None) -> Iterator[str]:
-    """Run an ASGI app under uvicorn on 127.0.0.1 in a thread; yields its base URL."""
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def copy_rules(tmp: Path, git: bool = False) -> Path:
@@ -54,13 +25,19 @@ def copy_rules(tmp: Path, git: bool = False) -> Path:
     rules = tmp / "site" / "rules"
     shutil.copytree(ROOT / "rules", rules)
     if git:
-        for args in (
-            ["init", "-q", "-b", "main"],
-            ["add", "-A"],
-            ["-c", "user.name=Site", "-c", "user.email=site@example.org", "commit", "-qm", "site rules"],
-        ):
-            subprocess.run(["git", *args], cwd=rules.parent, check=True, capture_output=True)
+        commit_all(rules.parent)
     return rules
+
+
+def commit_all(directory: Path) -> None:
+    """Make ``directory`` a git repository whose one commit holds everything in it (a site's rules:
+    lint, the changelog and the review diff compare with the last commit)."""
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["-c", "user.name=Site", "-c", "user.email=site@example.org", "commit", "-qm", "site rules"],
+    ):
+        subprocess.run(["git", *args], cwd=directory, check=True, capture_output=True)
 
 
 @contextmanager
