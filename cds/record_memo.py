@@ -4,9 +4,8 @@ An EHR calls the CDS Hooks service again and again for the chart that is open (p
 then order-select, then order-sign), each time with the same prefetched resources. Parsing and
 settling them is a pure function of their content (and the draft order): the settled record is
 the same whatever instant it was first evaluated at, because settling judges every resource of
-interest (cds/fhir/settle.py). So the service keeps the last few records by a digest of that
-content and derives facts, rules and findings from the kept record, which is the part that
-depends on the instant.
+interest (cds/fhir/settle.py). So the service keeps the last few records by that content and
+derives facts, rules and findings from the kept record: the part that depends on the instant.
 
 A kept record is still settled further when another instant selects a resource only screened so
 far, so each entry carries a lock: one evaluation of a record at a time.
@@ -14,7 +13,6 @@ far, so each entry carries a lock: one evaluation of a record at a time.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,13 +26,16 @@ RECORDS_MAX = 32  # a 300-result chart's record is about 1-2 MB; a worker keeps 
 
 
 def content_key(raw: RawPatient, order: JSON | None) -> bytes | None:
-    """A digest of everything parsing reads (not the origin label); None if not JSON-encodable."""
+    """Everything parsing reads (not the origin label) as JSON text; None if not JSON-encodable.
+
+    The text itself is the key, not a digest of it: the dictionary hashes it faster than a
+    cryptographic digest would, and a hit compares the whole text, so no two contents can share
+    a record. (A few dozen keys of a few hundred KiB each.)"""
     try:
         parts = [raw.patient, raw.resources, raw.unreadable, raw.medications, raw.patient_urls]
-        text = orjson.dumps([*parts, raw.full_urls, order])
+        return orjson.dumps([*parts, raw.full_urls, order])
     except (TypeError, orjson.JSONEncodeError):
         return None
-    return hashlib.blake2b(text, digest_size=20).digest()
 
 
 class RecordMemo:
