@@ -22,7 +22,10 @@ import orjson
 from cds.fhir.records import PatientRecord
 from cds.fhir.source import JSON, RawPatient
 
-RECORDS_MAX = 32  # a 300-result chart's record is about 1-2 MB; a worker keeps a few dozen
+RECORDS_MAX = 32
+# The kept records hold their decoded resources (about ten times the JSON text in memory), so the
+# memo is bounded by the total text too: a 300-result chart is ~250 KiB, a request may be 5 MiB.
+CONTENT_BYTES_MAX = 8 * 1024 * 1024
 
 
 def content_key(raw: RawPatient, order: JSON | None) -> bytes | None:
@@ -39,11 +42,13 @@ def content_key(raw: RawPatient, order: JSON | None) -> bytes | None:
 
 
 class RecordMemo:
-    """The most recently used parsed records (at most ``size``), each with its evaluation lock."""
+    """The most recently used parsed records (at most ``size``, their contents at most
+    ``content_bytes`` of JSON text in all), each with its evaluation lock."""
 
-    def __init__(self, size: int = RECORDS_MAX) -> None:
-        self.size = size
+    def __init__(self, size: int = RECORDS_MAX, content_bytes: int = CONTENT_BYTES_MAX) -> None:
+        self.size, self.content_bytes = size, content_bytes
         self._entries: OrderedDict[bytes, tuple[PatientRecord, threading.Lock]] = OrderedDict()
+        self._bytes = 0  # total length of the kept keys
         self._lock = threading.Lock()
 
     def record(
@@ -51,7 +56,7 @@ class RecordMemo:
     ) -> tuple[PatientRecord, threading.Lock]:
         """The kept record for this content, or a newly parsed one (kept when the content has a key)."""
         key = content_key(raw, order)
-        if key is None:
+        if key is None or len(key) > self.content_bytes:
             return parse(), threading.Lock()
         with self._lock:
             entry = self._entries.get(key)
@@ -60,13 +65,18 @@ class RecordMemo:
                 return entry
         entry = (parse(), threading.Lock())  # parse outside the lock; a parse error keeps nothing
         with self._lock:
-            kept = self._entries.setdefault(key, entry)
+            kept = self._entries.get(key)
+            if kept is None:
+                kept = self._entries[key] = entry
+                self._bytes += len(key)
             self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            while len(self._entries) > self.size or self._bytes > self.content_bytes:
+                old, _ = self._entries.popitem(last=False)
+                self._bytes -= len(old)
         return kept
 
     def clear(self) -> None:
         """Forget every kept record (benchmarks, tests)."""
         with self._lock:
             self._entries.clear()
+            self._bytes = 0

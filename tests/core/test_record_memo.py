@@ -117,3 +117,23 @@ def test_content_that_is_not_json_is_parsed_every_time_not_kept() -> None:
     second, _ = memo.record(raw, None, parse)
     assert first is not second
     assert calls == [1, 1]
+
+
+def test_the_memo_is_bounded_by_the_size_of_what_it_keeps(library: RuleLibrary) -> None:
+    evaluator = Evaluator(library)
+    raws = [raw_patient_from_bytes(p.read_bytes(), p.name) for p in SAMPLES[:3]]
+    sizes = [len(content_key(raw, None) or b"") for raw in raws]
+    memo = RecordMemo(size=10, content_bytes=sizes[1] + sizes[2])
+    kept = [memo.record(raw, None, lambda raw=raw: evaluator.parse(raw))[0] for raw in raws]  # type: ignore[misc]
+    assert memo.record(raws[2], None, lambda: evaluator.parse(raws[2]))[0] is kept[2]
+    assert memo.record(raws[1], None, lambda: evaluator.parse(raws[1]))[0] is kept[1]
+    assert memo.record(raws[0], None, lambda: evaluator.parse(raws[0]))[0] is not kept[0]  # made room
+
+
+def test_a_content_larger_than_the_whole_memo_is_never_kept(library: RuleLibrary) -> None:
+    evaluator = Evaluator(library)
+    raw = raw_patient_from_bytes(SAMPLES[0].read_bytes(), "big")
+    memo = RecordMemo(content_bytes=len(content_key(raw, None) or b"") - 1)
+    first, _ = memo.record(raw, None, lambda: evaluator.parse(raw))
+    second, _ = memo.record(raw, None, lambda: evaluator.parse(raw))
+    assert first is not second
