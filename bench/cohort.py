@@ -54,7 +54,12 @@ def core_probe(n: int = 20_000_000) -> dict[str, float]:
 
 
 def run_cli(source: Path, out: Path, extra: list[str]) -> dict[str, Any]:
-    """Run ``cds cohort run`` and return its summary with the peak tree RSS."""
+    """Run ``cds cohort run`` and return its summary with the peak tree RSS.
+
+    The child runs in the output's parent folder, not this checkout: ``python -c`` puts its
+    working directory first on ``sys.path``, which would shadow a ``PYTHONPATH`` naming another
+    version of the engine."""
+    source, out = source.resolve(), out.resolve()
     cmd = [
         sys.executable,
         "-c",
@@ -71,7 +76,7 @@ def run_cli(source: Path, out: Path, extra: list[str]) -> dict[str, Any]:
     ]
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = psutil.Popen(cmd, stderr=subprocess.PIPE)
+    proc = psutil.Popen(cmd, stderr=subprocess.PIPE, cwd=out.parent)
     peak_total = peak_single = 0
     while proc.poll() is None:
         try:
