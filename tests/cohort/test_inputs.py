@@ -166,10 +166,13 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     # enough partitions that Ctrl-C, sent when the first one is done, lands mid-run
     write_cohort(tmp_path / "export", 2400, seed=11, as_of=AS_OF.date())
     out = tmp_path / "out"
+    # Ctrl-C in a terminal reaches a process with Python's default SIGINT handler; a test run
+    # started in the background (nohup, `&` in a script) would hand an ignored SIGINT down.
+    start = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
     cmd = [
         sys.executable,
         "-c",
-        "from cds.cli import main; main()",
+        start + "from cds.cli import main; main()",
         "cohort",
         "run",
         str(tmp_path / "export"),

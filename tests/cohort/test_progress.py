@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from pathlib import Path
 
 from rich.progress import Progress as Bar
@@ -39,13 +40,15 @@ def test_pool_workers_count_every_patient_they_take_up_in_shared_memory(tmp_path
     ingest_ndjson(classify(tmp_path / "in"), db, lambda record: None)
     (part,) = plan_partitions(db, 100)
     taken = multiprocessing.get_context("spawn").Value("q", 0)
-    runner._init_worker(taken)  # what each pool process runs first
+    sigint = signal.getsignal(signal.SIGINT)
+    runner._init_worker(taken)  # what each pool process runs first (it also ignores Ctrl-C)
     try:
         result = run_task(
             Task(0, SpillSource(str(db), part, "in"), RulesSpec.from_dir(RULES, {"approved"}, False), AS_OF)
         )
     finally:
         report_progress(None)
+        signal.signal(signal.SIGINT, sigint)  # later tests' subprocesses must not inherit it
     assert taken.value == result.counts["patients_in"] == 25
 
 
