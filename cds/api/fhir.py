@@ -35,6 +35,7 @@ from cds.api.netguard import guarded_transport
 from cds.api.services import PATIENT_KEY, PATIENT_TOKEN
 from cds.api.settings import Settings
 from cds.errors import BadPrefetch, DataUnavailable
+from cds.fhir.parse import MED_TYPES
 
 JSON = dict[str, Any]
 log = logging.getLogger("cds.api.fhir")
@@ -124,12 +125,7 @@ def _bundle_resources(bundle: JSON, key: str) -> list[JSON]:
 # per call (more distinct Medication resources than that is not a chart, it is an attack).
 REFERENCED_MEDICATIONS = "referencedMedications"
 MAX_MEDICATION_READS = 50
-_MEDICATION_RECORDS = (
-    "MedicationRequest",
-    "MedicationAdministration",
-    "MedicationStatement",
-    "MedicationDispense",
-)
+_MEDICATION_READ = re.compile(r"Medication/[A-Za-z0-9\-.]{1,64}")  # a relative literal reference
 
 
 def missing_medications(results: dict[str, list[JSON]]) -> list[str]:
@@ -142,7 +138,7 @@ def missing_medications(results: dict[str, list[JSON]]) -> list[str]:
             rtype = resource.get("resourceType")
             if rtype == "Medication" and isinstance(resource.get("id"), str):
                 present.add(f"Medication/{resource['id']}")
-            if rtype in _MEDICATION_RECORDS:
+            if rtype in MED_TYPES:
                 ref = resource.get("medicationReference")
                 target = ref.get("reference") if isinstance(ref, dict) else None
                 if isinstance(target, str) and _MEDICATION_READ.fullmatch(target):
@@ -150,7 +146,6 @@ def missing_medications(results: dict[str, list[JSON]]) -> list[str]:
     return sorted(wanted - present)
 
 
-_MEDICATION_READ = re.compile(r"Medication/[A-Za-z0-9\-.]{1,64}")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
 

@@ -9,7 +9,7 @@ Every fact records the FHIR resources it came from in ``provenance`` (path -> re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -423,42 +423,13 @@ def _keyed(field: Any) -> bool:
     return isinstance(extra, dict) and extra.get("keyed_by") == "agent"
 
 
-def leaf_paths(
-    model: type[BaseModel] = PatientFacts, prefix: str = "", agents: Iterable[str] = ()
-) -> dict[str, Any]:
-    """Every dotted leaf path of the fact model with its annotation (for rule-path checks).
-    Agent-keyed facts expand to one path per catalogue agent (``therapy.on.<agent>``)."""
-    agent_ids = tuple(agents)
-    paths: dict[str, Any] = {}
+def _leaves(model: type[BaseModel], prefix: str, agents: tuple[str, ...]) -> Iterator[tuple[str, Any, str]]:
+    """(dotted path, annotation, description) of every leaf of the fact model; agent-keyed facts
+    expand to one path per catalogue agent. The one walk behind the paths rules may name and the
+    paths authors are shown, so the two cannot disagree."""
     if model is Exposures:
-        for agent in agent_ids:
-            paths.update(leaf_paths(AgentExposure, f"{prefix}{agent}.", agent_ids))
-    for name, field in model.model_fields.items():
-        if field.exclude:
-            continue
-        annotation = field.annotation
-        path = f"{prefix}{name}"
-        if _keyed(field):
-            value_type = get_args(annotation)[1]
-            for agent in agent_ids:
-                paths[f"{path}.{agent}"] = value_type
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            paths.update(leaf_paths(annotation, path + ".", agent_ids))
-        else:
-            paths[path] = annotation
-    return paths
-
-
-def fact_descriptions(
-    model: type[BaseModel] = PatientFacts, prefix: str = "", agents: Iterable[str] = ()
-) -> dict[str, tuple[str, str]]:
-    """Every fact path a rule may name -> (value type, description), for authors: the same paths
-    as :func:`leaf_paths`, with the model's own words (``cds rules facts``)."""
-    agent_ids = tuple(agents)
-    out: dict[str, tuple[str, str]] = {}
-    if model is Exposures:
-        for agent in agent_ids:
-            out.update(fact_descriptions(AgentExposure, f"{prefix}{agent}.", agent_ids))
+        for agent in agents:
+            yield from _leaves(AgentExposure, f"{prefix}{agent}.", agents)
     for name, field in model.model_fields.items():
         if field.exclude:
             continue
@@ -467,13 +438,29 @@ def fact_descriptions(
         words = field.description or ""
         if _keyed(field):
             value_type = get_args(annotation)[1]
-            for agent in agent_ids:
-                out[f"{path}.{agent}"] = (_type_name(value_type), words)
+            for agent in agents:
+                yield f"{path}.{agent}", value_type, words
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            out.update(fact_descriptions(annotation, path + ".", agent_ids))
+            yield from _leaves(annotation, path + ".", agents)
         else:
-            out[path] = (_type_name(annotation), words)
-    return out
+            yield path, annotation, words
+
+
+def leaf_paths(
+    model: type[BaseModel] = PatientFacts, prefix: str = "", agents: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Every dotted leaf path of the fact model with its annotation (for rule-path checks).
+    Agent-keyed facts expand to one path per catalogue agent (``therapy.on.<agent>``)."""
+    return {path: annotation for path, annotation, _words in _leaves(model, prefix, tuple(agents))}
+
+
+def fact_descriptions(
+    model: type[BaseModel] = PatientFacts, prefix: str = "", agents: Iterable[str] = ()
+) -> dict[str, tuple[str, str]]:
+    """Every fact path a rule may name -> (value type, description), for authors: the same paths
+    as :func:`leaf_paths`, with the model's own words (``cds rules facts``)."""
+    leaves = _leaves(model, prefix, tuple(agents))
+    return {path: (_type_name(annotation), words) for path, annotation, words in leaves}
 
 
 def _type_name(annotation: Any) -> str:

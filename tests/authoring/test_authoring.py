@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,13 +21,6 @@ from tests.authoring.workbench_helpers import commit_all
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "fhir_samples"
 runner = CliRunner()
-
-
-@pytest.fixture()
-def rules(tmp_path: Path) -> Path:
-    target = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", target)
-    return target
 
 
 def _cond(raw: dict[str, object]) -> analysis.Condition:
@@ -355,11 +347,9 @@ def test_unknown_fact_path_names_the_closest_paths() -> None:
         parse_condition({"therapy.on_tdm1": True}, {}, fact_types, "rule")
 
 
-def test_changing_a_shared_parameter_warns_every_other_ruleset_that_uses_it(tmp_path: Path) -> None:
+def test_changing_a_shared_parameter_warns_every_other_ruleset_that_uses_it(rules: Path) -> None:
     """platelets_grade3_below is declared in tdm1-safety and read by tdxd-safety too: editing it
     changes T-DXd's approved behaviour, so lint says so on the T-DXd file."""
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
     commit_all(rules)
     path = rules / "tdm1-safety.yaml"
     path.write_text(

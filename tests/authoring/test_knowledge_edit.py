@@ -5,7 +5,6 @@ changelog for knowledge files."""
 from __future__ import annotations
 
 import difflib
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,6 @@ from tests.authoring.workbench_helpers import copy_rules
 ROOT = Path(__file__).resolve().parents[2]
 OBS = "valuesets/observations.yaml"
 runner = CliRunner()
-
-
-@pytest.fixture()
-def rules(tmp_path: Path) -> Path:
-    target = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", target)
-    return target
 
 
 def _unit() -> knowledge_edit.MemberEdit:

@@ -5,7 +5,6 @@ All on copies of the real rules and samples."""
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import date
 from pathlib import Path
 
@@ -29,13 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "fhir_samples"
 REVIEWER = "Test Pharmacist"
 runner = CliRunner()
-
-
-@pytest.fixture()
-def rules(tmp_path: Path) -> Path:
-    target = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", target)
-    return target
 
 
 def _warnings_about(report: LintReport, a: str, b: str) -> list[str]:

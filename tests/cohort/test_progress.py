@@ -18,19 +18,27 @@ from cds.cohort.worker import RulesSpec, SpillSource, Task, report_progress, run
 from tests.cohort.helpers import AS_OF, RULES
 
 
-def test_in_process_progress_advances_once_per_patient(tmp_path: Path) -> None:
-    write_cohort(tmp_path / "in", 30, seed=3, as_of=AS_OF.date())
+def progress_steps(
+    tmp_path: Path, patients: int, seed: int, processes: int, partition_size: int
+) -> list[int]:
+    """The progress advances a cohort run of ``patients`` synthetic patients reports."""
+    write_cohort(tmp_path / "in", patients, seed=seed, as_of=AS_OF.date())
     steps: list[int] = []
     options = RunOptions(
         input=tmp_path / "in",
         out=tmp_path / "out",
         as_of=AS_OF,
         rules_dir=RULES,
-        processes=1,
-        partition_size=10,
+        processes=processes,
+        partition_size=partition_size,
         report=False,
     )
     run_cohort(options, Progress(evaluate_advance=steps.append))
+    return steps
+
+
+def test_in_process_progress_advances_once_per_patient(tmp_path: Path) -> None:
+    steps = progress_steps(tmp_path, 30, seed=3, processes=1, partition_size=10)
     assert steps == [1] * 30  # one step per patient, not one jump of 10 per partition
 
 
@@ -53,18 +61,7 @@ def test_pool_workers_count_every_patient_they_take_up_in_shared_memory(tmp_path
 
 
 def test_pool_progress_adds_up_to_the_cohort(tmp_path: Path) -> None:
-    write_cohort(tmp_path / "in", 40, seed=5, as_of=AS_OF.date())
-    steps: list[int] = []
-    options = RunOptions(
-        input=tmp_path / "in",
-        out=tmp_path / "out",
-        as_of=AS_OF,
-        rules_dir=RULES,
-        processes=2,
-        partition_size=20,
-        report=False,
-    )
-    run_cohort(options, Progress(evaluate_advance=steps.append))
+    steps = progress_steps(tmp_path, 40, seed=5, processes=2, partition_size=20)
     assert sum(steps) == 40
 
 
