@@ -120,7 +120,7 @@ def stages(
             clock.spent = 0.0
             t0 = time.process_time()
             raw = raw_patient_from_bytes(data)
-            if evaluator.remember_verdicts:  # as the service: a record kept by content, if any
+            if evaluator.records is not None:  # as the service: a record kept by content, if any
                 record, _lock = evaluator.records.record(raw, None, lambda raw=raw: evaluator.parse(raw))
             else:
                 record = evaluator.parse(raw)

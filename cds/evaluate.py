@@ -66,7 +66,7 @@ class Evaluator:
         # content hash; a cohort, where every resource is new, would only pay for the hashing
         self.remember_verdicts = remember_verdicts
         # ... and keeps whole parsed records by content (cds/record_memo.py)
-        self.records = RecordMemo()
+        self.records = RecordMemo() if remember_verdicts else None
         self.engine = RuleEngine(library)
         self._rulesets = [RulesetRef(name=r.name, version=r.version) for r in library.rulesets]
         self._reads = Reads(platelets_since_dose=agents_read(library, PLATELETS_SINCE_DOSE))
@@ -97,7 +97,7 @@ class Evaluator:
         self, raw: RawPatient, *, as_of: datetime, order: JSON | None = None, trace: bool = False
     ) -> Result:
         """Evaluate one patient as of an instant, optionally with a draft order under review."""
-        if not self.remember_verdicts:
+        if self.records is None:
             return self.evaluate_record(self.parse(raw, order), as_of=as_of, trace=trace)
         record, lock = self.records.record(raw, order, lambda: self.parse(raw, order))
         with lock:
