@@ -125,14 +125,15 @@ def _bundle_resources(bundle: JSON, key: str) -> list[JSON]:
 # per call (more distinct Medication resources than that is not a chart, it is an attack).
 REFERENCED_MEDICATIONS = "referencedMedications"
 MAX_MEDICATION_READS = 50
-_MEDICATION_READ = re.compile(r"Medication/[A-Za-z0-9\-.]{1,64}")  # a relative literal reference
+# a relative literal reference, optionally versioned (read as a FHIR vread)
+_MEDICATION_READ = re.compile(r"(Medication/[A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?")
 
 
 def missing_medications(results: dict[str, list[JSON]]) -> list[str]:
-    """``Medication/<id>`` references of the medication records that no received resource (nor a
-    contained one) answers, sorted: what a read must bring in."""
+    """``Medication/<id>`` references (optionally versioned) of the medication records that no
+    received resource (nor a contained one) answers, sorted: what a read must bring in."""
     present: set[str] = set()
-    wanted: set[str] = set()
+    wanted: dict[str, str] = {}  # reference as written -> Medication/<id>
     for resources in results.values():
         for resource in resources:
             rtype = resource.get("resourceType")
@@ -141,9 +142,9 @@ def missing_medications(results: dict[str, list[JSON]]) -> list[str]:
             if rtype in MED_TYPES:
                 ref = resource.get("medicationReference")
                 target = ref.get("reference") if isinstance(ref, dict) else None
-                if isinstance(target, str) and _MEDICATION_READ.fullmatch(target):
-                    wanted.add(target)
-    return sorted(wanted - present)
+                if isinstance(target, str) and (match := _MEDICATION_READ.fullmatch(target)):
+                    wanted[target] = match.group(1)
+    return sorted(reference for reference, plain in wanted.items() if plain not in present)
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -443,7 +444,9 @@ class FhirFetcher:
             except DataUnavailable as exc:
                 log.debug("referenced %s not read: %s", reference, exc.detail)
                 return None
-            ok = isinstance(value, dict) and f"{value.get('resourceType')}/{value.get('id')}" == reference
+            match = _MEDICATION_READ.fullmatch(reference)
+            plain = match.group(1) if match else None
+            ok = isinstance(value, dict) and f"{value.get('resourceType')}/{value.get('id')}" == plain
             if ok:
                 call.take_resources(1, REFERENCED_MEDICATIONS)
             return value if ok else None

@@ -632,7 +632,7 @@ class _Parser:
                     None,
                 )
             else:
-                medication = self.raw.medications.get(reference)
+                medication = self._referenced_medication(reference)
         if medication is None:
             return Codings.of(display) if isinstance(display, str) else Codings((), ())
         base = Codings.of(medication.get("code"))
@@ -649,6 +649,13 @@ class _Parser:
             texts.append(display.lower())
         return Codings(tuple(codes), tuple(texts))
 
+    def _referenced_medication(self, reference: str) -> JSON | None:
+        """The Medication a medicationReference names: by the reference as written (``Medication/x``
+        or an entry's fullUrl), else by its Type/id as other references are resolved (a versioned
+        ``Medication/x/_history/2``, an absolute URL)."""
+        found = self.raw.medications.get(reference)
+        return found if found is not None else self.raw.medications.get(self._resolve(reference))
+
     def _note_unresolved_medication(self, resource: JSON) -> None:
         """A medication record naming its drug only by a reference the record does not hold (no
         Medication sent, no display) may be HER2 therapy: dropping it would shift the line of therapy
@@ -660,7 +667,11 @@ class _Parser:
         if isinstance(ref, dict) and isinstance(ref.get("display"), str) and ref["display"].strip():
             return  # named in words: read as written (an unlisted drug is not ours)
         contained = {c.get("id") for c in resource.get("contained") or [] if isinstance(c, dict)}
-        if target[1:] in contained if target.startswith("#") else target in self.raw.medications:
+        if target.startswith("#"):
+            resolved = target[1:] in contained
+        else:
+            resolved = self._referenced_medication(target) is not None
+        if resolved:
             return  # resolved: its codes simply name no catalogued drug
         if _str(resource.get("status")) in MED_BAD_STATUS:
             return

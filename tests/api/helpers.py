@@ -158,7 +158,7 @@ def fhir_double(data: FhirData, jwks: dict[str, JSON], page_size: int = 20) -> t
             if mode == "outcome":
                 return JSONResponse(OUTCOME)
             rtype, rid = rest.split("/", 1)
-            resource = data.read(rtype, rid)
+            resource = data.read(rtype, rid.split("/_history/", 1)[0])  # a vread: one version held
             if resource is None:
                 return JSONResponse(OUTCOME, status_code=404)
             return JSONResponse(resource)

@@ -263,6 +263,28 @@ def test_drug_named_by_reference_is_read_from_the_fhir_server_when_not_sent(
     ]
 
 
+def test_drug_named_by_a_versioned_reference_is_read_with_a_vread(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Medication/x/_history/2`` is read as written (a FHIR vread) and resolves like the plain
+    reference: the same third line, no unreadable-data gap."""
+    sample = samples["rw-bundled-medication"]
+    referring = [r for r in fhir_data.by_patient[sample.patient_id] if "medicationReference" in r]
+    assert referring
+    for resource in referring:
+        target = resource["medicationReference"]["reference"]
+        monkeypatch.setitem(resource["medicationReference"], "reference", f"{target}/_history/2")
+    start = len(service.fhir_log.requests)
+    body = hook_body("patient-view", sample.patient_id, fhir_server=service.fhir_base)
+    response = service.call(SERVICE, body)
+    assert response.status_code == 200, response.text
+    assert card_codes(response.json()) == [c for c in sample.expected if not c.startswith("info.")]
+    reads = [r.split("?")[0] for r in service.fhir_log.requests[start:] if "/Medication/" in r]
+    assert [r.rsplit("/", 4)[-4:] for r in reads] == [
+        ["Medication", "rw-bundled-medication-med1", "_history", "2"]
+    ]
+
+
 def test_drug_named_by_reference_is_read_when_the_prefetch_lacks_it(
     service: Service, samples: dict[str, Sample], fhir_data: FhirData
 ) -> None:

@@ -444,6 +444,25 @@ def test_referenced_medication_in_the_record_is_read_from_its_code(evaluator: Ev
     )
 
 
+@pytest.mark.parametrize(
+    "target", ["Medication/m1/_history/3", "https://ehr.example.org/fhir/Medication/m1/_history/3"]
+)
+def test_referenced_medication_by_a_versioned_or_absolute_reference_is_read_from_its_code(
+    evaluator: Evaluator, target: str
+) -> None:
+    """Resolved by its Type/id like every other reference, not reported as missing."""
+    f = facts(evaluator, breast(), referenced("s1", target), tdm1_medication("m1"))
+    assert (
+        f.get("therapy.on.tdm1"),
+        f.resources_for("therapy.on.tdm1"),
+        f.get("review.unreadable_data"),
+    ) == (
+        True,
+        ["MedicationStatement/s1"],
+        False,
+    )
+
+
 def test_referenced_medication_missing_from_the_record_is_an_unreadable_data_gap(
     evaluator: Evaluator,
 ) -> None:
