@@ -353,10 +353,11 @@ def patient_key(resource: dict[str, Any]) -> str | None:
 
 
 def medication_refs(resource: dict[str, Any]) -> list[str]:
-    """``Medication/<id>`` references a medication resource makes (resolved from Medication.ndjson)."""
+    """``Medication/<id>`` references a medication resource makes (resolved from Medication.ndjson;
+    relative, absolute or versioned, by the Medication's id as the reader resolves them)."""
     ref = resource.get("medicationReference")
     if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
         target: str = ref["reference"]
         if target.startswith("Medication/") or "/Medication/" in target:
-            return ["Medication/" + target.rsplit("Medication/", 1)[1]]
+            return ["Medication/" + target.rsplit("Medication/", 1)[1].split("/_history/", 1)[0]]
     return []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow.compute as pc
+import pytest
 from typer.testing import CliRunner
 
 from cds import Evaluator
@@ -116,3 +117,24 @@ def test_patient_rows_carry_the_facts(tmp_path: Path) -> None:
     row = findings.filter(mask).to_pylist()[0]
     assert (row["kind"], row["severity"], row["action"]) == ("alert", "critical", "hold")
     assert "labs.platelets.value=" in row["key_facts"] and "Observation/" in row["resources"]
+
+
+@pytest.mark.parametrize("suffix", ["", "/_history/2"], ids=["plain", "versioned"])
+def test_bulk_medication_referenced_by_its_id_is_joined_to_the_patient(
+    tmp_path: Path, evaluator: Evaluator, suffix: str
+) -> None:
+    """rw-bundled-medication names T-DM1 only through Medication/<id> (Medication.ndjson of the
+    export), plainly or versioned: the cohort joins it to the patient and finds what a per-patient
+    evaluation finds, with no record skipped as unreadable."""
+    doc = orjson.loads((SAMPLES / "rw-bundled-medication.json").read_bytes())
+    for entry in doc["entry"]:
+        ref = entry["resource"].get("medicationReference")
+        if ref:
+            ref["reference"] += suffix
+    bundle = tmp_path / "rw-bundled-medication.json"
+    bundle.write_bytes(orjson.dumps(doc))
+    bundles_to_bulk([bundle], tmp_path / "export")
+    summary = run(tmp_path / "export", tmp_path / "out").data
+    assert (summary["evaluated"], summary["skipped_resources"], summary["lines"]["medications"]) == (1, 0, 1)
+    patients = table(tmp_path / "out", "patients")
+    assert patients["evaluation_sha256"].to_pylist() == list(direct_digests(evaluator, [bundle]).values())
