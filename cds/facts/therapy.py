@@ -91,6 +91,15 @@ def doses(
     return sorted(out, key=lambda d: (d.day, d.event.ref))
 
 
+def doses_by_agent(all_doses: list[Dose]) -> dict[str, list[Dose]]:
+    """Each agent's doses in the order of ``all_doses``: one pass instead of one per catalogue agent."""
+    index: dict[str, list[Dose]] = {}
+    for dose in all_doses:
+        for agent in dose.agents:
+            index.setdefault(agent, []).append(dose)
+    return index
+
+
 def counted_doses(all_doses: list[Dose], agent: str) -> list[Dose]:
     """The doses of an agent that count as doses given, one per day: administrations when there
     are any, else the orders (per-cycle orders), else dispenses. Statements never count doses."""
@@ -182,6 +191,7 @@ class TherapyResult:
 
 def _exposures(
     all_doses: list[Dose],
+    per_agent: dict[str, list[Dose]],
     catalogue: Catalogue,
     since: date | None,
     surgery: date | None,
@@ -190,14 +200,14 @@ def _exposures(
 ) -> Exposures:
     exposures = Exposures()
     for key in catalogue.agent_ids():
-        mine = [d for d in all_doses if key in d.agents]
+        mine = per_agent.get(key)
         if not mine:
             continue
         exposure = AgentExposure(
             ever=True,
             metastatic=since is not None and any(d.last_day >= since for d in mine),
             adjuvant=early and surgery is not None and any(d.day > surgery for d in mine),
-            doses_given=len(counted_doses(all_doses, key)),
+            doses_given=len(counted_doses(mine, key)),
             first=mine[0].day.isoformat(),
             last=max(d.last_day for d in mine).isoformat(),
         )
@@ -451,7 +461,8 @@ def derive_therapy(
     today = as_of.date()
     active_days = params.days("active_therapy_days")
     all_doses = doses(events, vs, today, active_days)
-    exposure = _exposures(all_doses, catalogue, since, surgery, early, provenance)
+    per_agent = doses_by_agent(all_doses)
+    exposure = _exposures(all_doses, per_agent, catalogue, since, surgery, early, provenance)
     # An exposure without any date cannot be placed in a line: it still counts as given (so "no
     # prior T-DXd" cannot pass), and the lines are unknown (fail safe: no line-based recommendation).
     undated = [e for e in events if e.start is None and not e.held and e.source != "draft" and e.agents]
@@ -535,13 +546,13 @@ def derive_therapy(
             provenance[f"therapy.on.{key}"] = [d.event.ref for d in recent if key in d.agents] + (
                 [draft.ref] if draft is not None and key in draft_agents else []
             )
-        records = [d for d in all_doses if key in d.agents]
+        records = per_agent.get(key, [])
         before = [d for d in records if _before(d.event, as_of)]
         therapy.started[key] = bool(before)
         if before:
             provenance[f"therapy.started.{key}"] = [d.event.ref for d in before]
         first_dose[key] = records[0].day if records else None
-        counted = counted_doses(all_doses, key)
+        counted = counted_doses(records, key)
         if counted:
             last_dose[key] = counted[-1].day
     her2_agents = set(catalogue.with_class(HER2))
@@ -566,7 +577,8 @@ def derive_therapy(
         if metastatic and lines_facts.current_start and lines_facts.last_her2_directed:
             course_start = max(course_start, date.fromisoformat(lines_facts.current_start))
         for key in sorted({a for d in course for a in d.agents}):
-            course_doses[key] = len([d for d in counted_doses(all_doses, key) if d.day >= course_start])
+            counted = counted_doses(per_agent.get(key, []), key)
+            course_doses[key] = len([d for d in counted if d.day >= course_start])
             therapy.doses_in_course[key] = course_doses[key]
     elif draft is not None and draft_agents & her2_agents:
         course_start = today
