@@ -214,8 +214,8 @@ def _keep(rendered: Rendered, cards: list[JSON]) -> Rendered:
     return Rendered(cards, rendered.system_actions, codes)
 
 
-async def against_fatigue(rt: Runtime, service: Service, hook: str, rendered: Rendered) -> Rendered:
-    """Hold back what the clinician need not see again.
+def against_fatigue(rt: Runtime, service: Service, hook: str, rendered: Rendered) -> Rendered:
+    """Hold back what the clinician need not see again (reads the database: call it in a worker thread).
 
     patient-view fires on every chart open: unless the service is configured for info cards, only
     actionable cards are shown. A card overridden with a coded reason stays quiet for the same
@@ -228,10 +228,10 @@ async def against_fatigue(rt: Runtime, service: Service, hook: str, rendered: Re
     if rt.settings.override_quiet_days > 0 and cards:
         issued = issued_cards(cards)
         now = stamp(rt.clock())
-        quiet = await anyio.to_thread.run_sync(lambda: rt.store.quieted(service.id, issued, now))
+        quiet = rt.store.quieted(service.id, issued, now)
         if quiet:
             held = [c for c in issued if c.uuid in quiet]
-            await anyio.to_thread.run_sync(lambda: rt.store.count_suppressed(service.id, held))
+            rt.store.count_suppressed(service.id, held)
             for c in held:
                 rt.metrics.suppressed.labels(service.id, c.code).inc()
             cards = [c for c in cards if c["uuid"] not in quiet]
@@ -257,7 +257,9 @@ async def answer(rt: Runtime, service: Service, body: bytes, call: CallRecord) -
             raise
         which = PREFETCH_DATA.get(exc.origin or "", "the patient's record")
         return with_notices(Rendered([], [], []), [notices.data_unavailable(service.id, patient_ref, which)])
-    rendered = await anyio.to_thread.run_sync(
-        lambda: evaluate(rt, service, plan, gathered, request.hookInstance)
-    )
-    return await against_fatigue(rt, service, request.hook, rendered)
+
+    def checked() -> Rendered:  # one worker thread for the evaluation and the quieting read
+        rendered = evaluate(rt, service, plan, gathered, request.hookInstance)
+        return against_fatigue(rt, service, request.hook, rendered)
+
+    return await anyio.to_thread.run_sync(checked)
