@@ -95,10 +95,10 @@ def main() -> None:
                 claims = await rt.verifier.verify(f"Bearer {bearer}", (f"/cds-services/{SERVICE}",))
                 marks.append(time.process_time())
                 record = CallRecord("service", service.id, known_service=True)  # as cds.api.deps makes it
-                request, hook = calls.read_request(body, service, record)
+                request, hook, text = calls.read_request(body, service, record)
                 marks.append(time.process_time())
                 plan = hook.read(request.context, rt.library)
-                gathered = await calls.gather(rt, request, plan.patient_id, claims.iss)
+                gathered = await calls.gather(rt, request, plan.patient_id, claims.iss, text)
                 marks.append(time.process_time())
                 rendered = await anyio.to_thread.run_sync(
                     checked, rt, service, plan, gathered, request, marks
@@ -107,7 +107,7 @@ def main() -> None:
                 await finish(rt, record, 200, rendered, None)
                 orjson.dumps({"cards": rendered.cards})
                 marks.append(time.process_time())
-                del claims, record, request, hook, plan, gathered, rendered  # as the server drops them
+                del claims, record, request, hook, text, plan, gathered, rendered  # as the server drops them
                 marks.append(time.process_time())
                 if number >= 20:  # the first calls warm the memories, as an EHR's repeat calls do
                     names = ("JWT verify + replay store", "read request", "gather prefetch")

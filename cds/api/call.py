@@ -38,26 +38,42 @@ log = logging.getLogger("cds.api")
 
 def parse_json(body: bytes) -> JSON:
     """The request body as a JSON object (400 otherwise)."""
+    return _parse_json(body, None)[0]
+
+
+def _parse_json(body: bytes, member: str | None) -> tuple[JSON, bytes | None]:
     try:
-        value = strictjson.loads(body)
+        value, text = strictjson.loads_with(body, member)
     except orjson.JSONDecodeError as exc:
         raise NotJson("request body is not JSON") from exc
     if not isinstance(value, dict):
         raise RequestRejected("request body must be a JSON object")
-    return value
+    return value, text
 
 
-def read_request(body: bytes, service: Service, call: CallRecord) -> tuple[wire.HookRequest, Hook]:
-    """Validate the CDS Hooks request for ``service`` and plan it with the hook's handler."""
+def read_request(
+    body: bytes, service: Service, call: CallRecord
+) -> tuple[wire.HookRequest, Hook, bytes | None]:
+    """Validate the CDS Hooks request for ``service`` and plan it with the hook's handler; also
+    orjson's text of ``request.prefetch``, when the duplicate-key check wrote it (else None)."""
+    value, text = _parse_json(body, "prefetch")
     try:
-        request = wire.HookRequest.model_validate(parse_json(body))
+        request = wire.HookRequest.model_validate(value)
     except ValidationError as exc:
         raise RequestRejected(wire.describe(exc)) from exc
     call.hook, call.hook_instance = request.hook, request.hookInstance
     hook = HOOKS.get(request.hook)
     if request.hook not in service.hooks or hook is None:
         raise WrongHook(f"service {service.id} answers {', '.join(service.hooks)}, not {request.hook}")
-    return request, hook
+    return request, hook, text if _same_members(request.prefetch, value.get("prefetch")) else None
+
+
+def _same_members(validated: dict[str, Any] | None, decoded: Any) -> bool:
+    """Whether validation kept the decoded prefetch as it was (the same keys in the same order,
+    the very same values), so the text written for one is the text of the other."""
+    if validated is None or not isinstance(decoded, dict) or list(validated) != list(decoded):
+        return False
+    return all(validated[key] is item for key, item in decoded.items())
 
 
 def _dedupe(resources: list[JSON]) -> list[JSON]:
@@ -104,10 +120,17 @@ def _prefetch_text(prefetch: dict[str, Any] | None) -> bytes | None:
         return None
 
 
-async def gather(rt: Runtime, request: wire.HookRequest, patient_id: str, issuer: str | None) -> Gathered:
+async def gather(
+    rt: Runtime,
+    request: wire.HookRequest,
+    patient_id: str,
+    issuer: str | None,
+    prefetch_text: bytes | None = None,
+) -> Gathered:
     """The patient's resources: prefetch first, the client's FHIR server for the rest (412 if neither);
-    a prefetch seen before is not gathered again (cds/api/prefetched.py)."""
-    text = _prefetch_text(request.prefetch)
+    a prefetch seen before is not gathered again (cds/api/prefetched.py). ``prefetch_text``:
+    ``orjson.dumps(request.prefetch)`` if the caller has it (``read_request``)."""
+    text = prefetch_text if prefetch_text is not None else _prefetch_text(request.prefetch)
     kept = rt.prefetched.get(text) if text is not None else None
     if kept is not None:
         _check_patient(kept.patient, patient_id)
@@ -240,7 +263,7 @@ def against_fatigue(rt: Runtime, service: Service, hook: str, rendered: Rendered
 
 async def answer(rt: Runtime, service: Service, body: bytes, call: CallRecord) -> Rendered:
     """The cards for one CDS Hooks call."""
-    request, hook = read_request(body, service, call)
+    request, hook, prefetch_text = read_request(body, service, call)
     plan = hook.read(request.context, rt.library)
     call.patient_id = plan.patient_id
     log.debug("call %s %s patient %s", service.id, request.hookInstance, plan.patient_id)
@@ -251,7 +274,7 @@ async def answer(rt: Runtime, service: Service, body: bytes, call: CallRecord) -
         cards = [notices.order_unreadable(service.id, patient_ref, ref, ()) for ref in plan.unreadable]
         return with_notices(Rendered([], [], []), cards)
     try:
-        gathered = await gather(rt, request, plan.patient_id, call.issuer)
+        gathered = await gather(rt, request, plan.patient_id, call.issuer, prefetch_text)
     except DataUnavailable as exc:
         if service.id not in rt.settings.warn_on_missing_data:
             raise

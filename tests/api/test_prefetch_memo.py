@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
+from cds.api.audit import CallRecord
+from cds.api.call import read_request
 from cds.api.prefetched import PrefetchMemo
 
 from .conftest import Service
@@ -99,3 +102,17 @@ def test_a_prefetch_with_a_medication_left_to_read_is_not_kept(
     read = service.call(SERVICE, body)
     assert card_codes(read.json()) == [c for c in sample.expected if not c.startswith("info.")]
     assert len(memo) == 0
+
+
+def test_the_prefetch_text_comes_from_the_duplicate_key_check(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData
+) -> None:
+    """read_request hands on the text the check wrote: exactly orjson's text of request.prefetch."""
+    sample = samples["tdm1-platelets-not-recovered"]
+    prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
+    published = service.runtime.services[SERVICE]
+    body = orjson.dumps(hook_body("patient-view", sample.patient_id, prefetch=prefetch))
+    request, _, text = read_request(body, published, CallRecord("service", SERVICE))
+    assert text is not None and text == orjson.dumps(request.prefetch)
+    body = orjson.dumps(hook_body("patient-view", sample.patient_id, fhir_server=service.fhir_base))
+    assert read_request(body, published, CallRecord("service", SERVICE))[2] is None
