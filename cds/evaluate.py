@@ -94,12 +94,21 @@ class Evaluator:
         return Result(evaluation, facts, self.engine.trace(facts, fired) if trace else None, suppressed)
 
     def evaluate(
-        self, raw: RawPatient, *, as_of: datetime, order: JSON | None = None, trace: bool = False
+        self,
+        raw: RawPatient,
+        *,
+        as_of: datetime,
+        order: JSON | None = None,
+        trace: bool = False,
+        content: bytes | None = None,
     ) -> Result:
-        """Evaluate one patient as of an instant, optionally with a draft order under review."""
+        """Evaluate one patient as of an instant, optionally with a draft order under review.
+
+        ``content``: ``cds.record_memo.content_key(raw, order)`` if the caller has it already (it
+        must be exactly that text: it finds the kept record); None: computed when needed."""
         if self.records is None:
             return self.evaluate_record(self.parse(raw, order), as_of=as_of, trace=trace)
-        record, lock = self.records.record(raw, order, lambda: self.parse(raw, order))
+        record, lock = self.records.record(raw, order, lambda: self.parse(raw, order), content)
         with lock:
             return self.evaluate_record(record, as_of=as_of, trace=trace)
 

@@ -41,6 +41,21 @@ def content_key(raw: RawPatient, order: JSON | None) -> bytes | None:
         return None
 
 
+_NO_ORDER = b",null]"
+
+
+def with_order(plain: bytes, order: JSON | None) -> bytes | None:
+    """``content_key(raw, order)`` from ``plain = content_key(raw, None)``, without serialising the
+    record again: orjson writes a list as ``[`` + its items joined by ``,`` + ``]`` (no whitespace),
+    so the two texts differ only in the last item, ``null`` in ``plain``."""
+    if order is None:
+        return plain
+    try:
+        return plain[: -len(_NO_ORDER)] + b"," + orjson.dumps(order) + b"]"
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
 class RecordMemo:
     """The most recently used parsed records (at most ``size``, their contents at most
     ``content_bytes`` of JSON text in all), each with its evaluation lock."""
@@ -52,10 +67,17 @@ class RecordMemo:
         self._lock = threading.Lock()
 
     def record(
-        self, raw: RawPatient, order: JSON | None, parse: Callable[[], PatientRecord]
+        self,
+        raw: RawPatient,
+        order: JSON | None,
+        parse: Callable[[], PatientRecord],
+        key: bytes | None = None,
     ) -> tuple[PatientRecord, threading.Lock]:
-        """The kept record for this content, or a newly parsed one (kept when the content has a key)."""
-        key = content_key(raw, order)
+        """The kept record for this content, or a newly parsed one (kept when the content has a key).
+
+        ``key``: ``content_key(raw, order)`` when the caller has it already (the CDS Hooks service
+        keeps it with the prefetch it came from, cds/api/prefetched.py); None: computed here."""
+        key = content_key(raw, order) if key is None else key
         if key is None or len(key) > self.content_bytes:
             return parse(), threading.Lock()
         with self._lock:

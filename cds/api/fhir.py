@@ -70,6 +70,7 @@ class _Call:
     bytes_left: int
     resources_left: int
     limits: FetchLimits = field(repr=False, default_factory=FetchLimits)
+    requests: int = 0  # HTTP requests sent (0: the data came from the prefetch alone)
 
     def take_resources(self, count: int, key: str) -> None:
         if count > self.limits.response_resources:
@@ -273,6 +274,7 @@ class FhirFetcher:
         await self.client.aclose()
 
     async def _get(self, url: str, call: _Call) -> Any:
+        call.requests += 1
         if not fhir_server_allowed(url, call.allowed):
             raise DataUnavailable(
                 f"fetch refused: not under an allowed FHIR base ({url_problem(url) or 'not listed'})"
@@ -362,6 +364,18 @@ class FhirFetcher:
         self, templates: dict[str, str], prefetch: dict[str, Any] | None, patient_id: str, access: FhirAccess
     ) -> dict[str, list[JSON]]:
         """Every template's resources: prefetch where usable, parallel fetches for the rest."""
+        results, _ = await self.gather_noting_source(templates, prefetch, patient_id, access)
+        return results
+
+    async def gather_noting_source(
+        self, templates: dict[str, str], prefetch: dict[str, Any] | None, patient_id: str, access: FhirAccess
+    ) -> tuple[dict[str, list[JSON]], bool]:
+        """``gather``, and whether the result is a function of ``prefetch`` alone (given the templates).
+
+        True when no HTTP request was sent (no key fetched, no page followed, no Medication read)
+        and no medicationReference is left unresolved: then neither ``patient_id`` (it only fills
+        the templates fetched) nor ``access`` (it only matters for a request, and for whether the
+        missing Medications are read) had any effect."""
         try:
             return await self._gather(templates, prefetch, patient_id, access)
         except DataUnavailable as exc:
@@ -370,7 +384,7 @@ class FhirFetcher:
 
     async def _gather(
         self, templates: dict[str, str], prefetch: dict[str, Any] | None, patient_id: str, access: FhirAccess
-    ) -> dict[str, list[JSON]]:
+    ) -> tuple[dict[str, list[JSON]], bool]:
         call = _Call(
             access,
             self.policy.allowed_for(access.issuer),
@@ -431,7 +445,7 @@ class FhirFetcher:
             except TimeoutError:
                 found = []  # the records stay unresolved: each is skipped and raises gap.unreadable-data
             results[REFERENCED_MEDICATIONS] = found
-        return results
+        return results, call.requests == 0 and not wanted
 
     async def _read_medications(self, references: list[str], call: _Call) -> list[JSON]:
         """Read each referenced Medication (a FHIR ``read``; prefetch templates may not ``_include``).

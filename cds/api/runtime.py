@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from cds import config
 from cds.api.fhir import FhirFetcher
 from cds.api.metrics import Metrics
+from cds.api.prefetched import PrefetchMemo
 from cds.api.security import JwtVerifier, KeyCache
 from cds.api.services import Service, discovery, prefetch_templates, services
 from cds.api.settings import Settings
@@ -47,6 +48,8 @@ class Runtime:
     wording: Wording
     # the service's clock (override-aware suppression); tests pin it
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # what a prefetch came to, by its text (cds/api/prefetched.py)
+    prefetched: PrefetchMemo = field(default_factory=PrefetchMemo)
     http: httpx.AsyncClient | None = None
     fetcher: FhirFetcher | None = None
     verifier: JwtVerifier | None = None

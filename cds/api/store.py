@@ -9,6 +9,7 @@ written, not the comment (free text may hold PHI).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -30,15 +31,18 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
     func,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.sql.elements import TextClause
 
 metadata = MetaData()
 
@@ -115,6 +119,45 @@ seen_jti = Table(
     Column("jti", String(256), primary_key=True),
     Column("expires", Integer, nullable=False, index=True),
 )
+
+
+# The statements every service call runs, built once: building one costs more than the SQLite
+# query itself (SQLAlchemy coerces each clause and computes a cache key); they write the same SQL.
+_REMEMBER_JTI = seen_jti.insert()
+_AUDIT_ROW = audit.insert()
+_QUIET_CARDS = select(suppression).where(
+    suppression.c.service == bindparam("service"),
+    suppression.c.card_uuid.in_(bindparam("uuids", expanding=True)),
+    suppression.c.until > bindparam("now"),
+)
+
+
+_SHOWN_COLUMNS = (
+    "uuid",
+    "service",
+    "code",
+    "rule_id",
+    "rule_version",
+    "first_seen",
+    "last_seen",
+    "times_shown",
+    "times_suppressed",
+    "severity",
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _shown_cards(rows: int) -> TextClause:
+    """The upsert of ``rows`` shown cards, one multi-row INSERT .. ON CONFLICT (uuid) DO UPDATE, as
+    SQLAlchemy's dialect insert wrote it, in syntax SQLite and PostgreSQL share. Written out once
+    per row count because SQLAlchemy gives a multi-row insert no cache key: it compiled the
+    statement again on every call (~0.4 ms)."""
+    values = ", ".join("(" + ", ".join(f":{name}_{i}" for name in _SHOWN_COLUMNS) + ")" for i in range(rows))
+    table = issued_card.name
+    return text(
+        f"INSERT INTO {table} ({', '.join(_SHOWN_COLUMNS)}) VALUES {values} ON CONFLICT (uuid) "
+        f"DO UPDATE SET last_seen = :now, times_shown = {table}.times_shown + 1"
+    )
 
 
 def _now() -> str:
@@ -230,7 +273,7 @@ class Store:
                 if now - self._last_purge > 60:
                     conn.execute(delete(seen_jti).where(seen_jti.c.expires < int(now) - 300))
                     self._last_purge = now
-                conn.execute(seen_jti.insert().values(issuer=issuer, jti=jti, expires=expires))
+                conn.execute(_REMEMBER_JTI, {"issuer": issuer, "jti": jti, "expires": expires})
         except IntegrityError:
             return False
         return True
@@ -255,45 +298,28 @@ class Store:
         now = _now()
         with self.engine.begin() as conn:
             conn.execute(
-                audit.insert().values(
-                    at=now,
-                    service=service,
-                    hook=hook,
-                    hook_instance=hook_instance,
-                    status=status,
-                    patient_hash=self.patient_hash(patient_id) if patient_id else None,
-                    rulesets=rulesets,
-                    finding_codes=",".join(codes) or None,
-                    cards=len(cards),
-                    latency_ms=round(latency_ms, 3),
-                    issuer=issuer,
-                    reason=reason[:256] if reason else None,
-                )
+                _AUDIT_ROW,
+                {
+                    "at": now,
+                    "service": service,
+                    "hook": hook,
+                    "hook_instance": hook_instance,
+                    "status": status,
+                    "patient_hash": self.patient_hash(patient_id) if patient_id else None,
+                    "rulesets": rulesets,
+                    "finding_codes": ",".join(codes) or None,
+                    "cards": len(cards),
+                    "latency_ms": round(latency_ms, 3),
+                    "issuer": issuer,
+                    "reason": reason[:256] if reason else None,
+                },
             )
             if cards:
-                stmt = self._insert(issued_card).values(
-                    [
-                        {
-                            "uuid": c.uuid,
-                            "service": service,
-                            "code": c.code,
-                            "rule_id": c.rule_id,
-                            "rule_version": c.rule_version,
-                            "first_seen": now,
-                            "last_seen": now,
-                            "times_shown": 1,
-                            "times_suppressed": 0,
-                            "severity": c.severity,
-                        }
-                        for c in cards
-                    ]
-                )
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[issued_card.c.uuid],
-                        set_={"last_seen": now, "times_shown": issued_card.c.times_shown + 1},
-                    )
-                )
+                params: dict[str, Any] = {"now": now}
+                for i, c in enumerate(cards):
+                    row = (c.uuid, service, c.code, c.rule_id, c.rule_version, now, now, 1, 0, c.severity)
+                    params.update(zip([f"{name}_{i}" for name in _SHOWN_COLUMNS], row, strict=True))
+                conn.execute(_shown_cards(len(cards)), params)
 
     def issued(self, service: str, uuids: Sequence[str]) -> dict[str, IssuedCard]:
         """The cards this service issued, by uuid."""
@@ -372,11 +398,7 @@ class Store:
         by_uuid = {c.uuid: c for c in cards}
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(suppression).where(
-                    suppression.c.service == service,
-                    suppression.c.card_uuid.in_(sorted(by_uuid)),
-                    suppression.c.until > now,
-                )
+                _QUIET_CARDS, {"service": service, "uuids": sorted(by_uuid), "now": now}
             ).all()
         return {
             r.card_uuid

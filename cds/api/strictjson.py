@@ -11,6 +11,12 @@ it as ``\u003a``. So when the request holds no such escape, its colon count equa
 re-serialisation's exactly when no member was dropped. Anything else (an escaped colon, nesting
 orjson will not re-serialise, unequal counts) runs the exact second pass with the standard
 library's scanner, which names the duplicate or finds there is none.
+
+``loads_with`` re-serialises one top-level member on its own (and the object without it), so a
+caller that needs that member's text anyway (the CDS Hooks service keys kept prefetches by it,
+cds/api/prefetched.py) gets it from the check: orjson writes an object as ``{`` + ``"key":value``
+members joined by ``,`` + ``}``, so the colons of the whole are those of the rest, plus the
+member's own colon, plus those of its key and of its value: the same count, the same proof.
 """
 
 from __future__ import annotations
@@ -30,21 +36,36 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> None:
 
 def loads(data: bytes) -> Any:
     """orjson.loads, plus NotJson (HTTP 400) when any object repeats a key."""
+    return loads_with(data, None)[0]
+
+
+def loads_with(data: bytes, member: str | None) -> tuple[Any, bytes | None]:
+    """``loads``, and ``orjson.dumps(value[member])`` when the value is an object holding ``member``
+    and orjson can write it (None otherwise)."""
     value = orjson.loads(data)
-    if isinstance(value, dict | list) and not _no_member_dropped(data, value):
+    if not isinstance(value, dict | list):
+        return value, None
+    kept, text = _no_member_dropped(data, value, member)
+    if not kept:
         try:
             json.loads(data, object_pairs_hook=_no_duplicates)
         except RecursionError as exc:  # orjson allows deeper nesting than the stdlib scanner
             raise orjson.JSONDecodeError("JSON nested too deeply", "", 0) from exc
-    return value
+    return value, text
 
 
-def _no_member_dropped(data: bytes, value: Any) -> bool:
-    """True only if parsing kept every member (see the module docstring); False means "check"."""
-    if b"\\u003a" in data or b"\\u003A" in data:
-        return False
+def _no_member_dropped(data: bytes, value: Any, member: str | None) -> tuple[bool, bytes | None]:
+    """True only if parsing kept every member (see the module docstring); False means "check".
+    Also the text of ``value[member]``, if there is one."""
     try:
-        again = orjson.dumps(value)
+        if member is not None and isinstance(value, dict) and member in value:
+            text = orjson.dumps(value[member])
+            rest = orjson.dumps({k: v for k, v in value.items() if k != member})
+            colons = rest.count(b":") + 1 + orjson.dumps(member).count(b":") + text.count(b":")
+        else:
+            text, colons = None, orjson.dumps(value).count(b":")
     except orjson.JSONEncodeError:  # nested more than 254 levels: the exact pass decides
-        return False
-    return data.count(b":") == again.count(b":")
+        return False, None
+    if b"\\u003" in data and (b"\\u003a" in data or b"\\u003A" in data):  # one search when there is none
+        return False, text
+    return data.count(b":") == colons, text

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from cds.api.store import Store, migrate
+from cds.api.store import FeedbackItem, IssuedCard, Store, migrate
 from cds.cli import app as cli_app
 from cds.findings.cards import CARD_EXTENSION
 
@@ -172,4 +172,63 @@ def test_migrations_upgrade_a_database_made_before_them(
     assert version == "0002"
     assert tuple(kept) == (3, 0)
     migrate(store.engine)  # idempotent
+    store.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_per_call_statements_on_both_backends(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The statements every call runs (built once, cds/api/store.py): the replay store, the audit
+    row with the cards shown (upserted: counted again, first sighting kept) and the quieting read."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'calls.sqlite3'}"
+    else:
+        url = _fresh_database(request.getfixturevalue("postgres_server"))
+    store = Store(url)
+    assert store.remember("iss", "jti-1", 2_000_000_000)
+    assert not store.remember("iss", "jti-1", 2_000_000_000)  # replayed
+    assert store.remember("other-iss", "jti-1", 2_000_000_000)
+    one, two, three = (IssuedCard(f"u{n}", f"code.{n}", f"rule.{n}", "1.0.0", "warning") for n in (1, 2, 3))
+    for shown in ([one, two], [two, three], []):
+        store.record_call(
+            service="svc",
+            hook="patient-view",
+            hook_instance="h",
+            status=200,
+            patient_id="p",
+            rulesets="r@1",
+            codes=[c.code for c in shown],
+            cards=shown,
+            latency_ms=1.0,
+            issuer="iss",
+        )
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT uuid, code, first_seen, last_seen, times_shown FROM cds_issued_card ORDER BY uuid"
+            )
+        ).all()
+    assert [(r.uuid, r.code, r.times_shown) for r in rows] == [
+        ("u1", "code.1", 1),
+        ("u2", "code.2", 2),
+        ("u3", "code.3", 1),
+    ]
+    assert (
+        rows[0].first_seen
+        == rows[0].last_seen
+        == rows[1].first_seen
+        < rows[1].last_seen
+        == rows[2].first_seen
+    )
+    assert [(r["cards"], r["finding_codes"]) for r in store.audit_rows()] == [
+        (2, "code.1,code.2"),
+        (2, "code.2,code.3"),
+        (0, None),
+    ]
+    items = [FeedbackItem("u2", "overridden", "2026-11-01T10:00:00Z", "s", "c", None, False, ())]
+    store.add_feedback("svc", items, {"u2": two}, quiet_until="2026-11-08T00:00:00.000000Z")
+    assert store.quieted("svc", [one, two, three], "2026-11-02T00:00:00.000000Z") == {"u2"}
+    assert store.quieted("svc", [one, two], "2026-11-09T00:00:00.000000Z") == set()
+    assert store.quieted("other", [two], "2026-11-02T00:00:00.000000Z") == set()
     store.dispose()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds.api.strictjson import loads
+from cds.api.strictjson import loads, loads_with
 from cds.errors import NotJson
 
 KEYS = st.sampled_from(["a", "b", "subject", "patientId", "k:1", "x"])
@@ -63,6 +64,25 @@ def test_refused_exactly_when_some_object_repeats_a_key(text: str) -> None:
         assert loads(data) == json.loads(text)
 
 
+@settings(max_examples=400, deadline=None)
+@given(documents(), KEYS)
+def test_with_a_member_written_out_refused_exactly_when_some_object_repeats_a_key(
+    text: str, member: str
+) -> None:
+    """The same check when one top-level member is written on its own (its text is returned)."""
+    data = text.encode()
+    if _has_duplicates(text):
+        with pytest.raises(NotJson):
+            loads_with(data, member)
+        return
+    value, written = loads_with(data, member)
+    assert value == json.loads(text)
+    if isinstance(value, dict) and member in value:
+        assert written == orjson.dumps(value[member])
+    else:
+        assert written is None
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -75,3 +95,18 @@ def test_refused_exactly_when_some_object_repeats_a_key(text: str) -> None:
 def test_hidden_repeats_are_found(data: bytes) -> None:
     with pytest.raises(NotJson):
         loads(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"prefetch": {"p": {"id": "A"}, "p": {"id": "B"}}}',  # inside the member: fast path
+        b'{"prefetch": {"p": 1}, "prefetch": {"p": 2}}',  # the member itself repeated
+        b'{"hook": "a", "prefetch": {}, "hook": "b"}',  # in the rest
+        b'{"prefetch": {"a": "x\\u003ay", "a": 1}}',  # an escaped colon: the exact pass finds it
+        b'{"prefetch": ' + b"[" * 300 + b'{"a": 1, "a": 2}' + b"]" * 300 + b"}",  # too deep to write
+    ],
+)
+def test_repeats_are_found_when_the_prefetch_is_written_out(data: bytes) -> None:
+    with pytest.raises(NotJson):
+        loads_with(data, "prefetch")

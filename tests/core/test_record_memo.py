@@ -8,6 +8,7 @@ evaluated at one instant and then at others, gives byte for byte what a fresh ev
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ import pytest
 
 from cds import Evaluator, load_library, parse_as_of, raw_patient_from_bytes, raw_patient_from_resources
 from cds.engine.library import RuleLibrary
+from cds.errors import InputRejected
 from cds.fhir.source import RawPatient
-from cds.record_memo import RecordMemo, content_key
+from cds.record_memo import RecordMemo, content_key, with_order
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "fhir_samples").glob("*.json"))
@@ -137,3 +139,38 @@ def test_a_content_larger_than_the_whole_memo_is_never_kept(library: RuleLibrary
     first, _ = memo.record(raw, None, lambda: evaluator.parse(raw))
     second, _ = memo.record(raw, None, lambda: evaluator.parse(raw))
     assert first is not second
+
+
+def test_the_key_with_an_order_is_written_from_the_key_without_one() -> None:
+    drafts = [
+        {"resourceType": "MedicationRequest", "id": "d1", "status": "draft", "intent": "order"},
+        {"resourceType": "MedicationRequest", "id": "d:2", "note": [{"text": "a,null]"}]},
+        {},
+    ]
+    for path in SAMPLES[:5]:
+        raw = raw_patient_from_bytes(path.read_bytes(), path.name)
+        plain = content_key(raw, None)
+        assert plain is not None
+        assert with_order(plain, None) is plain
+        for draft in drafts:
+            assert with_order(plain, draft) == content_key(raw, draft)
+    assert with_order(b"[{},[],[],{},[],{},null]", {"x": {1, 2}}) is None  # not JSON: not kept
+
+
+def test_evaluation_never_changes_the_resources_it_is_given(library: RuleLibrary) -> None:
+    """The CDS Hooks service keeps a prefetch's decoded resources and evaluates them again on
+    later calls (cds/api/prefetched.py): that is exact only if no evaluation changes them."""
+    service = Evaluator(library, remember_verdicts=True)
+    changed: list[str] = []
+    drafts = [orjson.loads(p.read_bytes()) for p in sorted((ROOT / "fhir_samples" / "orders").glob("*.json"))]
+    for path in SAMPLES:
+        raw = raw_patient_from_bytes(path.read_bytes(), path.name)
+        before = copy.deepcopy(raw)
+        for as_of in INSTANTS:
+            service.evaluate(raw, as_of=as_of)
+            for draft in drafts:
+                with contextlib.suppress(InputRejected):  # a draft that cannot be read: still intact
+                    service.evaluate(raw, as_of=as_of, order=draft)
+        if orjson.dumps(before.__dict__) != orjson.dumps(raw.__dict__):
+            changed.append(path.name)
+    assert changed == []

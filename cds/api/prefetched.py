@@ -1,0 +1,81 @@
+"""A patient's data by prefetch text, for an EHR that sends the same prefetch again.
+
+An EHR calls the service again and again for the chart that is open, each time with the same
+prefetch. When a call's data came from its prefetch alone (``FhirFetcher.gather_noting_source``:
+no key fetched, no page followed, no Medication read and none left to read), the gathered
+resources, the raw patient built from them and its content key (cds/record_memo.py) are a function
+of the prefetch's value, given the worker's fixed templates. The value is named exactly by its
+text as orjson writes it again after decoding: equal texts decode to equal values (same keys in
+the same order, same types, same numbers), different values never write the same text. So the
+service keeps those three by that text, and a later call whose prefetch writes the same text
+reuses them instead of gathering, checking and serialising the record again.
+
+What depends on the call is still done for every call: the Patient must be context.patientId, the
+raw patient takes the call's origin label. Nothing is kept from a call that fetched or failed, and
+the kept resources are never changed by evaluation (the record memo already shares them across
+calls the same way).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from cds.fhir.source import RawPatient
+from cds.record_memo import CONTENT_BYTES_MAX, RECORDS_MAX
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """What a prefetch came to: the Patient of its patient key, the gathered resources, the raw
+    patient (origin of the first call) and ``content_key(raw, None)``."""
+
+    patient: JSON
+    resources: list[JSON]
+    raw: RawPatient
+    content: bytes
+
+
+class PrefetchMemo:
+    """The most recently used prefetch texts (at most ``size``, at most ``text_bytes`` of text in
+    all) with what they came to; safe to use from several threads."""
+
+    def __init__(self, size: int = RECORDS_MAX, text_bytes: int = CONTENT_BYTES_MAX) -> None:
+        self.size, self.text_bytes = size, text_bytes
+        self._entries: OrderedDict[bytes, Prefetched] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, text: bytes) -> Prefetched | None:
+        """What this prefetch text came to, if it is kept."""
+        with self._lock:
+            entry = self._entries.get(text)
+            if entry is not None:
+                self._entries.move_to_end(text)
+            return entry
+
+    def put(self, text: bytes, entry: Prefetched) -> None:
+        """Keep ``entry`` for ``text`` (a text above the byte bound is not kept)."""
+        if len(text) > self.text_bytes:
+            return
+        with self._lock:
+            if text not in self._entries:
+                self._bytes += len(text)
+            self._entries[text] = entry
+            self._entries.move_to_end(text)
+            while len(self._entries) > self.size or self._bytes > self.text_bytes:
+                old, _ = self._entries.popitem(last=False)
+                self._bytes -= len(old)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Forget every kept prefetch (benchmarks, tests)."""
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0

@@ -1,0 +1,118 @@
+"""A prefetch seen before is not gathered again (cds/api/prefetched.py): the answer is the same,
+another patient's prefetch is still refused, and data that needed the FHIR server is never kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from cds.api.audit import CallRecord
+from cds.api.call import read_request
+from cds.api.prefetched import PrefetchMemo
+
+from .conftest import Service
+from .helpers import FhirData, Sample, card_codes, hook_body, prefetch_for
+
+SERVICE = "her2-therapy-review"
+
+
+@pytest.fixture
+def memo(service: Service) -> PrefetchMemo:
+    kept: PrefetchMemo = service.runtime.prefetched
+    kept.clear()
+    return kept
+
+
+@pytest.fixture
+def gathers(service: Service, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each gather of patient data from the prefetch or the FHIR server, by the patient's id."""
+    seen: list[str] = []
+    fetcher = service.runtime.fetcher
+    original = fetcher.gather_noting_source
+
+    async def counted(templates: Any, prefetch: Any, patient_id: str, access: Any) -> Any:
+        seen.append(patient_id)
+        return await original(templates, prefetch, patient_id, access)
+
+    monkeypatch.setattr(fetcher, "gather_noting_source", counted)
+    return seen
+
+
+def test_a_repeated_prefetch_answers_the_same_without_gathering_again(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData, memo: PrefetchMemo, gathers: list[str]
+) -> None:
+    for name in ("tdm1-platelets-not-recovered", "mbc-second-line"):
+        sample = samples[name]
+        prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
+        answers = [service.call(SERVICE, hook_body("patient-view", sample.patient_id, prefetch=prefetch))]
+        answers.append(service.call(SERVICE, hook_body("patient-view", sample.patient_id, prefetch=prefetch)))
+        assert gathers == [sample.patient_id]
+        memo.clear()  # the same call again, gathered afresh
+        answers.append(service.call(SERVICE, hook_body("patient-view", sample.patient_id, prefetch=prefetch)))
+        assert gathers == [sample.patient_id] * 2
+        assert [a.status_code for a in answers] == [200] * 3
+        assert answers[0].json() == answers[1].json() == answers[2].json()
+        assert card_codes(answers[0].json()) == [c for c in sample.expected if not c.startswith("info.")]
+        gathers.clear()
+
+
+def test_a_kept_prefetch_of_one_patient_is_still_refused_for_another(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData, memo: PrefetchMemo, gathers: list[str]
+) -> None:
+    mine, other = samples["tdm1-platelets-not-recovered"], samples["mbc-second-line"]
+    prefetch = prefetch_for(fhir_data, service.templates, mine.patient_id)
+    assert (
+        service.call(SERVICE, hook_body("patient-view", mine.patient_id, prefetch=prefetch)).status_code
+        == 200
+    )
+    assert len(memo) == 1
+    refused = service.call(SERVICE, hook_body("patient-view", other.patient_id, prefetch=prefetch))
+    assert gathers == [mine.patient_id]  # the second call used the kept prefetch...
+    memo.clear()
+    fresh = service.call(SERVICE, hook_body("patient-view", other.patient_id, prefetch=prefetch))
+    assert gathers == [mine.patient_id, other.patient_id]
+    assert refused.status_code == fresh.status_code == 400  # ...and was refused as a fresh gather is
+    assert refused.json() == fresh.json()
+
+
+def test_data_that_needed_the_fhir_server_is_not_kept(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData, memo: PrefetchMemo
+) -> None:
+    sample = samples["tdm1-platelets-not-recovered"]
+    prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
+    del prefetch["labObservations"]
+    body = hook_body("patient-view", sample.patient_id, prefetch=prefetch, fhir_server=service.fhir_base)
+    assert service.call(SERVICE, body).status_code == 200
+    assert len(memo) == 0
+
+
+def test_a_prefetch_with_a_medication_left_to_read_is_not_kept(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData, memo: PrefetchMemo
+) -> None:
+    """Without fhirServer the referenced Medication cannot be read (a gap card); the same prefetch
+    with fhirServer then reads it and finds the drug: the first answer must not be reused."""
+    sample = samples["rw-bundled-medication"]
+    prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
+    alone = service.call(SERVICE, hook_body("patient-view", sample.patient_id, prefetch=prefetch))
+    assert "gap.unreadable-data" in card_codes(alone.json())
+    assert len(memo) == 0
+    body = hook_body("patient-view", sample.patient_id, prefetch=prefetch, fhir_server=service.fhir_base)
+    read = service.call(SERVICE, body)
+    assert card_codes(read.json()) == [c for c in sample.expected if not c.startswith("info.")]
+    assert len(memo) == 0
+
+
+def test_the_prefetch_text_comes_from_the_duplicate_key_check(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData
+) -> None:
+    """read_request hands on the text the check wrote: exactly orjson's text of request.prefetch."""
+    sample = samples["tdm1-platelets-not-recovered"]
+    prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
+    published = service.runtime.services[SERVICE]
+    body = orjson.dumps(hook_body("patient-view", sample.patient_id, prefetch=prefetch))
+    request, _, text = read_request(body, published, CallRecord("service", SERVICE))
+    assert text is not None and text == orjson.dumps(request.prefetch)
+    body = orjson.dumps(hook_body("patient-view", sample.patient_id, fhir_server=service.fhir_base))
+    assert read_request(body, published, CallRecord("service", SERVICE))[2] is None
