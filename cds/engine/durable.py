@@ -18,6 +18,13 @@ never match. So facts are encoded here (``encode_fact``): every finite float exa
 fraction before any exponent; a non-finite float or an out-of-range integer is refused with an
 ``EvaluationError`` naming the fact path before anything reaches durable (the FHIR readers keep
 such values out of the facts, so this is a guard, not a path data can take).
+
+Speed, same decisions: durable's Python action loop reads and writes its session state and each
+fired action's message (the whole fact) with the standard ``json`` module; ``_Json`` gives that
+loop orjson wherever orjson reads and writes the same values (``_plain``), and the standard
+module otherwise. And an assert is a pure function of the fact's text (a fresh session per fact,
+deleted after), so the rules that fired are remembered by that text (``MEMO_MAX`` facts per
+runner): the CDS Hooks service sees the same chart's facts call after call.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import copy
 import itertools
 import json
 import math
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -40,6 +48,31 @@ _LOCK = threading.Lock()
 _SIDS = itertools.count(1)
 SENTINEL = "cds-sentinel"
 _MARK = "cds_fact"
+MEMO_MAX = 2048  # remembered facts per runner (each about 2 KB of text)
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+class _Json:
+    """The ``json`` that durable's engine module calls: orjson when it writes the same values as
+    the standard module (``_plain``) or can read the text, else the standard module itself."""
+
+    @staticmethod
+    def loads(text: str | bytes) -> Any:
+        if _LONG_DIGITS.search(text if isinstance(text, str) else text.decode()):
+            return json.loads(text)  # orjson reads an integer beyond 64 bits as a float
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:  # what orjson refuses (NaN, Infinity): as before
+            return json.loads(text)
+
+    @staticmethod
+    def dumps(value: Any, **options: Any) -> str:
+        if options in ({}, {"ensure_ascii": False}) and type(value) is dict and _plain(value):
+            return orjson.dumps(value).decode()
+        return json.dumps(value, **options)
+
+
+_engine.json = _Json
 
 
 class _Host(_engine.Host):  # type: ignore[misc]
@@ -67,19 +100,44 @@ class DurableRunner:
         except Exception as exc:  # durable raises bare Exception for bad definitions
             raise EvaluationError(f"durable_rules rejected the compiled rulesets: {exc}") from exc
         self.names = tuple(definitions)
+        self._fired: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def fire(self, ruleset: str, fact: dict[str, Any]) -> list[str]:
         """Rule ids that fired for ``fact``, in firing order (callers sort; never rely on it)."""
         if ruleset not in self.names:
             raise EvaluationError(f"ruleset {ruleset} is not loaded")
+        text = encode_fact(fact)
+        key = (ruleset, text)
+        known = self._fired.get(key)
+        if known is not None:
+            return list(known)
+        fired = self._fire(ruleset, fact, text)
+        with _LOCK:
+            if len(self._fired) >= MEMO_MAX:
+                self._fired.clear()
+            self._fired[key] = tuple(fired)
+        return fired
+
+    def forget(self) -> None:
+        """Forget the remembered asserts (a benchmark of new patients asserts every fact)."""
+        with _LOCK:
+            self._fired.clear()
+
+    def _fire(self, ruleset: str, fact: dict[str, Any], text: str) -> list[str]:
+        """One assert in a session of its own (deleted after); ``text`` is ``encode_fact(fact)``."""
         with _LOCK:
             sid = str(next(_SIDS))
             message = dict(fact)
             message["sid"] = sid
             message[_MARK] = 1
+            if "sid" in fact or _MARK in fact:  # overwritten, as the dict above does
+                message_text = encode_fact(message)
+            else:  # the fact's text with the two keys added (both plain: the same encoding)
+                tail = f'"sid":"{sid}","{_MARK}":1}}'
+                message_text = f"{text[:-1]},{tail}" if fact else "{" + tail
             try:
                 try:
-                    self._assert(ruleset, message)
+                    self._assert(ruleset, message, message_text)
                 except _engine.MessageNotHandledException as exc:  # the sentinel always matches
                     raise EvaluationError(f"{ruleset}: fact not handled despite the sentinel rule") from exc
                 state = self._host.get_state(ruleset, sid)
@@ -94,9 +152,8 @@ class DurableRunner:
                 with contextlib.suppress(Exception):  # error 309: no session; nothing to free
                     self._host.delete_state(ruleset, sid)
 
-    def _assert(self, ruleset: str, message: dict[str, Any]) -> None:
+    def _assert(self, ruleset: str, message: dict[str, Any], text: str) -> None:
         """``Host.assert_fact`` with our own encoding of the fact (see the module docstring)."""
-        text = encode_fact(message)
         rules = self._host.get_ruleset(ruleset)
 
         def assert_text(fact: dict[str, Any]) -> Any:

@@ -132,6 +132,10 @@ class RuleEngine:
         self._groups = _groups(library)
         self._runner = DurableRunner({g.durable_name: g.definition for g in self._groups})
 
+    def forget(self) -> None:
+        """Forget which rules fired for facts seen before (see ``DurableRunner.forget``)."""
+        self._runner.forget()
+
     def fire(self, facts: PatientFacts) -> list[Fired]:
         """Fire every loaded ruleset on the facts; deterministic order (ruleset, rule id)."""
         get = getter(facts)

@@ -22,6 +22,7 @@ from cds.facts.params import Params
 from cds.fhir.records import MedicationEvent, ObservationRecord
 from cds.fhir.valuesets import ValueSets
 from cds.knowledge.catalogue import Catalogue, DoseSpec
+from cds.quick import quick_init
 
 EPSILON = 1e-9  # float noise: 2.4 mg/kg - 5% must be exactly 2.28
 HER2 = "her2_directed"
@@ -38,6 +39,7 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
+@quick_init
 @dataclass(frozen=True)
 class Dose:
     """One exposure record reduced to what line counting needs."""

@@ -13,11 +13,13 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from cds.fhir.valuesets import Codings
+from cds.quick import quick_init
 
 if TYPE_CHECKING:
     from cds.fhir.settle import Settlement
 
 
+@quick_init
 @dataclass(frozen=True, order=True)
 class When:
     """A FHIR date/dateTime: the UTC instant it starts at and whether only a date was given."""
@@ -50,6 +52,7 @@ class PatientInfo:
     birth_date: date | None
 
 
+@quick_init
 @dataclass(frozen=True)
 class ObservationRecord:
     """One usable Observation (status final/amended/corrected) of a known kind."""
@@ -69,6 +72,7 @@ class ObservationRecord:
     quantity_unit: str | None = None  # the unit of a plain number (ER/PR "%")
 
 
+@quick_init
 @dataclass(frozen=True)
 class ConditionRecord:
     """A Condition that belongs to one or more known concepts."""
@@ -90,6 +94,7 @@ class ConditionRecord:
         return self.onset or self.recorded
 
 
+@quick_init
 @dataclass(frozen=True)
 class ProcedureRecord:
     """A completed Procedure of a known concept (breast surgery, hysterectomy...)."""
@@ -108,6 +113,7 @@ class AllergyRecord:
     taxane_class: bool
 
 
+@quick_init
 @dataclass(frozen=True)
 class MedicationEvent:
     """One exposure record (administration, dispense, order or statement) or the draft order.
@@ -135,6 +141,7 @@ class MedicationEvent:
     text: str = ""
 
 
+@quick_init
 @dataclass(frozen=True)
 class Skipped:
     """A resource that was not used, and why (clinical-spec §3 ``skipped``)."""
