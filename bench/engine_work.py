@@ -8,8 +8,9 @@ taking the difference of two counts).
 process has not seen (their facts are alike, so the engine is told to forget the rules it fired
 before each one: every patient's facts are asserted in durable_rules). ``cohort-patient``:
 synthetic cohort patients (``cds cohort synth --seed 7``, about 45 resources each), the rules'
-memory left as a cohort worker has it. Both from their bytes (decode included), as ``cds evaluate`` and a
-cohort worker do. The engine measured is whichever ``cds`` ``PYTHONPATH`` names first.
+memory left as a cohort worker has it. Both from their bytes (decode included), as
+``cds evaluate`` and a cohort worker do. The engine measured is whichever ``cds`` ``PYTHONPATH``
+names first.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from cds.api.audit import CallRecord, issued_cards
 from cds.api.fhir import FhirAccess, is_outcome
 from cds.api.hooks import HOOKS, Hook, Plan
 from cds.api.hooks.orders import draft_ref
-from cds.api.prefetched import Prefetched
+from cds.api.prefetched import Prefetched, PrefetchMemo
 from cds.api.runtime import Runtime
 from cds.api.services import PATIENT_KEY, PREFETCH_DATA, Service
 from cds.api.store import stamp
@@ -52,11 +52,17 @@ def _parse_json(body: bytes, member: str | None) -> tuple[JSON, bytes | None]:
 
 
 def read_request(
-    body: bytes, service: Service, call: CallRecord
+    body: bytes, service: Service, call: CallRecord, kept: PrefetchMemo | None = None
 ) -> tuple[wire.HookRequest, Hook, bytes | None]:
     """Validate the CDS Hooks request for ``service`` and plan it with the hook's handler; also
-    orjson's text of ``request.prefetch``, when the duplicate-key check wrote it (else None)."""
-    value, text = _parse_json(body, "prefetch")
+    orjson's text of ``request.prefetch``, when the duplicate-key check wrote it (else None).
+    A prefetch ``kept`` whose text the request holds is not read again (cds/api/prefetched.py)."""
+    recognised = kept.recognise(body) if kept is not None else None
+    text: bytes | None
+    if recognised is not None:
+        text, value = recognised
+    else:
+        value, text = _parse_json(body, "prefetch")
     try:
         request = wire.HookRequest.model_validate(value)
     except ValidationError as exc:
@@ -104,6 +110,7 @@ class Gathered:
     resources: list[JSON]
     text: bytes | None = None
     kept: Prefetched | None = None
+    prefetch: JSON | None = None  # the decoded prefetch (kept with the rest)
 
 
 def _check_patient(patient: JSON, patient_id: str) -> None:
@@ -134,7 +141,7 @@ async def gather(
     kept = rt.prefetched.get(text) if text is not None else None
     if kept is not None:
         _check_patient(kept.patient, patient_id)
-        return Gathered(kept.patient, kept.resources, text, kept)
+        return Gathered(kept.patient, kept.resources, text, kept, kept.prefetch)
     access = FhirAccess(
         request.fhirServer,
         request.fhirAuthorization.access_token if request.fhirAuthorization else None,
@@ -159,7 +166,7 @@ async def gather(
     resources = _dedupe(
         [r for key in [*rt.templates, *(k for k in data if k not in rt.templates)] for r in data[key]]
     )
-    return Gathered(patient, resources, text if alone else None)
+    return Gathered(patient, resources, text if alone else None, prefetch=request.prefetch)
 
 
 def _raw_patient(rt: Runtime, gathered: Gathered, hook_instance: str) -> tuple[RawPatient, bytes | None]:
@@ -170,8 +177,9 @@ def _raw_patient(rt: Runtime, gathered: Gathered, hook_instance: str) -> tuple[R
         return dataclasses.replace(gathered.kept.raw, origin=origin), gathered.kept.content
     raw = raw_patient_from_resources(gathered.resources, origin)
     content = content_key(raw, None) if rt.evaluator.records is not None else None
-    if gathered.text is not None and content is not None:
-        rt.prefetched.put(gathered.text, Prefetched(gathered.patient, gathered.resources, raw, content))
+    if gathered.text is not None and content is not None and gathered.prefetch is not None:
+        kept = Prefetched(gathered.prefetch, gathered.patient, gathered.resources, raw, content)
+        rt.prefetched.put(gathered.text, kept)
     return raw, content
 
 
@@ -263,7 +271,7 @@ def against_fatigue(rt: Runtime, service: Service, hook: str, rendered: Rendered
 
 async def answer(rt: Runtime, service: Service, body: bytes, call: CallRecord) -> Rendered:
     """The cards for one CDS Hooks call."""
-    request, hook, prefetch_text = read_request(body, service, call)
+    request, hook, prefetch_text = read_request(body, service, call, rt.prefetched)
     plan = hook.read(request.context, rt.library)
     call.patient_id = plan.patient_id
     log.debug("call %s %s patient %s", service.id, request.hookInstance, plan.patient_id)

@@ -17,11 +17,20 @@ caller that needs that member's text anyway (the CDS Hooks service keys kept pre
 cds/api/prefetched.py) gets it from the check: orjson writes an object as ``{`` + ``"key":value``
 members joined by ``,`` + ``}``, so the colons of the whole are those of the rest, plus the
 member's own colon, plus those of its key and of its value: the same count, the same proof.
+
+``loads_with_value`` reads a request whose ``member`` is, byte for byte, a JSON object text the
+caller already holds the value of (cds/api/prefetched.py): it parses the request with that span
+replaced by a one-off string. If that string is then exactly the top-level ``member``, the span
+was that member's whole value: the text before the span is unchanged, so the reader stood at the
+same place there, and an object text ends where it closes. Keys repeated outside the span are
+found as above; the caller vouches for the span (orjson wrote it, and orjson never writes a key
+twice). Anything else answers None, and the caller reads the request in full.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 import orjson
@@ -69,3 +78,27 @@ def _no_member_dropped(data: bytes, value: Any, member: str | None) -> tuple[boo
     if b"\\u003" in data and (b"\\u003a" in data or b"\\u003A" in data):  # one search when there is none
         return False, text
     return data.count(b":") == colons, text
+
+
+# a string no request holds by chance (a NUL and 128 random bits), standing in for a member's value
+_STAND_IN = "\u0000cds-kept-member-" + secrets.token_hex(16)
+_STAND_IN_TEXT = orjson.dumps(_STAND_IN)
+
+
+def loads_with_value(data: bytes, member: str, start: int, end: int, value: Any) -> dict[str, Any] | None:
+    """The request as ``loads`` reads it, when ``data[start:end]`` is an object text decoding to
+    ``value`` and is the value of the top-level ``member``; else None (see the module docstring).
+    The answer holds ``value`` itself as ``member``."""
+    if not (0 < start < end <= len(data)) or data[start : start + 1] != b"{" or data[end - 1 : end] != b"}":
+        return None
+    rest = b"".join((data[:start], _STAND_IN_TEXT, data[end:]))
+    if rest.count(_STAND_IN_TEXT) != 1:
+        return None
+    try:
+        outer = loads(rest)
+    except (orjson.JSONDecodeError, NotJson):
+        return None
+    if not isinstance(outer, dict) or outer.get(member) != _STAND_IN:
+        return None
+    outer[member] = value
+    return outer

@@ -3,14 +3,17 @@ another patient's prefetch is still refused, and data that needed the FHIR serve
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 import pytest
 
+from cds.api import strictjson
 from cds.api.audit import CallRecord
 from cds.api.call import read_request
 from cds.api.prefetched import PrefetchMemo
+from cds.errors import CdsError, outcome_of
 
 from .conftest import Service
 from .helpers import FhirData, Sample, card_codes, hook_body, prefetch_for
@@ -116,3 +119,94 @@ def test_the_prefetch_text_comes_from_the_duplicate_key_check(
     assert text is not None and text == orjson.dumps(request.prefetch)
     body = orjson.dumps(hook_body("patient-view", sample.patient_id, fhir_server=service.fhir_base))
     assert read_request(body, published, CallRecord("service", SERVICE))[2] is None
+
+
+def _kept_text(service: Service, body: bytes) -> bytes:
+    """Call once with ``body`` so its prefetch is kept; the kept text."""
+    memo: PrefetchMemo = service.runtime.prefetched
+    memo.clear()
+    assert service.call(SERVICE, body).status_code == 200
+    assert len(memo) == 1
+    return next(iter(memo._entries))
+
+
+def test_a_kept_prefetch_sent_again_is_found_in_the_request_and_not_read_again(
+    service: Service,
+    samples: dict[str, Sample],
+    fhir_data: FhirData,
+    gathers: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sample = samples["tdm1-platelets-not-recovered"]
+    prefetch = prefetch_for(fhir_data, service.templates, sample.patient_id)
+    compact = orjson.dumps(hook_body("patient-view", sample.patient_id, prefetch=prefetch))
+    first = service.call(SERVICE, compact)
+    read_in_full: list[int] = []
+    real = strictjson.loads_with
+    monkeypatch.setattr(strictjson, "loads_with", lambda d, m: read_in_full.append(len(d)) or real(d, m))
+    again = service.call(SERVICE, compact)
+    spaced = json.dumps(hook_body("patient-view", sample.patient_id, prefetch=prefetch), indent=1).encode()
+    spaced_answer = service.call(SERVICE, spaced)
+    # the compact repeat was read around its prefetch (only the rest, a few hundred bytes), the
+    # spaced one in full
+    assert read_in_full[0] < 1000 and read_in_full[1:] == [len(spaced)]
+    assert gathers == [sample.patient_id]  # ...and neither was gathered again (same text when re-written)
+    assert first.json() == again.json() == spaced_answer.json()
+
+
+def test_the_kept_text_elsewhere_in_a_request_is_not_taken_for_its_prefetch(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData
+) -> None:
+    mine, other = samples["tdm1-platelets-not-recovered"], samples["mbc-second-line"]
+    kept = _kept_text(
+        service,
+        orjson.dumps(
+            hook_body(
+                "patient-view",
+                mine.patient_id,
+                prefetch=prefetch_for(fhir_data, service.templates, mine.patient_id),
+            )
+        ),
+    )
+    theirs = prefetch_for(fhir_data, service.templates, other.patient_id)
+    published = service.runtime.services[SERVICE]
+    memo = service.runtime.prefetched
+    body = orjson.dumps(hook_body("patient-view", other.patient_id, prefetch=theirs))
+    # the kept text as a nested "prefetch" member of the context, before the real one
+    nested = body.replace(b'"context":{', b'"context":{"prefetch":' + kept + b",", 1)
+    assert nested.index(kept) < nested.rindex(b'"prefetch":')
+    request, _, text = read_request(nested, published, CallRecord("service", SERVICE), memo)
+    assert request.prefetch == theirs and text == orjson.dumps(theirs)
+    answer = service.call(SERVICE, nested)
+    assert answer.status_code == 200
+    assert card_codes(answer.json()) == [c for c in other.expected if not c.startswith("info.")]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["repeated member", "repeat in the context", "trailing text", "cut short"],
+)
+def test_a_request_around_a_kept_prefetch_is_checked_as_a_whole(
+    service: Service, samples: dict[str, Sample], fhir_data: FhirData, damage: str
+) -> None:
+    sample = samples["tdm1-platelets-not-recovered"]
+    body = orjson.dumps(
+        hook_body(
+            "patient-view",
+            sample.patient_id,
+            prefetch=prefetch_for(fhir_data, service.templates, sample.patient_id),
+        )
+    )
+    kept = _kept_text(service, body)
+    assert body.endswith(b'"prefetch":' + kept + b"}")
+    damaged = {
+        "repeated member": body[:-1] + b',"prefetch":{}}',
+        "repeat in the context": body.replace(b'"context":{', b'"context":{"userId":"x",', 1),
+        "trailing text": body + b"]",
+        "cut short": body[:-1],
+    }[damage]
+    published = service.runtime.services[SERVICE]
+    with pytest.raises(CdsError) as refused:
+        read_request(damaged, published, CallRecord("service", SERVICE), service.runtime.prefetched)
+    memo_less = service.call(SERVICE, damaged)
+    assert memo_less.status_code == outcome_of(refused.value).http_status == 400

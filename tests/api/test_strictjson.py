@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds.api.strictjson import loads, loads_with
+from cds.api.strictjson import loads, loads_with, loads_with_value
 from cds.errors import NotJson
 
 KEYS = st.sampled_from(["a", "b", "subject", "patientId", "k:1", "x"])
@@ -110,3 +110,53 @@ def test_hidden_repeats_are_found(data: bytes) -> None:
 def test_repeats_are_found_when_the_prefetch_is_written_out(data: bytes) -> None:
     with pytest.raises(NotJson):
         loads_with(data, "prefetch")
+
+
+KEPT = {"patient": {"resourceType": "Patient", "id": "p1"}, "labs": [1, 2.5, "x:y"]}
+KEPT_TEXT = orjson.dumps(KEPT)
+
+
+@st.composite
+def requests_around_a_kept_text(draw: st.DrawFn) -> bytes:
+    """A request-like object whose members (some "prefetch", repeated or nested) may hold the
+    kept text anywhere a value goes; or a body cut short or run on."""
+    members = []
+    for _ in range(draw(st.integers(1, 4))):
+        key = draw(st.sampled_from(["prefetch", "prefetch", "context", "hook"]))
+        if draw(st.booleans()):
+            value = KEPT_TEXT.decode()
+        elif draw(st.booleans()):
+            value = '{"prefetch":' + KEPT_TEXT.decode() + "}"
+        else:
+            value = draw(documents(1))
+        members.append(json.dumps(key) + draw(st.sampled_from([":", " : "])) + value)
+    body = ("{" + ",".join(members) + "}").encode()
+    return draw(st.sampled_from([body, body[:-1], body + b"]", body + b" "]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(requests_around_a_kept_text())
+def test_a_request_read_around_a_kept_value_is_exactly_the_request_read_in_full(body: bytes) -> None:
+    try:
+        whole: Any = loads(body)
+    except (orjson.JSONDecodeError, NotJson):
+        whole = None
+    start = body.find(KEPT_TEXT)
+    while start >= 0:
+        around = loads_with_value(body, "prefetch", start, start + len(KEPT_TEXT), KEPT)
+        if around is not None:  # never an answer the full reading would not give
+            assert isinstance(whole, dict) and around == whole
+            assert list(around) == list(whole)
+        start = body.find(KEPT_TEXT, start + 1)
+
+
+def test_a_kept_value_is_read_around_only_as_the_top_level_member() -> None:
+    body = b'{"context":{"prefetch":' + KEPT_TEXT + b'},"prefetch":' + KEPT_TEXT + b"}"
+    first, last = body.find(KEPT_TEXT), body.rfind(KEPT_TEXT)
+    assert loads_with_value(body, "prefetch", first, first + len(KEPT_TEXT), KEPT) is None
+    around = loads_with_value(body, "prefetch", last, last + len(KEPT_TEXT), KEPT)
+    assert around is not None and around["prefetch"] is KEPT and around == loads(body)
+    assert loads_with_value(body, "prefetch", last + 1, last + len(KEPT_TEXT), KEPT) is None
+    assert loads_with_value(body, "prefetch", last, last + len(KEPT_TEXT) - 1, KEPT) is None
+    repeated = body[:-1] + b',"prefetch":{}}'
+    assert loads_with_value(repeated, "prefetch", last, last + len(KEPT_TEXT), KEPT) is None
