@@ -34,7 +34,6 @@ import copy
 import itertools
 import json
 import math
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -49,7 +48,6 @@ _SIDS = itertools.count(1)
 SENTINEL = "cds-sentinel"
 _MARK = "cds_fact"
 MEMO_MAX = 2048  # remembered facts per runner (each about 2 KB of text)
-_LONG_DIGITS = re.compile(r"\d{19}")
 
 
 class _Json:
@@ -58,8 +56,8 @@ class _Json:
 
     @staticmethod
     def loads(text: str | bytes) -> Any:
-        if _LONG_DIGITS.search(text if isinstance(text, str) else text.decode()):
-            return json.loads(text)  # orjson reads an integer beyond 64 bits as a float
+        # The texts are durable's C engine's, which holds numbers as 64-bit integers or doubles:
+        # orjson reads those exactly (it would read an integer beyond 64 bits as a float).
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:  # what orjson refuses (NaN, Infinity): as before

@@ -86,19 +86,25 @@ def test_a_fact_holding_the_session_keys_is_asserted_as_before() -> None:
         {"x": 1.5, "y": -0.0, "z": 10**15 - 1, "t": True, "n": 'é\u2028"\\'},
         {"nested": {"list": [1, 2.5, "three", False]}},
         {"huge": 1e16, "tiny": 1e-5},
-        {"nan": math.nan},
-        {"big": 2**70},
+        {"nan": math.nan, "inf": -math.inf},
+        {"int64": [2**63 - 1, -(2**63)], "double": [1.7976931348623157e308, 5e-324]},
         [1, 2],
     ],
 )
 def test_the_engine_json_writes_and_reads_the_same_values_as_the_standard_module(value: Any) -> None:
+    """Every number durable's C engine can write (64-bit integers, doubles, NaN and infinities)."""
     written = _Json.dumps(value, ensure_ascii=False)
     standard = json.dumps(value, ensure_ascii=False)
     assert json.dumps(json.loads(written)) == json.dumps(json.loads(standard))
     assert json.dumps(_Json.loads(standard)) == json.dumps(json.loads(standard))
+    assert json.dumps(_Json.loads(standard.encode())) == json.dumps(json.loads(standard))
     assert _Json.dumps(value) == json.dumps(value) or json.loads(_Json.dumps(value)) == json.loads(
         json.dumps(value)
     )
+
+
+def test_an_integer_beyond_64_bits_is_written_as_the_standard_module_writes_it() -> None:
+    assert _Json.dumps({"big": 2**70}, ensure_ascii=False) == json.dumps({"big": 2**70})
 
 
 def test_the_engine_module_uses_that_json() -> None:
