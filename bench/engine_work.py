@@ -8,7 +8,8 @@ taking the difference of two counts).
 process has not seen (their facts are alike, so the engine is told to forget the rules it fired
 before each one: every patient's facts are asserted in durable_rules). ``cohort-patient``:
 synthetic cohort patients (``cds cohort synth --seed 7``, about 45 resources each), the rules'
-memory left as a cohort worker has it. Both from their bytes (decode included), as
+memory left as a cohort worker has it. ``decode-floor``: only ``orjson.loads`` of the new-patient
+charts (the floor the 300-lab target is a multiple of). Both from their bytes (decode included), as
 ``cds evaluate`` and a cohort worker do. The engine measured is whichever ``cds`` ``PYTHONPATH``
 names first.
 """
@@ -39,7 +40,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--workload", choices=("new-patient", "cohort-patient"), default="new-patient")
+    parser.add_argument(
+        "--workload", choices=("new-patient", "cohort-patient", "decode-floor"), default="new-patient"
+    )
     parser.add_argument("--count", type=int, default=50, help="patients evaluated after the warm-up")
     parser.add_argument(
         "--pool",
@@ -56,7 +59,7 @@ def main() -> None:
     if tune is not None:  # what this version's long-running surfaces do after loading the rules
         tune()
     total = args.pool
-    if args.workload == "new-patient":
+    if args.workload in ("new-patient", "decode-floor"):
         items = [lab_history_patient(300, v) for v in range(1, total + 1)]
     else:
         items = [
@@ -67,6 +70,9 @@ def main() -> None:
     started = time.process_time()
     forget = getattr(evaluator.engine, "forget", None) if args.workload == "new-patient" else None
     for data in items[WARM : WARM + args.count]:
+        if args.workload == "decode-floor":
+            orjson.loads(data)
+            continue
         if forget is not None:
             forget()
         evaluator.evaluate(raw_patient_from_bytes(data), as_of=AS_OF)

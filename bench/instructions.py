@@ -5,6 +5,7 @@ figure that does not drift with the machine's speed, for before/after comparison
     python bench/instructions.py --checkout /path/to/other/checkout   # another version
     python bench/instructions.py --workload new-patient           # a new 300-lab chart
     python bench/instructions.py --workload cohort-patient        # a synthetic cohort patient
+    python bench/instructions.py --workload decode-floor          # orjson.loads of the 300-lab chart
 
 Runs the checkout's own ``bench/hooks_parts.py`` (the real app, JWT checks on, SQLite audit;
 each call with its own token) under callgrind twice, with 5 and with 105 calls, and prints the
@@ -70,9 +71,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--workload",
-        choices=("hooks", "new-patient", "cohort-patient"),
+        choices=("hooks", "new-patient", "cohort-patient", "decode-floor"),
         default="hooks",
-        help="a warm patient-view call (default), a new 300-lab patient or a synthetic cohort patient",
+        help="a warm patient-view call (default), a new 300-lab patient, a synthetic cohort patient, "
+        "or orjson.loads of a 300-lab chart",
     )
     parser.add_argument("--resources", type=int, default=300, help="prefetched resources (hooks)")
     parser.add_argument(
@@ -84,7 +86,7 @@ def main() -> None:
         help="calls or patients of the two runs (default: 5 105; new-patient: 5 55)",
     )
     args = parser.parse_args()
-    few, many = args.calls or ((5, 55) if args.workload == "new-patient" else (5, 105))
+    few, many = args.calls or ((5, 55) if args.workload in ("new-patient", "decode-floor") else (5, 105))
     if many <= few:
         parser.error("--calls FEW MANY needs MANY > FEW")
     if shutil.which("valgrind") is None:
@@ -103,6 +105,7 @@ def main() -> None:
         "hooks": "warm patient-view call",
         "new-patient": "new 300-lab patient",
         "cohort-patient": "synthetic cohort patient",
+        "decode-floor": "orjson.loads of a 300-lab chart",
     }[args.workload]
     print(f"instructions per {what}: {per_call / 1e6:.2f} M")
 
