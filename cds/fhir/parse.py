@@ -442,21 +442,23 @@ class _Parser:
         Ranges that apply to everyone are remembered by content (a lab repeats the same range)."""
         raw = resource.get("referenceRange")
         quantity = resource.get("valueQuantity")
-        everyone = type(raw) is list and not any(
-            isinstance(r, dict) and (r.get("appliesTo") or r.get("age")) for r in raw
-        )
-        if everyone and type(quantity) is dict:
-            try:
-                unit = [quantity.get("unit"), quantity.get("code"), quantity.get("system")]
-                key = ("range", kind, orjson.dumps(raw), orjson.dumps(unit))
-            except (TypeError, orjson.JSONEncodeError):
-                return self._ranges(resource, kind, when)
-            known: tuple[float | None, float | None] | None = self.vs.memo.get(key)
-            if known is None:
-                known = self._ranges(resource, kind, when)
-                self.vs.remember(key, known)
+        if type(raw) is not list or type(quantity) is not dict:
+            return self._ranges(resource, kind, when)
+        try:  # one text for the ranges and the result's unit (only they decide the bounds)
+            key = (
+                "range",
+                kind,
+                orjson.dumps([raw, quantity.get("unit"), quantity.get("code"), quantity.get("system")]),
+            )
+        except (TypeError, orjson.JSONEncodeError):
+            return self._ranges(resource, kind, when)
+        known: tuple[float | None, float | None] | None = self.vs.memo.get(key)
+        if known is not None:  # only ranges that apply to everyone are ever kept (below)
             return known
-        return self._ranges(resource, kind, when)
+        known = self._ranges(resource, kind, when)
+        if not any(isinstance(r, dict) and (r.get("appliesTo") or r.get("age")) for r in raw):
+            self.vs.remember(key, known)
+        return known
 
     def _ranges(self, resource: JSON, kind: str, when: When | None) -> tuple[float | None, float | None]:
         ranges = [r for r in resource.get("referenceRange") or [] if isinstance(r, dict)]
