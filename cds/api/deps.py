@@ -12,8 +12,9 @@ from cds.api.services import Service
 from cds.errors import UnknownService
 
 
-def runtime(request: Request) -> Runtime:
-    """The worker's shared state."""
+async def runtime(request: Request) -> Runtime:
+    """The worker's shared state (async: FastAPI runs a plain ``def`` dependency in its thread
+    pool, one thread hop per request for an attribute read)."""
     rt: Runtime = request.app.state.runtime
     return rt
 
