@@ -11,9 +11,10 @@ Runs the checkout's own ``bench/hooks_parts.py`` (the real app, JWT checks on, S
 each call with its own token) under callgrind twice, with 5 and with 105 calls, and prints the
 difference of the two instruction totals divided by 100: the instructions of one warm
 patient-view call with 300 prefetched resources, start-up and warm-up excluded.
-``--workload new-patient|cohort-patient`` runs this checkout's ``bench/engine_work.py`` instead,
-with ``PYTHONPATH`` naming the checkout measured (5 and 55 patients, or 5 and 105, each from its
-bytes, in one warm process): the instructions of one new patient.
+``--workload new-patient|cohort-patient|decode-floor`` runs this checkout's ``bench/engine_work.py``
+instead, with ``PYTHONPATH`` naming the checkout measured (5 and 55 patients for the 300-lab
+charts, 5 and 105 cohort patients, each from its bytes, in one warm process): the instructions
+of one new patient, or of decoding one 300-lab chart with orjson alone.
 ``PYTHONHASHSEED`` is fixed so both runs hash alike.
 Needs valgrind (Debian/Ubuntu: ``apt-get install valgrind``).
 """
@@ -83,7 +84,7 @@ def main() -> None:
         nargs=2,
         default=None,
         metavar=("FEW", "MANY"),
-        help="calls or patients of the two runs (default: 5 105; new-patient: 5 55)",
+        help="calls or patients of the two runs (default: 5 105; new-patient and decode-floor: 5 55)",
     )
     args = parser.parse_args()
     few, many = args.calls or ((5, 55) if args.workload in ("new-patient", "decode-floor") else (5, 105))
