@@ -77,21 +77,29 @@ class PrefetchMemo:
         with self._lock:
             if text not in self._entries:
                 self._bytes += len(text)
-                self._heads.setdefault(text[:HEAD], []).append(text)
+                if len(text) > HEAD:  # a shorter one is read in full: it costs next to nothing
+                    self._heads.setdefault(text[:HEAD], []).append(text)
             self._entries[text] = entry
             self._entries.move_to_end(text)
             while len(self._entries) > self.size or self._bytes > self.text_bytes:
                 old, _ = self._entries.popitem(last=False)
                 self._bytes -= len(old)
-                same_head = self._heads[old[:HEAD]]
-                same_head.remove(old)
-                if not same_head:
-                    del self._heads[old[:HEAD]]
+                same_head = self._heads.get(old[:HEAD])
+                if same_head is not None and old in same_head:
+                    same_head.remove(old)
+                    if not same_head:
+                        del self._heads[old[:HEAD]]
 
     def recognise(self, body: bytes) -> tuple[bytes, JSON] | None:
         """A kept text that is, byte for byte, the top-level ``prefetch`` of the request ``body``,
-        and the request read around it (its ``prefetch`` the kept decoded value); else None."""
-        for number, found in enumerate(_MEMBER.finditer(body)):
+        and the request read around it (its ``prefetch`` the kept decoded value); else None.
+        Only the part of the body where the shortest kept text still fits is searched: a request
+        for a chart not kept is then not scanned to its end."""
+        with self._lock:
+            shortest = min(map(len, self._entries), default=0)
+        if not shortest:
+            return None
+        for number, found in enumerate(_MEMBER.finditer(body, 0, max(0, len(body) - shortest))):
             if number == CANDIDATES:
                 break
             start = found.end()

@@ -12,8 +12,9 @@ import pytest
 from cds.api import strictjson
 from cds.api.audit import CallRecord
 from cds.api.call import read_request
-from cds.api.prefetched import PrefetchMemo
+from cds.api.prefetched import HEAD, Prefetched, PrefetchMemo
 from cds.errors import CdsError, outcome_of
+from cds.fhir.source import RawPatient
 
 from .conftest import Service
 from .helpers import FhirData, Sample, card_codes, hook_body, prefetch_for
@@ -143,7 +144,12 @@ def test_a_kept_prefetch_sent_again_is_found_in_the_request_and_not_read_again(
     first = service.call(SERVICE, compact)
     read_in_full: list[int] = []
     real = strictjson.loads_with
-    monkeypatch.setattr(strictjson, "loads_with", lambda d, m: read_in_full.append(len(d)) or real(d, m))
+
+    def counted(data: bytes, member: str | None) -> Any:
+        read_in_full.append(len(data))
+        return real(data, member)
+
+    monkeypatch.setattr(strictjson, "loads_with", counted)
     again = service.call(SERVICE, compact)
     spaced = json.dumps(hook_body("patient-view", sample.patient_id, prefetch=prefetch), indent=1).encode()
     spaced_answer = service.call(SERVICE, spaced)
@@ -210,3 +216,27 @@ def test_a_request_around_a_kept_prefetch_is_checked_as_a_whole(
         read_request(damaged, published, CallRecord("service", SERVICE), service.runtime.prefetched)
     memo_less = service.call(SERVICE, damaged)
     assert memo_less.status_code == outcome_of(refused.value).http_status == 400
+
+
+def test_recognise_finds_a_kept_text_wherever_the_member_stands_and_nothing_else() -> None:
+    """The search is bounded by the shortest kept text: a prefetch written last, or first, is
+    still found; an empty memory or texts too long for the body find nothing."""
+    prefetch = {"patient": {"resourceType": "Patient", "id": "p1", "gender": "female"}, "labs": None}
+    assert len(orjson.dumps(prefetch)) > HEAD  # a text of at most HEAD bytes is read in full
+    text = orjson.dumps(prefetch)
+    memo = PrefetchMemo()
+    last = orjson.dumps({"hook": "patient-view", "context": {"patientId": "p1"}, "prefetch": prefetch})
+    first = orjson.dumps({"prefetch": prefetch, "hook": "patient-view", "context": {"patientId": "p1"}})
+    assert memo.recognise(last) is None  # nothing kept
+    memo.put(b'{"patient":' + b"1" * len(last) + b"}", _entry())  # longer than any body here
+    assert memo.recognise(last) is None
+    memo.put(text, _entry(prefetch))
+    for body in (last, first):
+        found = memo.recognise(body)
+        assert found is not None and found[0] == text
+        assert found[1] == orjson.loads(body) and found[1]["prefetch"] is prefetch
+    assert memo.recognise(last.replace(b'"id":"p1"', b'"id":"p2"')) is None  # another chart
+
+
+def _entry(prefetch: dict[str, Any] | None = None) -> Prefetched:
+    return Prefetched(prefetch or {}, {}, [], RawPatient({}, [], "test"), b"")
