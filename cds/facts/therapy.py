@@ -401,7 +401,7 @@ def _reescalation(
 
 
 def _dose_levels(
-    all_doses: list[Dose],
+    per_agent: dict[str, list[Dose]],
     catalogue: Catalogue,
     weights: list[ObservationRecord],
     tolerance: float,
@@ -415,7 +415,7 @@ def _dose_levels(
         spec = catalogue.agents[key].dose
         if spec is None or not spec.reductions:
             continue
-        mine = [d for d in all_doses if key in d.agents and d.event.dose_value is not None]
+        mine = [d for d in per_agent.get(key, ()) if d.event.dose_value is not None]
         given = [d for d in mine if d.event.source == "administration" and d.event.given]
         chosen = given or [d for d in mine if d.event.source == "request"]
         if not chosen:
@@ -562,7 +562,7 @@ def derive_therapy(
 
     # -- dose levels of the last dose ---------------------------------------------------------------
     last_levels = _dose_levels(
-        all_doses, catalogue, weights, params.num("dose_tolerance_pct"), therapy, provenance
+        per_agent, catalogue, weights, params.num("dose_tolerance_pct"), therapy, provenance
     )
 
     # -- current course (for LVEF baseline and cycle counts) -----------------------------------------
